@@ -1,0 +1,32 @@
+"""adaptlab: adapt pretrained language models to a new task and compare how.
+
+    import adaptlab
+    run = adaptlab.train(strategy="lora", data="reviews.csv")
+    adaptlab.compare(["linear_probe", "lora", "full"], data="reviews.csv")
+    adaptlab.load(run.run_dir).predict(["a fine film"])
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+__all__ = ["AdaptlabError", "compare", "load", "train", "__version__"]
+
+from .errors import AdaptlabError
+
+if TYPE_CHECKING:
+    from .compare import compare
+    from .predict import load
+    from .runner import train
+
+_LAZY = {"train": "runner", "compare": "compare", "load": "predict"}
+
+
+def __getattr__(name: str) -> Any:
+    """Import torch-heavy modules only when their function is first used."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module 'adaptlab' has no attribute {name!r}")

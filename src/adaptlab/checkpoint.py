@@ -1,0 +1,135 @@
+"""Atomic checkpoints, so that a killed run resumes where it stopped.
+
+A checkpoint holds what changes during training and nothing else: the parameters
+that are or were trainable (safetensors), the best weights seen so far, the
+optimiser and scheduler state, the RNG state and the loop's counters. It is
+written into ``checkpoint.tmp`` and renamed into place, so a kill at any moment
+leaves either the previous checkpoint or the new one, never half of one.
+Optimiser state is read back with ``torch.load(weights_only=True)``: no
+unpickling of arbitrary objects.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+
+@dataclass
+class LoopState:
+    """The loop's counters and history; everything needed to continue."""
+
+    epoch: int = 0
+    """Current epoch (0-based)."""
+    batch: int = 0
+    """Batches of the current epoch already consumed."""
+    step: int = 0
+    """Optimiser steps taken."""
+    examples: int = 0
+    train_seconds: float = 0.0
+    best_epoch: int = -1
+    best_score: float = float("-inf")
+    stale_epochs: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    ever_trainable: list[str] = field(default_factory=list)
+
+
+class BestWeights:
+    """CPU copies of the trainable parameters at the best epoch.
+
+    Only parameters that are (or were) trainable are copied. One that starts
+    training only after the best epoch (gradual unfreezing) is copied by
+    :meth:`cover` before its first update, when it still holds its best value.
+    """
+
+    def __init__(self) -> None:
+        self.tensors: dict[str, torch.Tensor] = {}
+
+    def update(self, module: nn.Module, names: set[str]) -> None:
+        self.tensors = {n: p.detach().to("cpu", copy=True) for n, p in module.named_parameters() if n in names}
+
+    def cover(self, module: nn.Module, names: set[str]) -> None:
+        for n, p in module.named_parameters():
+            if n in names and n not in self.tensors:
+                self.tensors[n] = p.detach().to("cpu", copy=True)
+
+    def restore(self, module: nn.Module) -> None:
+        with torch.no_grad():
+            for n, p in module.named_parameters():
+                if n in self.tensors:
+                    p.copy_(self.tensors[n].to(p.device))
+
+
+def write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+class Checkpointer:
+    """Save and restore training state in ``folder`` atomically."""
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+
+    @property
+    def _old(self) -> Path:
+        return self.folder.with_name(self.folder.name + ".old")
+
+    def exists(self) -> bool:
+        return (self.folder / "state.json").is_file() or (self._old / "state.json").is_file()
+
+    def save(self, module: nn.Module, optimizer, scheduler, best: BestWeights, state: LoopState) -> None:
+        tmp = self.folder.with_name(self.folder.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        names = set(state.ever_trainable)
+        params = {n: p.detach().contiguous().cpu() for n, p in module.named_parameters() if n in names}
+        save_file(params, tmp / "params.safetensors")
+        save_file({n: t.contiguous() for n, t in best.tensors.items()}, tmp / "best.safetensors")
+        rng = {"cpu": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            rng["cuda"] = torch.cuda.get_rng_state_all()
+        torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng}, tmp / "optim.pt")
+        (tmp / "state.json").write_text(json.dumps(asdict(state)), encoding="utf-8")
+        if self.folder.exists():
+            shutil.rmtree(self._old, ignore_errors=True)
+            os.replace(self.folder, self._old)
+        os.replace(tmp, self.folder)
+        shutil.rmtree(self._old, ignore_errors=True)
+
+    def _current(self) -> Path:
+        return self.folder if (self.folder / "state.json").is_file() else self._old
+
+    def peek(self) -> LoopState:
+        """The saved loop state alone (cheap)."""
+        return LoopState(**json.loads((self._current() / "state.json").read_text(encoding="utf-8")))
+
+    def load(self, module: nn.Module, optimizer, scheduler, best: BestWeights) -> LoopState:
+        folder = self._current()
+        state = self.peek()
+        params = load_file(folder / "params.safetensors")
+        with torch.no_grad():
+            for n, p in module.named_parameters():
+                if n in params:
+                    p.copy_(params[n].to(p.device))
+        best.tensors = load_file(folder / "best.safetensors")
+        saved = torch.load(folder / "optim.pt", weights_only=True, map_location="cpu")
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        torch.set_rng_state(saved["rng"]["cpu"])
+        if "cuda" in saved["rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(saved["rng"]["cuda"])
+        return state
+
+    def remove(self) -> None:
+        for folder in (self.folder, self._old, self.folder.with_name(self.folder.name + ".tmp")):
+            shutil.rmtree(folder, ignore_errors=True)

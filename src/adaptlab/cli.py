@@ -1,0 +1,220 @@
+"""The ``adaptlab`` command line.
+
+Every input problem ends in one ``error: ...`` line on stderr and exit code 2;
+an interrupted run says how to resume it (exit code 130).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .errors import AdaptlabError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Adapt pretrained language models to your task, from linear probes to full fine-tuning, and compare how.",
+)
+
+Recipe = Annotated[Optional[Path], typer.Argument(help="YAML recipe; flags and --set override it.", show_default=False)]
+Set = Annotated[Optional[list[str]], typer.Option("--set", help="Override any config key: --set train.lr=3e-4 (repeatable).")]
+Backbone = Annotated[Optional[str], typer.Option("--backbone", "-b", help="Bundled alias, local HF folder or hub id.")]
+Data = Annotated[Optional[str], typer.Option("--data", "-d", help="Bundled dataset name or a CSV/TSV/JSONL/JSON/Parquet file.")]
+EvalData = Annotated[Optional[str], typer.Option("--eval-data", help="Evaluation file (default: a stratified held-out split).")]
+TextCol = Annotated[Optional[str], typer.Option("--text-column", help="Text column [text].")]
+PairCol = Annotated[Optional[str], typer.Option("--text-pair-column", help="Second text column, for pair tasks.")]
+LabelCol = Annotated[Optional[str], typer.Option("--label-column", help="Label column [label].")]
+EvalFrac = Annotated[Optional[float], typer.Option("--eval-fraction", help="Held-out share when no --eval-data [0.2].")]
+MaxTrain = Annotated[Optional[int], typer.Option("--max-train", help="Use at most N training examples.")]
+MaxEval = Annotated[Optional[int], typer.Option("--max-eval", help="Use at most N evaluation examples.")]
+Encoding = Annotated[Optional[str], typer.Option("--encoding", help="Text encoding of data files [utf-8].")]
+Epochs = Annotated[Optional[int], typer.Option("--epochs", help="Training epochs (default: the strategy's).")]
+Lr = Annotated[Optional[float], typer.Option("--lr", help="Peak learning rate (default: the strategy's).")]
+Batch = Annotated[Optional[int], typer.Option("--batch-size", help="Training batch size [32].")]
+Seed = Annotated[Optional[int], typer.Option("--seed", help="Seed for init, shuffling and the split [42].")]
+Output = Annotated[Optional[Path], typer.Option("--output", "-o", help="Output folder.")]
+Resume = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run in --output.")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+
+
+def _overrides(**flags) -> dict:
+    """CLI flags -> dotted config keys (only those given)."""
+    keys = {
+        "backbone": "backbone", "data": "data.train", "eval_data": "data.eval", "text_column": "data.text_column",
+        "text_pair_column": "data.text_pair_column", "label_column": "data.label_column",
+        "eval_fraction": "data.eval_fraction", "max_train": "data.max_train", "max_eval": "data.max_eval",
+        "encoding": "data.encoding", "epochs": "train.epochs", "lr": "train.lr", "batch_size": "train.batch_size",
+        "seed": "train.seed", "strategy": "strategy.name",
+    }
+    out = {keys[k]: v for k, v in flags.items() if v is not None and k in keys}
+    if flags.get("quiet"):
+        out["train.progress"] = False
+    return out
+
+
+@app.command()
+def train(
+    recipe: Recipe = None,
+    strategy: Annotated[Optional[str], typer.Option("--strategy", "-s", help="Strategy name (adaptlab strategies) [lora].")] = None,
+    backbone: Backbone = None, data: Data = None, eval_data: EvalData = None, text_column: TextCol = None,
+    text_pair_column: PairCol = None, label_column: LabelCol = None, eval_fraction: EvalFrac = None,
+    max_train: MaxTrain = None, max_eval: MaxEval = None, encoding: Encoding = None, epochs: Epochs = None,
+    lr: Lr = None, batch_size: Batch = None, seed: Seed = None, output: Output = None, set_: Set = None,
+    resume: Resume = False, quiet: Quiet = False,
+) -> None:
+    """Train one strategy and write a run folder (weights, metrics.json, model card)."""
+    from .runner import train as run_train
+
+    flags = _overrides(**{k: v for k, v in locals().items() if k not in ("recipe", "set_", "output", "resume")})
+    if output is not None:
+        flags["output"] = str(output)
+    result = run_train(recipe, overrides={**flags, **_sets(set_)}, resume=resume)
+    ev = result.metrics["eval"]
+    typer.echo(f"accuracy {ev['accuracy']:.4f}  macro-F1 {ev['macro_f1']:.4f}  "
+               f"trainable {result.metrics['trainable_params']:,}/{result.metrics['total_params']:,}  "
+               f"train {result.metrics['train_seconds']:.1f}s")
+    typer.echo(f"run folder: {result.run_dir}")
+
+
+@app.command()
+def compare(
+    recipe: Recipe = None,
+    strategies: Annotated[Optional[str], typer.Option("--strategies", help="Comma-separated strategy names.")] = None,
+    backbone: Backbone = None, data: Data = None, eval_data: EvalData = None, text_column: TextCol = None,
+    text_pair_column: PairCol = None, label_column: LabelCol = None, eval_fraction: EvalFrac = None,
+    max_train: MaxTrain = None, max_eval: MaxEval = None, encoding: Encoding = None, epochs: Epochs = None,
+    lr: Lr = None, batch_size: Batch = None, seed: Seed = None, output: Output = None, set_: Set = None,
+    resume: Resume = False, quiet: Quiet = False,
+) -> None:
+    """Run several strategies on the same data and write a comparison report.
+
+    With no arguments: the bundled demo (minilm-l6 on rotten-tomatoes, five strategies).
+    """
+    from .compare import compare as run_compare
+    from .report import markdown_table
+
+    flags = _overrides(**{k: v for k, v in locals().items() if k not in ("recipe", "set_", "output", "resume", "strategies")})
+    names = [s.strip() for s in strategies.split(",") if s.strip()] if strategies else None
+    result = run_compare(names, recipe, overrides={**flags, **_sets(set_)}, output=output, resume=resume)
+    from .report import flat
+
+    typer.echo("\n".join(markdown_table([flat(r) for r in result.rows])))
+    typer.echo(f"report: {result.folder / 'report.md'}")
+
+
+@app.command()
+def predict(
+    run_dirs: Annotated[list[Path], typer.Argument(help="One or more run folders.", show_default=False)],
+    input: Annotated[Optional[Path], typer.Option("--input", "-i", help="CSV/TSV/JSONL/JSON/Parquet file, or stdin (one text per line).")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write here (.jsonl or .csv) instead of stdout.")] = None,
+    text_column: TextCol = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Texts per batch.")] = 64,
+) -> None:
+    """Predict a label and class probabilities for every input text."""
+    from .predict import predict_rows, read_inputs, write_rows
+
+    texts = read_inputs(input, text_column)
+    rows = predict_rows(run_dirs, texts, batch_size)
+    write_rows(rows, output)
+
+
+@app.command()
+def strategies(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show every option.")] = False) -> None:
+    """List the strategies, one line each."""
+    from .strategies import discover, summary
+
+    registry = discover()
+    width = max(map(len, registry))
+    for name in sorted(registry):
+        cls = registry[name]
+        typer.echo(f"{name:<{width}}  {summary(cls)}")
+        if verbose:
+            for field, info in cls.Config.model_fields.items():
+                if field != "name":
+                    typer.echo(f"{'':<{width}}    strategy.{field} = {info.default!r}: {info.description or ''}")
+
+
+def _table(rows: list[dict[str, str]]) -> None:
+    keys = list(rows[0])
+    widths = {k: max(len(k), *(len(str(r[k])) for r in rows)) for k in keys}
+    typer.echo("  ".join(k.ljust(widths[k]) for k in keys))
+    for r in rows:
+        typer.echo("  ".join(str(r[k]).ljust(widths[k]) for k in keys))
+
+
+@app.command()
+def models() -> None:
+    """List the bundled backbones (usable offline)."""
+    from .backbones import describe_models
+
+    _table(describe_models())
+
+
+@app.command()
+def datasets() -> None:
+    """List the bundled datasets (usable offline)."""
+    from .data.bundled import describe_datasets
+
+    _table(describe_datasets())
+
+
+def _sets(values: list[str] | None) -> dict:
+    from .config import _split
+
+    return dict(_split(v) for v in values or [])
+
+
+def _quiet_libraries() -> None:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    import warnings
+
+    warnings.filterwarnings("ignore", category=UserWarning, module="peft")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
+class _Format(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        prefix = "warning: " if record.levelno >= logging.WARNING else "adaptlab: "
+        return prefix + record.getMessage()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit code (0 ok, 2 bad input, 130 interrupted)."""
+    import click
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Format())
+    logger = logging.getLogger("adaptlab")
+    logger.handlers[:] = [handler]
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    _quiet_libraries()
+    try:
+        app(args=argv, prog_name="adaptlab", standalone_mode=False)
+    except AdaptlabError as e:
+        typer.echo(f"error: {e}", err=True)
+        return 2
+    except click.UsageError as e:
+        typer.echo(f"error: {e.format_message()} (see adaptlab {e.ctx.info_name if e.ctx else ''} --help)".replace("  ", " "), err=True)
+        return 2
+    except (KeyboardInterrupt, click.Abort):
+        typer.echo("interrupted: rerun the same command with --output <its folder> --resume to continue", err=True)
+        return 130
+    except click.exceptions.Exit as e:
+        return e.exit_code
+    except BrokenPipeError:
+        return 0
+    return 0

@@ -1,0 +1,236 @@
+"""Typed run configuration, loaded from YAML recipes with ``--set a.b=c`` overrides.
+
+One :class:`RunConfig` describes one run completely; the resolved copy is written
+into every run folder, so a run can be repeated from its own folder. Each field has
+a docstring (shown by ``adaptlab strategies --verbose`` and in the docs); unknown
+keys are rejected with the closest known key suggested.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator
+
+from .errors import AdaptlabError, did_you_mean
+
+
+class Section(BaseModel):
+    """Base of every config section: unknown keys are errors, fields carry docstrings."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, validate_assignment=True)
+
+
+class DataConfig(Section):
+    train: str = "rotten-tomatoes"
+    """A bundled dataset name (``adaptlab datasets``) or a CSV, TSV, JSONL, JSON or Parquet file."""
+    eval: str | None = None
+    """Evaluation file; without it a stratified ``eval_fraction`` of ``train`` is held out."""
+    text_column: str = "text"
+    """Column holding the input text."""
+    text_pair_column: str | None = None
+    """Optional second text column, for sentence-pair tasks."""
+    label_column: str = "label"
+    """Column holding the label (strings or integers)."""
+    eval_fraction: float = Field(0.2, gt=0, lt=1)
+    """Share of ``train`` held out for evaluation when no ``eval`` file is given."""
+    max_train: int | None = Field(None, ge=1)
+    """Use at most this many training examples (stratified, seeded), for quick runs."""
+    max_eval: int | None = Field(None, ge=1)
+    """Use at most this many evaluation examples (stratified, seeded)."""
+    max_length: int = Field(128, ge=8)
+    """Truncate inputs to this many tokens."""
+    encoding: str = "utf-8"
+    """Text encoding of the data files."""
+
+
+class TrainConfig(Section):
+    epochs: int | None = Field(None, ge=1)
+    """Passes over the training data; ``null`` uses the strategy's recommended value."""
+    lr: float | None = Field(None, gt=0)
+    """Peak learning rate; ``null`` uses the strategy's recommended value."""
+    batch_size: int = Field(32, ge=1)
+    """Examples per optimisation step (per device, before accumulation)."""
+    eval_batch_size: int = Field(64, ge=1)
+    """Examples per evaluation batch."""
+    grad_accum: int = Field(1, ge=1)
+    """Accumulate gradients over this many batches before each optimiser step."""
+    weight_decay: float = Field(0.01, ge=0)
+    """AdamW weight decay (not applied to biases and norms)."""
+    warmup_ratio: float = Field(0.1, ge=0, lt=1)
+    """Share of the steps spent warming the learning rate up from zero."""
+    schedule: Literal["linear", "cosine", "constant", "slanted_triangular"] | None = None
+    """Learning-rate decay after warm-up; ``null`` uses the strategy's recommended one."""
+    max_grad_norm: float | None = Field(1.0, gt=0)
+    """Clip the gradient norm to this value; ``null`` disables clipping."""
+    dropout: float | None = Field(None, ge=0, lt=1)
+    """Override every dropout probability of the backbone; ``null`` keeps the backbone's."""
+    seed: int = 42
+    """Seed for initialisation, shuffling and the train/eval split."""
+    metric: Literal["accuracy", "macro_f1"] = "accuracy"
+    """Evaluation metric used to keep the best epoch and for early stopping."""
+    keep_best: bool = True
+    """End with the weights of the best epoch (by ``metric``), not those of the last."""
+    patience: int | None = Field(None, ge=1)
+    """Stop after this many epochs without improvement; ``null`` never stops early."""
+    bucket: bool = True
+    """Group examples of similar length into batches (2-3x faster than padding to max)."""
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    """``auto``: bf16 on GPUs that support it, fp32 on CPU (bf16 is ~20x slower there)."""
+    log_every: int = Field(10, ge=1)
+    """Write a line to ``steps.jsonl`` every this many optimiser steps."""
+    checkpoint_every: int | None = Field(200, ge=1)
+    """Also checkpoint every this many optimiser steps (epoch ends always are)."""
+    progress: bool = True
+    """Show a progress bar."""
+
+
+class StrategyConfig(Section):
+    """Base of every strategy's config; ``name`` selects the strategy."""
+
+    name: str
+    """Registered strategy name (``adaptlab strategies``)."""
+
+
+class RunConfig(Section):
+    strategy: SerializeAsAny[StrategyConfig]
+    """The strategy and its options, e.g. ``{name: lora, r: 8}``."""
+    backbone: str = "minilm-l6"
+    """A bundled model alias (``adaptlab models``), a local Hugging Face folder or a hub id."""
+    data: DataConfig = DataConfig()
+    """Where the examples come from and how they are split."""
+    train: TrainConfig = TrainConfig()
+    """Optimisation settings shared by every strategy."""
+    output: str | None = None
+    """Run folder; default ``runs/<strategy>-<time>``."""
+
+    @field_validator("strategy", mode="before")
+    @classmethod
+    def _strategy_config(cls, value: Any) -> StrategyConfig:
+        from .strategies import get_strategy
+
+        if isinstance(value, StrategyConfig):
+            value = value.model_dump()
+        if isinstance(value, str):
+            value = {"name": value}
+        if not isinstance(value, dict) or "name" not in value:
+            raise ValueError("needs a 'name', e.g. {name: lora}")
+        return get_strategy(value["name"]).Config.model_validate(value)
+
+
+# -- loading ---------------------------------------------------------------------------
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping, turning every failure into one clear line."""
+    path = Path(path)
+    if not path.is_file():
+        raise AdaptlabError(f"recipe file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise AdaptlabError(f"invalid YAML in {path}{where}: {problem}") from None
+    except UnicodeDecodeError:
+        raise AdaptlabError(f"recipe {path} is not UTF-8 text") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise AdaptlabError(f"recipe {path} must be a mapping of settings, got {type(data).__name__}")
+    return data
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str] | dict[str, Any]) -> dict[str, Any]:
+    """Apply ``a.b=c`` overrides (values parsed as YAML) to a nested dict, in place."""
+    items = overrides.items() if isinstance(overrides, dict) else (_split(o) for o in overrides)
+    for key, value in items:
+        *parents, leaf = key.split(".")
+        node = data
+        for part in parents:
+            child = node.get(part)
+            if isinstance(child, str) and part == "strategy":
+                child = {"name": child}
+            if not isinstance(child, dict):
+                child = {}
+            node[part] = child
+            node = child
+        node[leaf] = value
+    return data
+
+
+def _split(override: str) -> tuple[str, Any]:
+    key, sep, raw = override.partition("=")
+    if not sep or not key.strip():
+        raise AdaptlabError(f"--set expects key=value, got '{override}'")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    return key.strip(), value
+
+
+def build_config(data: dict[str, Any]) -> RunConfig:
+    """Validate a nested dict into a :class:`RunConfig`; errors name the field."""
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as e:
+        raise AdaptlabError(describe_validation_error(e, data)) from None
+
+
+def describe_validation_error(error: ValidationError, data: dict[str, Any]) -> str:
+    """Turn pydantic's report into one line: the field, the problem, a suggestion."""
+    first = error.errors()[0]
+    loc = [str(p) for p in first["loc"]]
+    field = ".".join(loc)
+    if first["type"] == "extra_forbidden":
+        known = _known_keys(loc[:-1], data)
+        return f"unknown config key '{field}'{did_you_mean(loc[-1], known)}"
+    message = first["msg"].removeprefix("Value error, ")
+    if "input" in first and not isinstance(first["input"], dict):
+        message += f" (got {first['input']!r})"
+    more = f" (and {len(error.errors()) - 1} more)" if len(error.errors()) > 1 else ""
+    return f"invalid config '{field}': {message}{more}"
+
+
+def _known_keys(parents: list[str], data: dict[str, Any]) -> list[str]:
+    model: type[BaseModel] = RunConfig
+    for part in parents:
+        if part == "strategy":
+            from .strategies import REGISTRY
+
+            name = data.get("strategy", {})
+            name = name.get("name") if isinstance(name, dict) else name
+            model = REGISTRY[name].Config if name in REGISTRY else StrategyConfig
+            continue
+        annotation = model.model_fields[part].annotation
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+    return list(model.model_fields)
+
+
+def load_config(
+    recipe: str | Path | dict[str, Any] | RunConfig | None = None,
+    overrides: list[str] | dict[str, Any] | None = None,
+) -> RunConfig:
+    """Recipe (file, dict or config) + overrides -> validated :class:`RunConfig`."""
+    if isinstance(recipe, RunConfig):
+        data = recipe.model_dump(exclude_unset=True)
+    elif isinstance(recipe, dict):
+        data = copy.deepcopy(recipe)
+    elif recipe is not None:
+        data = read_yaml(recipe)
+    else:
+        data = {}
+    apply_overrides(data, overrides or {})
+    data.setdefault("strategy", {"name": "lora"})
+    return build_config(data)
+
+
+def dump_config(config: BaseModel) -> str:
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)

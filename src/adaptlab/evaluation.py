@@ -1,0 +1,58 @@
+"""Evaluation: accuracy, macro-F1 and loss, computed the same way for every strategy."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def model_inputs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The batch without its labels: what a model's ``forward`` receives."""
+    return {k: v for k, v in batch.items() if k != "labels"}
+
+
+def macro_f1(predictions: list[int], labels: list[int]) -> float:
+    """Unweighted mean F1 over the classes present in labels or predictions (as scikit-learn)."""
+    classes = sorted(set(labels) | set(predictions))
+    scores = []
+    for c in classes:
+        tp = sum(p == c and y == c for p, y in zip(predictions, labels))
+        fp = sum(p == c and y != c for p, y in zip(predictions, labels))
+        fn = sum(p != c and y == c for p, y in zip(predictions, labels))
+        scores.append(2 * tp / (2 * tp + fp + fn) if tp else 0.0)
+    return sum(scores) / len(scores) if scores else 0.0
+
+
+def scores(predictions: list[int], labels: list[int], loss_sum: float) -> dict[str, float]:
+    n = len(labels)
+    return {
+        "accuracy": sum(p == y for p, y in zip(predictions, labels)) / n if n else 0.0,
+        "macro_f1": macro_f1(predictions, labels),
+        "loss": loss_sum / n if n else 0.0,
+        "examples": n,
+    }
+
+
+@torch.inference_mode()
+def evaluate(module: nn.Module, batches: Iterable[dict[str, torch.Tensor]], accelerator=None) -> dict[str, float]:
+    """Score ``module`` on labelled batches (gathered across processes)."""
+    was_training = module.training
+    module.eval()
+    predictions: list[int] = []
+    labels: list[int] = []
+    loss_sum = 0.0
+    for batch in batches:
+        logits = module(**model_inputs(batch)).logits.float()
+        y = batch["labels"]
+        loss = F.cross_entropy(logits, y, reduction="none")
+        pred = logits.argmax(-1)
+        if accelerator is not None:
+            pred, y, loss = accelerator.gather_for_metrics((pred, y, loss))
+        predictions += pred.tolist()
+        labels += y.tolist()
+        loss_sum += loss.sum().item()
+    module.train(was_training)
+    return scores(predictions, labels, loss_sum)

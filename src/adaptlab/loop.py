@@ -1,0 +1,203 @@
+"""The one training loop every strategy runs through.
+
+Strategies change *what* trains (``requires_grad``, parameter groups, hooks); the
+loop is the same for all of them, so their costs and results are comparable.
+Built on Accelerate: the same code runs on one CPU or under ``accelerate launch``
+on several GPUs (DDP/FSDP/DeepSpeed).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from .checkpoint import BestWeights, Checkpointer, LoopState
+from .config import TrainConfig
+from .data.batching import BucketBatchSampler, Collate, lengths_of
+from .evaluation import evaluate, model_inputs
+from .schedules import lr_multiplier
+from .strategies.base import hook, param_groups
+
+
+def cross_entropy(outputs: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    return F.cross_entropy(outputs.logits.float(), batch["labels"])
+
+
+def make_accelerator(cfg: TrainConfig):
+    from accelerate import Accelerator
+
+    precision = cfg.precision
+    if precision == "auto":
+        precision = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32"
+    return Accelerator(
+        gradient_accumulation_steps=cfg.grad_accum,
+        mixed_precision="no" if precision == "fp32" else precision,
+    )
+
+
+@dataclass
+class Loaders:
+    train: DataLoader
+    eval: DataLoader
+    sampler: BucketBatchSampler
+
+
+def make_loaders(train_rows: list, eval_rows: list, cfg: TrainConfig, pad_token_id: int) -> Loaders:
+    collate = Collate(pad_token_id)
+    sampler = BucketBatchSampler(lengths_of(train_rows), cfg.batch_size, True, cfg.seed, cfg.bucket)
+    eval_sampler = BucketBatchSampler(lengths_of(eval_rows), cfg.eval_batch_size, False, bucket=cfg.bucket)
+    return Loaders(
+        DataLoader(train_rows, batch_sampler=sampler, collate_fn=collate),
+        DataLoader(eval_rows, batch_sampler=eval_sampler, collate_fn=collate),
+        sampler,
+    )
+
+
+def fit(
+    strategy: Any,
+    module: nn.Module,
+    train_rows: list[dict],
+    eval_rows: list[dict],
+    cfg: TrainConfig,
+    *,
+    pad_token_id: int = 0,
+    run_dir: Path | None = None,
+    resume: bool = False,
+) -> tuple[nn.Module, LoopState]:
+    """Train ``module`` as ``strategy`` prepared it; return it with the best weights and the state."""
+    from accelerate.utils import set_seed
+
+    accelerator = make_accelerator(cfg)
+    set_seed(cfg.seed)
+    module.to(accelerator.device)
+    started = time.perf_counter()
+    precompute = hook(strategy, "precompute", None)
+    if precompute:  # frozen computation done once, not every epoch
+        train_rows = precompute(module, train_rows, cfg.eval_batch_size, accelerator.device)
+        eval_rows = precompute(module, eval_rows, cfg.eval_batch_size, accelerator.device)
+    loaders = make_loaders(train_rows, eval_rows, cfg, pad_token_id)
+    optimizer = torch.optim.AdamW(hook(strategy, "param_groups", param_groups)(module, cfg.lr, cfg.weight_decay), lr=cfg.lr)
+    model, optimizer, train_loader, eval_loader = accelerator.prepare(module, optimizer, loaders.train, loaders.eval)
+    steps_per_epoch = math.ceil(len(train_loader) / cfg.grad_accum)
+    total = steps_per_epoch * cfg.epochs
+    schedule = lr_multiplier(cfg.schedule, total, round(cfg.warmup_ratio * total))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    loss_fn = hook(strategy, "loss", cross_entropy)
+    on_epoch_start = hook(strategy, "on_epoch_start", lambda epoch, module: None)
+    ckpt = Checkpointer(run_dir / "checkpoint") if run_dir else None
+    best, state = BestWeights(), LoopState(train_seconds=time.perf_counter() - started)
+    if resume and ckpt and ckpt.exists():
+        for epoch in range(ckpt.peek().epoch):
+            on_epoch_start(epoch, module)  # replay what trains up to the saved epoch
+        state = ckpt.load(module, optimizer, scheduler, best)
+    log = StepLog(run_dir / "steps.jsonl" if run_dir and accelerator.is_main_process else None, cfg.log_every)
+    bar = tqdm(total=len(train_loader) * cfg.epochs, initial=len(train_loader) * state.epoch + state.batch,
+               disable=not (cfg.progress and accelerator.is_local_main_process), mininterval=0.5, dynamic_ncols=True,
+               unit="batch", leave=False)
+
+    for epoch in range(state.epoch, cfg.epochs):
+        on_epoch_start(epoch, module)
+        state.ever_trainable = sorted(set(state.ever_trainable) | {n for n, p in module.named_parameters() if p.requires_grad})
+        best.cover(module, set(state.ever_trainable))
+        loaders.sampler.set_epoch(epoch)
+        model.train()
+        batches = accelerator.skip_first_batches(train_loader, state.batch) if state.batch else train_loader
+        bar.set_description(f"{strategy.name} epoch {epoch + 1}/{cfg.epochs}")
+        tick = time.perf_counter()
+        for batch in batches:
+            with accelerator.accumulate(model):
+                loss = loss_fn(model(**model_inputs(batch)), batch)
+                accelerator.backward(loss)
+                if accelerator.sync_gradients and cfg.max_grad_norm:
+                    accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+            state.batch += 1
+            bar.update()
+            state.examples += len(batch["labels"]) * accelerator.num_processes
+            log.add(loss.item(), len(batch["labels"]) * accelerator.num_processes)
+            if accelerator.sync_gradients:
+                scheduler.step()
+                state.step += 1
+                log.step(state, epoch, scheduler.get_last_lr()[0])
+                bar.set_postfix(loss=f"{log.running_loss():.4f}", ex_s=f"{log.epoch_rate():.1f}", refresh=False)
+                if ckpt and cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0:
+                    state.train_seconds += time.perf_counter() - tick
+                    tick = time.perf_counter()
+                    _save(accelerator, ckpt, module, optimizer, scheduler, best, state)
+        state.train_seconds += time.perf_counter() - tick
+        metrics = evaluate(model, eval_loader, accelerator)
+        state.history.append({"epoch": epoch + 1, "train_loss": log.epoch_loss(), **metrics})
+        score = metrics[cfg.metric]
+        if score > state.best_score:
+            state.best_score, state.best_epoch, state.stale_epochs = score, epoch + 1, 0
+            best.update(module, set(state.ever_trainable))
+        else:
+            state.stale_epochs += 1
+        state.epoch, state.batch = epoch + 1, 0
+        if ckpt:
+            _save(accelerator, ckpt, module, optimizer, scheduler, best, state)
+        if cfg.patience and state.stale_epochs >= cfg.patience:
+            break
+    bar.close()
+    if cfg.keep_best:
+        best.restore(module)
+    accelerator.wait_for_everyone()
+    return module, state
+
+
+def _save(accelerator, ckpt, module, optimizer, scheduler, best, state) -> None:
+    if accelerator.is_main_process:
+        ckpt.save(module, optimizer, scheduler, best, state)
+    accelerator.wait_for_everyone()
+
+
+class StepLog:
+    """Per-step JSONL log (loss, learning rate, throughput) and running averages."""
+
+    def __init__(self, path: Path | None, every: int):
+        self.path, self.every = path, every
+        self.window: list[float] = []
+        self.epoch_losses: list[float] = []
+        self.examples = self.epoch_examples = 0
+        self.since = self.epoch_since = time.perf_counter()
+
+    def add(self, loss: float, examples: int) -> None:
+        self.window.append(loss)
+        self.epoch_losses.append(loss)
+        self.examples += examples
+        self.epoch_examples += examples
+
+    def step(self, state: LoopState, epoch: int, lr: float) -> None:
+        if state.step % self.every:
+            return
+        now = time.perf_counter()
+        if self.path:
+            line = {"step": state.step, "epoch": epoch + 1, "loss": round(sum(self.window) / max(len(self.window), 1), 6),
+                    "lr": lr, "examples_per_second": round(self.examples / max(now - self.since, 1e-9), 2),
+                    "time": round(time.time(), 3)}
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write(json.dumps(line) + "\n")
+        self.window, self.examples, self.since = [], 0, now
+
+    def running_loss(self) -> float:
+        return sum(self.epoch_losses) / max(len(self.epoch_losses), 1)
+
+    def epoch_rate(self) -> float:
+        return self.epoch_examples / max(time.perf_counter() - self.epoch_since, 1e-9)
+
+    def epoch_loss(self) -> float:
+        """Mean training loss of the epoch that just ended; starts the next one."""
+        loss = self.running_loss()
+        self.epoch_losses, self.epoch_examples, self.epoch_since = [], 0, time.perf_counter()
+        return loss

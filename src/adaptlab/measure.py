@@ -1,0 +1,82 @@
+"""Measuring a run the same way for every strategy: memory, size, versions."""
+
+from __future__ import annotations
+
+import ctypes
+import gc
+import threading
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import torch
+
+
+class PeakMemory:
+    """Peak memory while the block runs, in MB.
+
+    On GPU: ``torch.cuda.max_memory_allocated``. On CPU: the process's resident
+    set, sampled every 20 ms by a background thread, after returning freed heap
+    pages to the system so that a previous run in the same process (``compare``)
+    does not inflate the next one's peak.
+    """
+
+    def __init__(self, interval: float = 0.02):
+        self.interval = interval
+        self.peak_bytes = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> PeakMemory:
+        gc.collect()
+        _trim_heap()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats()
+        else:
+            import psutil
+
+            process = psutil.Process()
+            self.peak_bytes = process.memory_info().rss
+
+            def sample() -> None:
+                while not self._stop.wait(self.interval):
+                    self.peak_bytes = max(self.peak_bytes, process.memory_info().rss)
+
+            self._thread = threading.Thread(target=sample, daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            import psutil
+
+            self.peak_bytes = max(self.peak_bytes, psutil.Process().memory_info().rss)
+        else:
+            self.peak_bytes = torch.cuda.max_memory_allocated()
+
+    @property
+    def mb(self) -> float:
+        return round(self.peak_bytes / 2**20, 1)
+
+
+def _trim_heap() -> None:
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass  # not glibc
+
+
+def folder_bytes(folder: Path) -> int:
+    return sum(f.stat().st_size for f in Path(folder).rglob("*") if f.is_file())
+
+
+def versions() -> dict[str, str]:
+    out = {}
+    for name in ("adaptlab", "torch", "transformers", "peft", "accelerate"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = "unknown"
+    return out

@@ -1,0 +1,136 @@
+"""Loading a finished run folder and predicting with it."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .backbones import Backbone, load_backbone
+from .config import RunConfig, load_config, read_yaml
+from .data.batching import BucketBatchSampler, Collate, encode
+from .data.task import Examples
+from .errors import AdaptlabError
+from .evaluation import model_inputs
+from .strategies.base import Task, get_strategy, hook, load_pretrained
+
+
+@dataclass
+class Prediction:
+    label: str
+    probs: dict[str, float]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"label": self.label, "probs": self.probs}
+
+
+def read_run(run_dir: str | Path) -> tuple[Path, RunConfig, list[str]]:
+    """Validate a run folder; return it with its config and label names."""
+    run = Path(run_dir)
+    if not run.is_dir():
+        raise AdaptlabError(f"run folder not found: {run}")
+    if not (run / "metrics.json").is_file() or not (run / "labels.json").is_file():
+        raise AdaptlabError(f"{run} is not a finished adaptlab run folder (no metrics.json / labels.json)")
+    cfg = load_config(read_yaml(run / "config.yaml"))
+    id2label = json.loads((run / "labels.json").read_text(encoding="utf-8"))["id2label"]
+    return run, cfg, [id2label[str(i)] for i in range(len(id2label))]
+
+
+class Predictor:
+    """A trained run, ready to classify texts: ``adaptlab.load(run_dir).predict(texts)``."""
+
+    def __init__(self, run_dir: str | Path, device: str | None = None, backbone: Backbone | None = None):
+        self.run_dir, self.config, self.labels = read_run(run_dir)
+        self.backbone = backbone or load_backbone(self.config.backbone)
+        self.strategy = get_strategy(self.config.strategy.name)(self.config.strategy)
+        task = Task(self.labels, self.backbone, self.config.train)
+        self.module = hook(self.strategy, "load", load_pretrained)(self.run_dir / "model", task)
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.module.to(self.device).eval()
+
+    @torch.inference_mode()
+    def predict_proba(self, texts: list[str], pairs: list[str] | None = None, batch_size: int = 64) -> torch.Tensor:
+        """Class probabilities, one row per text, in input order."""
+        if not texts:
+            return torch.empty(0, len(self.labels))
+        rows = encode(Examples(list(texts), [0] * len(texts), pairs), self.backbone.tokenizer,
+                      self.config.data.max_length, self.backbone.input_prefix)
+        collate = Collate(self.backbone.tokenizer.pad_token_id or 0)
+        probs = torch.empty(len(rows), len(self.labels))
+        for ids in BucketBatchSampler([len(r["input_ids"]) for r in rows], batch_size, shuffle=False):
+            batch = collate([rows[i] for i in ids])
+            logits = self.module(**{k: v.to(self.device) for k, v in model_inputs(batch).items()}).logits
+            probs[ids] = logits.float().softmax(-1).cpu()
+        return probs
+
+    def predict(self, texts: list[str], pairs: list[str] | None = None, batch_size: int = 64) -> list[Prediction]:
+        probs = self.predict_proba(texts, pairs, batch_size)
+        return [
+            Prediction(self.labels[int(row.argmax())], {name: round(float(p), 6) for name, p in zip(self.labels, row)})
+            for row in probs
+        ]
+
+
+def load(run_dir: str | Path, device: str | None = None) -> Predictor:
+    """Load a finished run folder for prediction."""
+    return Predictor(run_dir, device)
+
+
+# -- command-line input and output -------------------------------------------------------
+
+
+def read_inputs(path: Path | None, text_column: str | None = None) -> list[str]:
+    """Texts to classify: a column of a data file, or stdin with one text per line."""
+    import sys
+
+    from .data.files import read_table
+
+    if path is None:
+        texts = [line.rstrip("\n") for line in sys.stdin if line.strip()]
+        if not texts:
+            raise AdaptlabError("no input: pass --input FILE or pipe texts on stdin, one per line")
+        return texts
+    table = read_table(path)
+    column = text_column or ("text" if "text" in table.columns or len(table.columns) != 1 else table.columns[0])
+    if column not in table.columns:
+        raise AdaptlabError(f"column '{column}' not found in {path}; columns present: {', '.join(table.columns)} (choose with --text-column)")
+    return [str(row.get(column) or "") for row in table.rows]
+
+
+def predict_rows(run_dirs: list[Path], texts: list[str], batch_size: int = 64) -> list[dict[str, Any]]:
+    """One output row per text (per run when several runs are given)."""
+    predictors = [load(run) for run in run_dirs]
+    rows = []
+    for predictor in predictors:
+        for text, p in zip(texts, predictor.predict(texts, batch_size=batch_size)):
+            row = {"run": str(predictor.run_dir)} if len(predictors) > 1 else {}
+            rows.append({**row, "text": text, **p.as_dict()})
+    return rows
+
+
+def write_rows(rows: list[dict[str, Any]], path: Path | None) -> None:
+    """JSONL to stdout or a file; CSV (one probability column per class) for ``.csv``."""
+    import csv
+    import io
+    import sys
+
+    buffer = io.StringIO()
+    if path is not None and path.suffix.lower() == ".csv":
+        classes = list(rows[0]["probs"]) if rows else []
+        fields = [k for k in rows[0] if k != "probs"] + [f"p_{c}" for c in classes] if rows else ["text", "label"]
+        writer = csv.DictWriter(buffer, fieldnames=fields)
+        writer.writeheader()
+        for r in rows:
+            writer.writerow({**{k: v for k, v in r.items() if k != "probs"}, **{f"p_{c}": r["probs"][c] for c in classes}})
+    else:
+        for r in rows:
+            buffer.write(json.dumps(r, ensure_ascii=False) + "\n")
+    if path is None:
+        sys.stdout.write(buffer.getvalue())
+    else:
+        from .checkpoint import write_atomic
+
+        write_atomic(path, buffer.getvalue())

@@ -1,0 +1,131 @@
+"""The comparison report: results.json, results.csv, report.md and plots.
+
+The recommendation rule is deliberately simple and stated in the report: take
+the most accurate strategy, then prefer the cheapest one (fewest training
+seconds) whose accuracy is within ``tolerance`` of it.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("adaptlab")
+
+COLUMNS = [
+    ("run", "strategy", "{}"),
+    ("accuracy", "accuracy", "{:.4f}"),
+    ("macro_f1", "macro-F1", "{:.4f}"),
+    ("trainable_params", "trainable params", "{:,}"),
+    ("trainable_share", "trainable share", "{:.2%}"),
+    ("train_seconds", "train time (s)", "{:.1f}"),
+    ("train_examples_per_second", "examples/s", "{:.1f}"),
+    ("peak_memory_mb", "peak memory (MB)", "{:,.0f}"),
+    ("artifact_bytes", "size on disk", "{}"),
+]
+
+
+def flat(row: dict[str, Any]) -> dict[str, Any]:
+    """One flat record per run (what results.csv holds)."""
+    out = {k: row.get(k) for k, _, _ in COLUMNS}
+    out.update(accuracy=row["eval"]["accuracy"], macro_f1=row["eval"]["macro_f1"], eval_loss=row["eval"]["loss"])
+    out.update(strategy=row["strategy"], total_params=row["total_params"], epochs=row.get("epochs"))
+    return out
+
+
+def human_bytes(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def recommend(rows: list[dict[str, Any]], tolerance: float = 0.01) -> str:
+    best = max(rows, key=lambda r: r["accuracy"])
+    close = [r for r in rows if r["accuracy"] >= best["accuracy"] - tolerance]
+    cheap = min(close, key=lambda r: r["train_seconds"])
+    text = f"Most accurate: **{best['run']}** ({best['accuracy']:.1%})."
+    if cheap is not best:
+        speed = best["train_seconds"] / max(cheap["train_seconds"], 1e-9)
+        size = best["artifact_bytes"] / max(cheap["artifact_bytes"], 1)
+        text += (
+            f" **{cheap['run']}** is within {tolerance:.0%} of it ({cheap['accuracy']:.1%}) and trains"
+            f" {speed:.1f}x faster with a {size:.0f}x smaller artefact: the recommendation unless the last"
+            f" point of accuracy matters."
+        )
+    else:
+        text += " No cheaper strategy comes within one point of it: the recommendation."
+    return text
+
+
+def markdown_table(rows: list[dict[str, Any]]) -> list[str]:
+    lines = ["| " + " | ".join(h for _, h, _ in COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    for r in rows:
+        cells = [human_bytes(r[k]) if k == "artifact_bytes" else fmt.format(r[k]) for k, _, fmt in COLUMNS]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def write_report(folder: Path, runs: list[dict[str, Any]], baseline: float) -> None:
+    rows = [flat(r) for r in runs]
+    first = runs[0]
+    (folder / "results.json").write_text(json.dumps({"majority_baseline": baseline, "runs": runs}, indent=2), encoding="utf-8")
+    with open(folder / "results.csv", "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    plots = _plots(folder, rows, baseline)
+    lines = [
+        "# adaptlab comparison",
+        "",
+        f"Backbone `{first['backbone']}`, data `{first['task']['source']}`: {first['train_examples']} training and "
+        f"{first['eval_examples']} evaluation examples, seed {first['seed']}, same split for every strategy, "
+        f"device {first['device']}. Majority-class baseline accuracy: {baseline:.4f}.",
+        "",
+        *markdown_table(rows),
+        "",
+        "## Recommendation",
+        "",
+        recommend(rows),
+        "",
+        "Trainable parameters are counted after each strategy prepared the model; time is training only "
+        "(feature caching included, evaluation excluded); memory is the peak while the strategy ran; size on "
+        "disk is the saved artefact. Per-run details are in each run folder's `metrics.json`.",
+    ]
+    lines += ["", *[f"![{p.stem}]({p.name})" for p in plots]] if plots else []
+    (folder / "report.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def _plots(folder: Path, rows: list[dict[str, Any]], baseline: float) -> list[Path]:
+    """Accuracy against trainable parameters and against training time (needs matplotlib)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log.info("matplotlib not installed: report without plots (pip install 'adaptlab[plots]')")
+        return []
+    paths = []
+    for key, label, name in (("trainable_params", "trainable parameters", "accuracy_vs_params"),
+                             ("train_seconds", "training time (s)", "accuracy_vs_time")):
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for r in rows:
+            x = max(r[key], 1)
+            ax.scatter(x, r["accuracy"])
+            ax.annotate(r["run"], (x, r["accuracy"]), textcoords="offset points", xytext=(4, 4), fontsize=8)
+        ax.axhline(baseline, linestyle="--", color="grey", label="majority class")
+        ax.set_xscale("log")
+        ax.set_xlabel(label)
+        ax.set_ylabel("accuracy")
+        ax.legend(loc="lower right")
+        fig.tight_layout()
+        path = folder / f"{name}.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        paths.append(path)
+    return paths

@@ -1,0 +1,198 @@
+"""One run, end to end: validate, prepare, train, measure, save -- atomically.
+
+Everything the user can get wrong (config, data, backbone) is checked before a
+folder is created. The run is written into ``<output>.partial`` and renamed to
+``<output>`` only when complete, so a run folder is either whole or absent; a
+killed run leaves its ``.partial`` folder with a checkpoint that ``--resume``
+continues from.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .backbones import Backbone, load_backbone
+from .config import RunConfig, TrainConfig, dump_config, load_config
+from .data.batching import encode
+from .data.task import TaskData, build_task
+from .errors import AdaptlabError
+from .loop import fit
+from .measure import PeakMemory, folder_bytes, versions
+from .modeling import count_parameters
+from .modelcard import model_card
+from .strategies.base import Task, build_classifier, get_strategy, hook, save_pretrained
+
+log = logging.getLogger("adaptlab")
+
+FALLBACK_TRAIN = {"epochs": 3, "lr": 5e-5, "schedule": "linear"}
+
+
+@dataclass
+class Setup:
+    """Validated inputs shared by every strategy of a comparison."""
+
+    data: TaskData
+    backbone: Backbone
+    train_rows: list[dict]
+    eval_rows: list[dict]
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    metrics: dict[str, Any]
+    config: RunConfig
+    module: torch.nn.Module | None = field(default=None, repr=False)
+    """The trained module (best weights), when the run happened in this process."""
+
+
+def resolve_train(cfg: RunConfig) -> TrainConfig:
+    """Fill what the user left unset from the strategy's recommended values."""
+    defaults = {**FALLBACK_TRAIN, **get_strategy(cfg.strategy.name).train_defaults}
+    unset = {k: v for k, v in defaults.items() if k not in cfg.train.model_fields_set or getattr(cfg.train, k) is None}
+    return cfg.train.model_copy(update=unset)
+
+
+def make_setup(cfg: RunConfig) -> Setup:
+    """Load and validate data and backbone; tokenise once."""
+    data = build_task(cfg.data, cfg.train.seed)
+    backbone = load_backbone(cfg.backbone)
+    rows = [encode(split, backbone.tokenizer, cfg.data.max_length, backbone.input_prefix) for split in (data.train, data.eval)]
+    return Setup(data, backbone, *rows)
+
+
+def output_folder(cfg: RunConfig, resume: bool) -> Path:
+    out = Path(cfg.output or Path("runs") / f"{cfg.strategy.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    partial = partial_folder(out)
+    if out.exists():
+        raise AdaptlabError(f"run folder {out} already exists; choose another --output")
+    if partial.exists() and not resume:
+        raise AdaptlabError(f"{partial} holds an interrupted run; pass --resume to continue it, or delete it")
+    return out
+
+
+def partial_folder(out: Path) -> Path:
+    return out.with_name(out.name + ".partial")
+
+
+def train(
+    recipe: str | Path | dict | RunConfig | None = None,
+    *,
+    overrides: list[str] | dict[str, Any] | None = None,
+    resume: bool = False,
+    **fields: Any,
+) -> RunResult:
+    """Train one strategy; return the finished run folder and its metrics.
+
+    ``fields`` are settings by name: ``strategy="lora"``, ``backbone=...``,
+    ``data="reviews.csv"``, ``eval_data=...``, ``output=...``, or any dotted key
+    with ``__`` for the dot (``train__lr=3e-4``); ``overrides`` takes dotted keys
+    (``{"train.lr": 3e-4}`` or ``["train.lr=3e-4"]``).
+    """
+    cfg = load_config(recipe, {**fields_to_overrides(fields), **_as_dict(overrides)})
+    out = output_folder(cfg, resume)
+    return run_one(cfg, make_setup(cfg), out, resume=resume)
+
+
+ALIASES = {"data": "data.train", "eval_data": "data.eval"}
+
+
+def fields_to_overrides(fields: dict[str, Any]) -> dict[str, Any]:
+    """Keyword arguments of the Python API -> dotted config keys."""
+    out = {}
+    for key, value in fields.items():
+        if value is not None:
+            out[ALIASES.get(key, key.replace("__", "."))] = value
+    return out
+
+
+def _as_dict(overrides: list[str] | dict[str, Any] | None) -> dict[str, Any]:
+    from .config import _split
+
+    if not overrides:
+        return {}
+    return dict(overrides) if isinstance(overrides, dict) else dict(_split(o) for o in overrides)
+
+
+def run_one(cfg: RunConfig, setup: Setup, out: Path, resume: bool = False) -> RunResult:
+    """Train ``cfg.strategy`` on ``setup`` into ``out`` (via ``out.partial``)."""
+    strategy = get_strategy(cfg.strategy.name)(cfg.strategy)
+    train_cfg = resolve_train(cfg)
+    resolved = cfg.model_copy(update={"train": train_cfg, "output": cfg.output or str(out)})
+    task = Task(setup.data.labels, setup.backbone, train_cfg)
+    partial = partial_folder(out)
+    partial.mkdir(parents=True, exist_ok=True)
+    (partial / "config.yaml").write_text(dump_config(resolved), encoding="utf-8")
+    log.info("%s: %d train / %d eval examples, backbone %s", strategy.name, len(setup.data.train), len(setup.data.eval), cfg.backbone)
+    started = time.perf_counter()
+    with PeakMemory() as memory:
+        module = prepare_module(strategy, task)
+        total = count_parameters(module)[1]
+        module, state = fit(strategy, module, setup.train_rows, setup.eval_rows, train_cfg,
+                            pad_token_id=setup.backbone.tokenizer.pad_token_id or 0, run_dir=partial, resume=resume)
+    _save_artifact(strategy, module, partial / "model", task)
+    trainable = count_named(module, set(state.ever_trainable))
+    best = state.history[state.best_epoch - 1] if state.history else {}
+    metrics = {
+        "strategy": strategy.name,
+        "backbone": cfg.backbone,
+        "task": {"source": setup.data.source, "labels": setup.data.labels, "kind": "classification"},
+        "seed": train_cfg.seed,
+        "train_examples": len(setup.data.train),
+        "eval_examples": len(setup.data.eval),
+        "trainable_params": trainable,
+        "total_params": total,
+        "trainable_share": trainable / total if total else 0.0,
+        "epochs": len(state.history),
+        "best_epoch": state.best_epoch,
+        "train_seconds": round(state.train_seconds, 3),
+        "train_examples_per_second": round(state.examples / state.train_seconds, 2) if state.train_seconds else 0.0,
+        "wall_seconds": round(time.perf_counter() - started, 3),
+        "peak_memory_mb": memory.mb,
+        "device": "cuda" if torch.cuda.is_available() else "cpu",
+        "eval": {k: best.get(k) for k in ("accuracy", "macro_f1", "loss")},
+        "majority_baseline": setup.data.majority_baseline,
+        "history": state.history,
+        "artifact_bytes": folder_bytes(partial / "model"),
+        "versions": versions(),
+    }
+    _finish(partial, out, metrics, resolved, setup)
+    log.info("%s: accuracy %.3f, macro-F1 %.3f -> %s", strategy.name, metrics["eval"]["accuracy"] or 0, metrics["eval"]["macro_f1"] or 0, out)
+    return RunResult(out, metrics, resolved, module)
+
+
+def prepare_module(strategy: Any, task: Task) -> torch.nn.Module:
+    """Build the starting model (seeded: the new head's init) and let the strategy prepare it."""
+    torch.manual_seed(task.train_config.seed if task.train_config else 0)
+    return strategy.prepare(hook(strategy, "build", build_classifier)(task), task)
+
+
+def count_named(module: torch.nn.Module, names: set[str]) -> int:
+    """Parameters that trained at some point of the run (gradual unfreezing opens more over time)."""
+    return sum(p.numel() for n, p in module.named_parameters() if n in names)
+
+
+def _save_artifact(strategy: Any, module: torch.nn.Module, folder: Path, task: Task) -> None:
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    hook(strategy, "save", save_pretrained)(module, folder, task)
+
+
+def _finish(partial: Path, out: Path, metrics: dict, cfg: RunConfig, setup: Setup) -> None:
+    from .checkpoint import Checkpointer
+
+    Checkpointer(partial / "checkpoint").remove()
+    labels = {"id2label": dict(enumerate(setup.data.labels))}
+    (partial / "labels.json").write_text(json.dumps(labels, indent=2), encoding="utf-8")
+    (partial / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
+    (partial / "README.md").write_text(model_card(metrics, cfg), encoding="utf-8")
+    os.replace(partial, out)

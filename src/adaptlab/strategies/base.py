@@ -1,0 +1,144 @@
+"""The strategy protocol and registry.
+
+A strategy is one module holding one config class and one strategy class
+registered with ``@register``; its registry name is its module name, which is also
+its CLI value, so ``strategies/lora.py`` *is* ``--strategy lora``.
+
+A strategy only has to say what trains (:meth:`Strategy.prepare`). Everything
+else is an optional hook that the shared loop calls when present, with the
+default behaviour in plain functions below -- no base class to inherit from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+import torch
+from torch import nn
+
+from ..config import StrategyConfig
+from ..errors import unknown
+
+
+@dataclass
+class Task:
+    """What a strategy may need to know about the task and the backbone."""
+
+    labels: list[str]
+    backbone: Any  # adaptlab.backbones.Backbone
+    train_config: Any = None  # resolved TrainConfig
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.labels)
+
+
+@runtime_checkable
+class Strategy(Protocol):
+    """What every strategy provides.
+
+    Optional hooks, called by the loop when the strategy defines them:
+
+    - ``build(task) -> nn.Module``: load the starting model (default: the
+      backbone with a fresh sequence-classification head).
+    - ``param_groups(module, lr, weight_decay) -> list[dict]``: optimiser groups
+      (default: one group, no decay on biases and norms).
+    - ``precompute(module, rows, batch_size) -> rows``: map the dataset once
+      through frozen computation (e.g. cached features for a linear probe).
+    - ``on_epoch_start(epoch, module) -> None``: e.g. unfreeze another layer group.
+    - ``loss(outputs, batch) -> Tensor``: default cross-entropy on ``logits``.
+    - ``save(module, folder, task)`` / ``load(folder, task) -> nn.Module``: the
+      artefact format (default: a ``save_pretrained`` folder).
+    """
+
+    name: ClassVar[str]
+    Config: ClassVar[type[StrategyConfig]]
+    train_defaults: ClassVar[dict[str, Any]]
+    config: StrategyConfig
+
+    def prepare(self, model: nn.Module, task: Task) -> nn.Module:
+        """Decide what trains (``requires_grad``) and return the module to train."""
+        ...
+
+
+REGISTRY: dict[str, type] = {}
+
+
+def register(cls: type) -> type:
+    """Register a strategy class under its module's name."""
+    name = cls.__module__.rsplit(".", 1)[-1]
+    if name in REGISTRY and REGISTRY[name] is not cls:
+        raise ValueError(f"strategy '{name}' registered twice")
+    cls.name = name
+    cls.train_defaults = dict(getattr(cls, "train_defaults", {}))
+    REGISTRY[name] = cls
+    return cls
+
+
+def get_strategy(name: str) -> type:
+    from . import discover
+
+    discover()
+    if name not in REGISTRY:
+        raise unknown("strategy", str(name), REGISTRY)
+    return REGISTRY[name]
+
+
+def summary(cls: type) -> str:
+    """First line of the strategy's docstring."""
+    return (cls.__doc__ or "").strip().splitlines()[0]
+
+
+# -- default behaviour of the optional hooks ------------------------------------
+
+
+def build_classifier(task: Task, dtype: torch.dtype = torch.float32) -> nn.Module:
+    """The backbone with a freshly initialised classification head."""
+    from transformers import AutoModelForSequenceClassification
+
+    from ..modeling import set_dropout
+
+    backbone = task.backbone
+    config = backbone.config.__class__.from_dict(backbone.config.to_dict())
+    config.num_labels = task.num_labels
+    config.id2label = dict(enumerate(task.labels))
+    config.label2id = {name: i for i, name in enumerate(task.labels)}
+    config.pad_token_id = backbone.tokenizer.pad_token_id
+    dropout = getattr(task.train_config, "dropout", None)
+    if dropout is not None:
+        set_dropout(config, dropout)
+    return AutoModelForSequenceClassification.from_pretrained(backbone.source, config=config, dtype=dtype)
+
+
+def decay_groups(named: Iterable[tuple[str, nn.Parameter]], lr: float, weight_decay: float) -> list[dict[str, Any]]:
+    """Two optimiser groups at ``lr``: weight decay for matrices, none for biases and norms."""
+    decay, no_decay = [], []
+    for name, p in named:
+        (no_decay if p.ndim < 2 or "norm" in name.lower() else decay).append(p)
+    groups = [{"params": decay, "lr": lr, "weight_decay": weight_decay}, {"params": no_decay, "lr": lr, "weight_decay": 0.0}]
+    return [g for g in groups if g["params"]]
+
+
+def param_groups(module: nn.Module, lr: float, weight_decay: float) -> list[dict[str, Any]]:
+    """The default: every trainable parameter at ``lr``."""
+    return decay_groups(((n, p) for n, p in module.named_parameters() if p.requires_grad), lr, weight_decay)
+
+
+def save_pretrained(module: nn.Module, folder: Path, task: Task) -> None:
+    """A plain ``transformers`` folder: ``from_pretrained`` loads model and tokenizer."""
+    module.save_pretrained(folder)
+    task.backbone.tokenizer.save_pretrained(folder)
+
+
+def load_pretrained(folder: Path, task: Task) -> nn.Module:
+    from transformers import AutoModelForSequenceClassification
+
+    return AutoModelForSequenceClassification.from_pretrained(folder)
+
+
+def hook(strategy: Any, name: str, default: Any) -> Any:
+    """The strategy's hook ``name`` if it defines one, else ``default``."""
+    return getattr(strategy, name, None) or default

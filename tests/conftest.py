@@ -1,0 +1,81 @@
+"""Shared fixtures: a tiny BERT built in-process, toy data, the CLI runner.
+
+The tiny backbone is a real Hugging Face folder (config, safetensors weights,
+WordPiece tokenizer), so every code path -- loading, tokenising, saving,
+reloading -- is the one real backbones take, at millisecond cost.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import random
+from pathlib import Path
+
+import pytest
+import torch
+
+WORDS_POS = ["good", "great", "fine", "superb", "lovely", "brilliant"]
+WORDS_NEG = ["bad", "awful", "poor", "dull", "boring", "terrible"]
+FILLER = ["the", "film", "was", "a", "plot", "and", "it", "story", "acting", "quite", "very", "movie"]
+SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+def make_tiny_bert(folder: Path, layers: int = 2, hidden: int = 32, seed: int = 0) -> Path:
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab = SPECIAL + WORDS_POS + WORDS_NEG + FILLER + [f"w{i}" for i in range(20)]
+    tokenizer = BertTokenizerFast(vocab={token: i for i, token in enumerate(vocab)}, do_lower_case=True)
+    tokenizer.save_pretrained(folder)
+    config = BertConfig(vocab_size=len(vocab), hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=2,
+                        intermediate_size=2 * hidden, max_position_embeddings=64, pad_token_id=0)
+    torch.manual_seed(seed)
+    BertModel(config).save_pretrained(folder)
+    return folder
+
+
+def toy_rows(n: int, seed: int = 0, labels: tuple[str, str] = ("pos", "neg")) -> list[dict]:
+    """Short texts whose label is given away by one sentiment word: learnable in a few epochs."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        y = i % 2
+        words = rng.sample(FILLER, rng.randint(1, 4)) + [rng.choice(WORDS_POS if y == 0 else WORDS_NEG)]
+        rng.shuffle(words)
+        rows.append({"text": " ".join(words), "label": labels[y]})
+    return rows
+
+
+def write_csv(path: Path, rows: list[dict]) -> Path:
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_backbone(tmp_path_factory) -> Path:
+    return make_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
+
+
+@pytest.fixture(scope="session")
+def toy_csv(tmp_path_factory) -> Path:
+    return write_csv(tmp_path_factory.mktemp("data") / "toy.csv", toy_rows(400))
+
+
+@pytest.fixture
+def cli(capsys, monkeypatch, tmp_path):
+    """Run the CLI in-process from ``tmp_path``; returns ``(exit code, stdout, stderr)``."""
+    from adaptlab.cli import main
+
+    monkeypatch.chdir(tmp_path)
+
+    def run(*args: str) -> tuple[int, str, str]:
+        code = main([str(a) for a in args])
+        out = capsys.readouterr()
+        logging.getLogger("adaptlab").handlers.clear()
+        return code, out.out, out.err
+
+    return run
