@@ -4,6 +4,9 @@ Strategies change *what* trains (``requires_grad``, parameter groups, hooks); th
 loop is the same for all of them, so their costs and results are comparable.
 Built on Accelerate: the same code runs on one CPU or under ``accelerate launch``
 on several GPUs (DDP/FSDP/DeepSpeed).
+
+Hooks a strategy may define (see ``strategies.base.Strategy``): ``precompute``,
+``param_groups``, ``collate``, ``loss``, ``on_epoch_start``, ``evaluate``.
 """
 
 from __future__ import annotations
@@ -39,28 +42,25 @@ def make_accelerator(cfg: TrainConfig):
     precision = cfg.precision
     if precision == "auto":
         precision = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32"
-    return Accelerator(
-        gradient_accumulation_steps=cfg.grad_accum,
-        mixed_precision="no" if precision == "fp32" else precision,
-    )
+    return Accelerator(gradient_accumulation_steps=cfg.grad_accum, mixed_precision="no" if precision == "fp32" else precision)
 
 
 @dataclass
-class Loaders:
-    train: DataLoader
-    eval: DataLoader
+class Run:
+    """Everything one call of :func:`fit` works with."""
+
+    strategy: Any
+    module: nn.Module  # unwrapped: names and checkpoints refer to it
+    model: nn.Module  # as prepared by Accelerate (DDP-wrapped on several processes)
+    cfg: TrainConfig
+    accelerator: Any
+    train_loader: Any
+    eval_loader: Any
     sampler: BucketBatchSampler
-
-
-def make_loaders(train_rows: list, eval_rows: list, cfg: TrainConfig, pad_token_id: int) -> Loaders:
-    collate = Collate(pad_token_id)
-    sampler = BucketBatchSampler(lengths_of(train_rows), cfg.batch_size, True, cfg.seed, cfg.bucket)
-    eval_sampler = BucketBatchSampler(lengths_of(eval_rows), cfg.eval_batch_size, False, bucket=cfg.bucket)
-    return Loaders(
-        DataLoader(train_rows, batch_sampler=sampler, collate_fn=collate),
-        DataLoader(eval_rows, batch_sampler=eval_sampler, collate_fn=collate),
-        sampler,
-    )
+    optimizer: Any = None
+    scheduler: Any = None
+    ckpt: Checkpointer | None = None
+    log: StepLog | None = None
 
 
 def fit(
@@ -74,7 +74,7 @@ def fit(
     run_dir: Path | None = None,
     resume: bool = False,
 ) -> tuple[nn.Module, LoopState]:
-    """Train ``module`` as ``strategy`` prepared it; return it with the best weights and the state."""
+    """Train ``module`` as ``strategy`` prepared it; return it (best weights) and the loop state."""
     from accelerate.utils import set_seed
 
     accelerator = make_accelerator(cfg)
@@ -85,69 +85,39 @@ def fit(
     if precompute:  # frozen computation done once, not every epoch
         train_rows = precompute(module, train_rows, cfg.eval_batch_size, accelerator.device)
         eval_rows = precompute(module, eval_rows, cfg.eval_batch_size, accelerator.device)
-    loaders = make_loaders(train_rows, eval_rows, cfg, pad_token_id)
+    collate = hook(strategy, "collate", lambda pad: Collate(pad))(pad_token_id)
+    sampler = BucketBatchSampler(lengths_of(train_rows), cfg.batch_size, True, cfg.seed, cfg.bucket)
+    eval_sampler = BucketBatchSampler(lengths_of(eval_rows), cfg.eval_batch_size, False, bucket=cfg.bucket)
+    train_loader = DataLoader(train_rows, batch_sampler=sampler, collate_fn=collate)
+    eval_loader = DataLoader(eval_rows, batch_sampler=eval_sampler, collate_fn=collate)
+    state = LoopState(train_seconds=time.perf_counter() - started)
+    if not any(p.requires_grad for p in module.parameters()):  # nothing trains (zero-shot): score once
+        model, eval_loader = accelerator.prepare(module, eval_loader)
+        state.history.append({"epoch": 0, "train_loss": None, **_evaluate(strategy, model, eval_loader, accelerator)})
+        state.best_epoch = 1
+        return module, state
     optimizer = torch.optim.AdamW(hook(strategy, "param_groups", param_groups)(module, cfg.lr, cfg.weight_decay), lr=cfg.lr)
-    model, optimizer, train_loader, eval_loader = accelerator.prepare(module, optimizer, loaders.train, loaders.eval)
-    steps_per_epoch = math.ceil(len(train_loader) / cfg.grad_accum)
-    total = steps_per_epoch * cfg.epochs
-    schedule = lr_multiplier(cfg.schedule, total, round(cfg.warmup_ratio * total))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-    loss_fn = hook(strategy, "loss", cross_entropy)
+    model, optimizer, train_loader, eval_loader = accelerator.prepare(module, optimizer, train_loader, eval_loader)
+    total = math.ceil(len(train_loader) / cfg.grad_accum) * cfg.epochs
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_multiplier(cfg.schedule, total, round(cfg.warmup_ratio * total)))
+    run = Run(strategy, module, model, cfg, accelerator, train_loader, eval_loader, sampler, optimizer, scheduler,
+              Checkpointer(run_dir / "checkpoint") if run_dir else None,
+              StepLog(run_dir / "steps.jsonl" if run_dir and accelerator.is_main_process else None, cfg.log_every))
+    best = BestWeights()
     on_epoch_start = hook(strategy, "on_epoch_start", lambda epoch, module: None)
-    ckpt = Checkpointer(run_dir / "checkpoint") if run_dir else None
-    best, state = BestWeights(), LoopState(train_seconds=time.perf_counter() - started)
-    if resume and ckpt and ckpt.exists():
-        for epoch in range(ckpt.peek().epoch):
+    if resume and run.ckpt and run.ckpt.exists():
+        for epoch in range(run.ckpt.peek().epoch):
             on_epoch_start(epoch, module)  # replay what trains up to the saved epoch
-        state = ckpt.load(module, optimizer, scheduler, best)
-    log = StepLog(run_dir / "steps.jsonl" if run_dir and accelerator.is_main_process else None, cfg.log_every)
-    bar = tqdm(total=len(train_loader) * cfg.epochs, initial=len(train_loader) * state.epoch + state.batch,
-               disable=not (cfg.progress and accelerator.is_local_main_process), mininterval=0.5, dynamic_ncols=True,
-               unit="batch", leave=False)
-
+        state = run.ckpt.load(module, optimizer, scheduler, best)
+    bar = tqdm(total=len(train_loader) * cfg.epochs, initial=len(train_loader) * state.epoch + state.batch, unit="batch",
+               disable=not (cfg.progress and accelerator.is_local_main_process), mininterval=0.5, dynamic_ncols=True, leave=False)
     for epoch in range(state.epoch, cfg.epochs):
         on_epoch_start(epoch, module)
         state.ever_trainable = sorted(set(state.ever_trainable) | {n for n, p in module.named_parameters() if p.requires_grad})
         best.cover(module, set(state.ever_trainable))
-        loaders.sampler.set_epoch(epoch)
-        model.train()
-        batches = accelerator.skip_first_batches(train_loader, state.batch) if state.batch else train_loader
         bar.set_description(f"{strategy.name} epoch {epoch + 1}/{cfg.epochs}")
-        tick = time.perf_counter()
-        for batch in batches:
-            with accelerator.accumulate(model):
-                loss = loss_fn(model(**model_inputs(batch)), batch)
-                accelerator.backward(loss)
-                if accelerator.sync_gradients and cfg.max_grad_norm:
-                    accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-            state.batch += 1
-            bar.update()
-            state.examples += len(batch["labels"]) * accelerator.num_processes
-            log.add(loss.item(), len(batch["labels"]) * accelerator.num_processes)
-            if accelerator.sync_gradients:
-                scheduler.step()
-                state.step += 1
-                log.step(state, epoch, scheduler.get_last_lr()[0])
-                bar.set_postfix(loss=f"{log.running_loss():.4f}", ex_s=f"{log.epoch_rate():.1f}", refresh=False)
-                if ckpt and cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0:
-                    state.train_seconds += time.perf_counter() - tick
-                    tick = time.perf_counter()
-                    _save(accelerator, ckpt, module, optimizer, scheduler, best, state)
-        state.train_seconds += time.perf_counter() - tick
-        metrics = evaluate(model, eval_loader, accelerator)
-        state.history.append({"epoch": epoch + 1, "train_loss": log.epoch_loss(), **metrics})
-        score = metrics[cfg.metric]
-        if score > state.best_score:
-            state.best_score, state.best_epoch, state.stale_epochs = score, epoch + 1, 0
-            best.update(module, set(state.ever_trainable))
-        else:
-            state.stale_epochs += 1
-        state.epoch, state.batch = epoch + 1, 0
-        if ckpt:
-            _save(accelerator, ckpt, module, optimizer, scheduler, best, state)
-        if cfg.patience and state.stale_epochs >= cfg.patience:
+        train_epoch(run, state, epoch, best, bar)
+        if end_epoch(run, state, epoch, best):
             break
     bar.close()
     if cfg.keep_best:
@@ -156,14 +126,67 @@ def fit(
     return module, state
 
 
-def _save(accelerator, ckpt, module, optimizer, scheduler, best, state) -> None:
-    if accelerator.is_main_process:
-        ckpt.save(module, optimizer, scheduler, best, state)
-    accelerator.wait_for_everyone()
+def train_epoch(run: Run, state: LoopState, epoch: int, best: BestWeights, bar: tqdm) -> None:
+    """One pass over the training batches (continuing mid-epoch after a resume)."""
+    acc, cfg = run.accelerator, run.cfg
+    loss_fn = hook(run.strategy, "loss", cross_entropy)
+    run.sampler.set_epoch(epoch)
+    run.model.train()
+    batches = acc.skip_first_batches(run.train_loader, state.batch) if state.batch else run.train_loader
+    tick = time.perf_counter()
+    for batch in batches:
+        with acc.accumulate(run.model):
+            loss = loss_fn(run.model(**model_inputs(batch)), batch)
+            acc.backward(loss)
+            if acc.sync_gradients and cfg.max_grad_norm:
+                acc.clip_grad_norm_(run.model.parameters(), cfg.max_grad_norm)
+            run.optimizer.step()
+            run.optimizer.zero_grad(set_to_none=True)
+        examples = len(batch["labels"]) * acc.num_processes
+        state.batch += 1
+        state.examples += examples
+        run.log.add(loss.item(), examples)
+        bar.update()
+        if acc.sync_gradients:
+            run.scheduler.step()
+            state.step += 1
+            run.log.step(state, epoch, run.scheduler.get_last_lr()[0])
+            bar.set_postfix(loss=f"{run.log.running_loss():.4f}", ex_s=f"{run.log.epoch_rate():.1f}", refresh=False)
+            if run.ckpt and cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0:
+                state.train_seconds += time.perf_counter() - tick
+                tick = time.perf_counter()
+                _save(run, best, state)
+    state.train_seconds += time.perf_counter() - tick
+
+
+def end_epoch(run: Run, state: LoopState, epoch: int, best: BestWeights) -> bool:
+    """Evaluate, keep the best weights, checkpoint; return True to stop early."""
+    metrics = _evaluate(run.strategy, run.model, run.eval_loader, run.accelerator)
+    state.history.append({"epoch": epoch + 1, "train_loss": run.log.epoch_loss(), **metrics})
+    score = metrics[run.cfg.metric] if run.cfg.metric in metrics else -metrics["loss"]
+    if score > state.best_score:
+        state.best_score, state.best_epoch, state.stale_epochs = score, epoch + 1, 0
+        best.update(run.module, set(state.ever_trainable))
+    else:
+        state.stale_epochs += 1
+    state.epoch, state.batch = epoch + 1, 0
+    if run.ckpt:
+        _save(run, best, state)
+    return bool(run.cfg.patience and state.stale_epochs >= run.cfg.patience)
+
+
+def _evaluate(strategy: Any, model: nn.Module, loader: Any, accelerator: Any) -> dict[str, float]:
+    return hook(strategy, "evaluate", evaluate)(model, loader, accelerator)
+
+
+def _save(run: Run, best: BestWeights, state: LoopState) -> None:
+    if run.accelerator.is_main_process:
+        run.ckpt.save(run.module, run.optimizer, run.scheduler, best, state)
+    run.accelerator.wait_for_everyone()
 
 
 class StepLog:
-    """Per-step JSONL log (loss, learning rate, throughput) and running averages."""
+    """Per-step JSONL log (loss, learning rate, throughput) and running averages for the bar."""
 
     def __init__(self, path: Path | None, every: int):
         self.path, self.every = path, every

@@ -48,8 +48,14 @@ class Strategy(Protocol):
       (default: one group, no decay on biases and norms).
     - ``precompute(module, rows, batch_size) -> rows``: map the dataset once
       through frozen computation (e.g. cached features for a linear probe).
-    - ``on_epoch_start(epoch, module) -> None``: e.g. unfreeze another layer group.
+    - ``collate(pad_token_id) -> callable``: rows -> batch (default: dynamic
+      padding of token fields, stacking of the rest).
+    - ``on_epoch_start(epoch, module) -> None``: e.g. unfreeze another layer
+      group. Must be idempotent: a resumed run replays it.
     - ``loss(outputs, batch) -> Tensor``: default cross-entropy on ``logits``.
+    - ``evaluate(model, batches, accelerator) -> dict``: default accuracy,
+      macro-F1 and loss; the loop keeps the epoch with the best
+      ``train.metric`` (or the lowest ``loss`` when that metric is absent).
     - ``save(module, folder, task)`` / ``load(folder, task) -> nn.Module``: the
       artefact format (default: a ``save_pretrained`` folder).
     """
