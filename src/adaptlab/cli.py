@@ -119,8 +119,10 @@ def predict(
     batch_size: Annotated[int, typer.Option("--batch-size", help="Texts per batch.")] = 64,
 ) -> None:
     """Predict a label and class probabilities for every input text."""
-    from .predict import predict_rows, read_inputs, write_rows
+    from .predict import predict_rows, read_inputs, read_run, write_rows
 
+    for run in run_dirs:
+        read_run(run)  # a bad folder fails before any input is read
     texts = read_inputs(input, text_column)
     rows = predict_rows(run_dirs, texts, batch_size)
     write_rows(rows, output)
@@ -191,10 +193,18 @@ class _Format(logging.Formatter):
         return prefix + record.getMessage()
 
 
+def _click_exceptions() -> tuple[type, type, type, type]:
+    """typer >= 0.20 vendors click as ``typer._click``; older typer uses click itself."""
+    try:
+        from typer._click import exceptions as ex
+    except ImportError:
+        from click import exceptions as ex
+    return ex.ClickException, typer.Exit, typer.Abort, getattr(ex, "NoArgsIsHelpError", ())
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code (0 ok, 2 bad input, 130 interrupted)."""
-    import click
-
+    ClickException, ClickExit, Abort, NoArgsIsHelp = _click_exceptions()
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_Format())
     logger = logging.getLogger("adaptlab")
@@ -207,13 +217,16 @@ def main(argv: list[str] | None = None) -> int:
     except AdaptlabError as e:
         typer.echo(f"error: {e}", err=True)
         return 2
-    except click.UsageError as e:
-        typer.echo(f"error: {e.format_message()} (see adaptlab {e.ctx.info_name if e.ctx else ''} --help)".replace("  ", " "), err=True)
+    except NoArgsIsHelp:
+        return 0  # help was printed
+    except ClickException as e:  # usage errors: unknown option, missing argument, bad value
+        command = getattr(getattr(e, "ctx", None), "command_path", "adaptlab")
+        typer.echo(f"error: {e.format_message()} (see {command} --help)", err=True)
         return 2
-    except (KeyboardInterrupt, click.Abort):
+    except (KeyboardInterrupt, Abort):
         typer.echo("interrupted: rerun the same command with --output <its folder> --resume to continue", err=True)
         return 130
-    except click.exceptions.Exit as e:
+    except ClickExit as e:
         return e.exit_code
     except BrokenPipeError:
         return 0

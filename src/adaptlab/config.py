@@ -188,8 +188,9 @@ def describe_validation_error(error: ValidationError, data: dict[str, Any]) -> s
     loc = [str(p) for p in first["loc"]]
     field = ".".join(loc)
     if first["type"] == "extra_forbidden":
-        known = _known_keys(loc[:-1], data)
-        return f"unknown config key '{field}'{did_you_mean(loc[-1], known)}"
+        prefix = ".".join(loc[:-1])
+        known = [f"{prefix}.{k}" if prefix else k for k in _known_keys(loc[:-1], data)]
+        return f"unknown config key '{field}'{did_you_mean(field, known)}"
     message = first["msg"].removeprefix("Value error, ")
     if "input" in first and not isinstance(first["input"], dict):
         message += f" (got {first['input']!r})"

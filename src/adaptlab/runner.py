@@ -14,6 +14,7 @@ import logging
 import os
 import shutil
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -130,15 +131,16 @@ def run_one(cfg: RunConfig, setup: Setup, out: Path, resume: bool = False) -> Ru
     resolved = cfg.model_copy(update={"train": train_cfg, "output": cfg.output or str(out)})
     task = Task(setup.data.labels, setup.backbone, train_cfg)
     partial = partial_folder(out)
-    partial.mkdir(parents=True, exist_ok=True)
-    (partial / "config.yaml").write_text(dump_config(resolved), encoding="utf-8")
-    log.info("%s: %d train / %d eval examples, backbone %s", strategy.name, len(setup.data.train), len(setup.data.eval), cfg.backbone)
     started = time.perf_counter()
     with PeakMemory() as memory:
-        module = prepare_module(strategy, task)
+        module = prepare_module(strategy, task)  # may still reject the config: nothing written yet
         total = count_parameters(module)[1]
-        module, state = fit(strategy, module, setup.train_rows, setup.eval_rows, train_cfg,
-                            pad_token_id=setup.backbone.tokenizer.pad_token_id or 0, run_dir=partial, resume=resume)
+        partial.mkdir(parents=True, exist_ok=True)
+        (partial / "config.yaml").write_text(dump_config(resolved), encoding="utf-8")
+        log.info("%s: %d train / %d eval examples, backbone %s", strategy.name, len(setup.data.train), len(setup.data.eval), cfg.backbone)
+        with _cleanup_on_failure(partial):
+            module, state = fit(strategy, module, setup.train_rows, setup.eval_rows, train_cfg,
+                                pad_token_id=setup.backbone.tokenizer.pad_token_id or 0, run_dir=partial, resume=resume)
     _save_artifact(strategy, module, partial / "model", task)
     trainable = count_named(module, set(state.ever_trainable))
     best = state.history[state.best_epoch - 1] if state.history else {}
@@ -179,6 +181,17 @@ def prepare_module(strategy: Any, task: Task) -> torch.nn.Module:
 def count_named(module: torch.nn.Module, names: set[str]) -> int:
     """Parameters that trained at some point of the run (gradual unfreezing opens more over time)."""
     return sum(p.numel() for n, p in module.named_parameters() if n in names)
+
+
+@contextmanager
+def _cleanup_on_failure(partial: Path):
+    """Remove ``partial`` if the run fails before its first checkpoint (nothing to resume)."""
+    try:
+        yield
+    except BaseException:
+        if not (partial / "checkpoint").exists() and not (partial / "checkpoint.old").exists():
+            shutil.rmtree(partial, ignore_errors=True)
+        raise
 
 
 def _save_artifact(strategy: Any, module: torch.nn.Module, folder: Path, task: Task) -> None:

@@ -1,0 +1,115 @@
+"""Bad input through the CLI: one `error:` line on stderr, exit code 2, nothing written."""
+
+from __future__ import annotations
+
+import pytest
+
+from .conftest import toy_rows, write_csv
+
+GOOD = toy_rows(40)
+
+
+def files(tmp_path):
+    """Every kind of bad data file, keyed by case name."""
+    def write(name, data):
+        (tmp_path / name).write_bytes(data)
+        return tmp_path / name
+
+    return {
+        "missing": tmp_path / "nope.csv",
+        "empty": write("empty.csv", b""),
+        "header_only": write("header.csv", b"text,label\n"),
+        "columns": write_csv(tmp_path / "cols.csv", [{"review": "x", "stars": 1}, {"review": "y", "stars": 2}]),
+        "one_class": write_csv(tmp_path / "one.csv", [{"text": f"t{i}", "label": "a"} for i in range(10)]),
+        "empty_text": write_csv(tmp_path / "et.csv", GOOD[:5] + [{"text": "  ", "label": "pos"}]),
+        "no_labels": write_csv(tmp_path / "nl.csv", [{"text": "a", "label": ""}, {"text": "b", "label": ""}]),
+        "latin1": write("latin.csv", "text,label\ncaf\xe9,pos\nok,neg\n".encode("latin-1")),
+        "bad_csv": write("bad.csv", b"text,label\na,pos\nb,neg,extra\n"),
+        "bad_jsonl": write("bad.jsonl", b'{"text": "a", "label": "pos"}\n{"text": "b", "label": neg}\n'),
+    }
+
+
+CASES = {
+    "missing": "data file not found",
+    "empty": "is empty",
+    "header_only": "header but no rows",
+    "columns": "column 'text', 'label' not found in .*; columns present: review, stars",
+    "one_class": "only one class",
+    "empty_text": "have an empty 'text' \\(first at line 7\\)",
+    "no_labels": "no row of .* has a label",
+    "latin1": "not valid utf-8: byte 0xe9 at line 2",
+    "bad_csv": "line 3: 3 fields",
+    "bad_jsonl": "malformed JSON in .* at line 2",
+}
+
+
+def assert_clean_failure(result, pattern, tmp_path):
+    import re
+
+    code, out, err = result
+    assert code == 2, (out, err)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert re.search(pattern, lines[0]), lines[0]
+    assert "Traceback" not in err
+    assert not (tmp_path / "runs").exists() and not list(tmp_path.glob("*.partial"))
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_data(cli, tmp_path, tiny_backbone, case):
+    path = files(tmp_path)[case]
+    assert_clean_failure(cli("train", "-s", "full", "-b", tiny_backbone, "-d", path, "-q"), CASES[case], tmp_path)
+
+
+def test_eval_labels_unseen(cli, tmp_path, tiny_backbone):
+    train = write_csv(tmp_path / "t.csv", GOOD)
+    evalf = write_csv(tmp_path / "e.csv", toy_rows(4, labels=("pos", "meh")))
+    result = cli("train", "-b", tiny_backbone, "-d", train, "--eval-data", evalf)
+    assert_clean_failure(result, "labels in .* never seen in training: 'meh'", tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("args", "pattern"),
+    [
+        (["-s", "fulll"], "unknown strategy 'fulll' \\(did you mean 'full'\\?\\)"),
+        (["--set", "train.lrr=1"], "unknown config key 'train.lrr' \\(did you mean 'train.lr'\\?\\)"),
+        (["--set", "train.epochs=-1"], "invalid config 'train.epochs'"),
+        (["--set", "strategy.k=99", "-s", "top_k"], "strategy.k=99 but the backbone has only 2 layers"),
+        (["--bogus-flag"], "No such option: --bogus-flag"),
+    ],
+)
+def test_bad_options(cli, tmp_path, tiny_backbone, toy_csv, args, pattern):
+    assert_clean_failure(cli("train", "-b", tiny_backbone, "-d", toy_csv, "-q", *args), pattern, tmp_path)
+
+
+def test_invalid_yaml_recipe(cli, tmp_path):
+    (tmp_path / "r.yaml").write_text("strategy: lora\ntrain: [unclosed\n", encoding="utf-8")
+    assert_clean_failure(cli("train", tmp_path / "r.yaml"), "invalid YAML in .*r.yaml at line", tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("backbone", "pattern"),
+    [
+        ("minilm-l66", "unknown backbone 'minilm-l66' \\(did you mean 'minilm-l6'\\?\\)"),
+        ("./no/such/folder", "backbone folder not found"),
+        ("someorg/no-such-model", "not available offline"),
+    ],
+)
+def test_bad_backbone(cli, tmp_path, toy_csv, monkeypatch, backbone, pattern):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert_clean_failure(cli("train", "-b", backbone, "-d", toy_csv), pattern, tmp_path)
+
+
+def test_folder_without_config(cli, tmp_path, toy_csv):
+    (tmp_path / "model").mkdir()
+    assert_clean_failure(cli("train", "-b", tmp_path / "model", "-d", toy_csv), "has no config.json", tmp_path)
+
+
+def test_compare_unknown_strategy(cli, tmp_path, tiny_backbone, toy_csv):
+    result = cli("compare", "-b", tiny_backbone, "-d", toy_csv, "--strategies", "full,loraa")
+    assert_clean_failure(result, "unknown strategy 'loraa'", tmp_path)
+
+
+def test_predict_on_a_non_run_folder(cli, tmp_path):
+    (tmp_path / "x").mkdir()
+    assert_clean_failure(cli("predict", tmp_path / "x", "--input", tmp_path / "in.csv"), "not a finished adaptlab run", tmp_path)
