@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from .conftest import toy_rows, write_csv
+from .conftest import write_csv
 
 
 def test_train_writes_a_complete_run_folder(cli, tmp_path, tiny_backbone, toy_csv):
@@ -95,7 +95,8 @@ def test_compare_recipe_with_per_strategy_settings(cli, tmp_path, tiny_backbone,
 
 def test_listings(cli):
     code, out, _ = cli("strategies")
-    assert code == 0 and {"linear_probe", "top_k", "gradual_unfreeze", "full", "lora"} <= {l.split()[0] for l in out.splitlines()}
+    names = {line.split()[0] for line in out.splitlines()}
+    assert code == 0 and {"linear_probe", "top_k", "gradual_unfreeze", "full", "lora"} <= names
     code, out, _ = cli("strategies", "--verbose")
     assert "strategy.r = 8" in out
     code, out, _ = cli("models")

@@ -7,10 +7,10 @@ import torch
 
 from adaptlab.config import load_config
 from adaptlab.loop import fit
+from adaptlab.modeling import freeze
 from adaptlab.runner import make_setup, prepare_module, resolve_train
 from adaptlab.schedules import lr_multiplier
 from adaptlab.strategies import Task, get_strategy
-from adaptlab.modeling import freeze
 
 
 def test_schedules():
@@ -38,9 +38,10 @@ def test_early_stopping_and_best_weights(tiny_backbone, toy_csv):
     s, module, setup, task = run(tiny_backbone, toy_csv, epochs=6, lr=0.5, patience=1)  # lr far too high: diverges
     module, state = fit(s, module, setup.train_rows, setup.eval_rows, task.train_config)
     assert len(state.history) < 6 and state.stale_epochs == 1
+    from torch.utils.data import DataLoader
+
     from adaptlab.evaluation import evaluate
     from adaptlab.loop import Collate
-    from torch.utils.data import DataLoader
 
     loader = DataLoader(setup.eval_rows, batch_size=64, collate_fn=Collate(0))
     assert evaluate(module, loader)["accuracy"] == pytest.approx(state.best_score)  # the best epoch's weights came back

@@ -6,12 +6,11 @@ an interrupted run says how to resume it (exit code 130).
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -24,23 +23,23 @@ app = typer.Typer(
     help="Adapt pretrained language models to your task, from linear probes to full fine-tuning, and compare how.",
 )
 
-Recipe = Annotated[Optional[Path], typer.Argument(help="YAML recipe; flags and --set override it.", show_default=False)]
-Set = Annotated[Optional[list[str]], typer.Option("--set", help="Override any config key: --set train.lr=3e-4 (repeatable).")]
-Backbone = Annotated[Optional[str], typer.Option("--backbone", "-b", help="Bundled alias, local HF folder or hub id.")]
-Data = Annotated[Optional[str], typer.Option("--data", "-d", help="Bundled dataset name or a CSV/TSV/JSONL/JSON/Parquet file.")]
-EvalData = Annotated[Optional[str], typer.Option("--eval-data", help="Evaluation file (default: a stratified held-out split).")]
-TextCol = Annotated[Optional[str], typer.Option("--text-column", help="Text column [text].")]
-PairCol = Annotated[Optional[str], typer.Option("--text-pair-column", help="Second text column, for pair tasks.")]
-LabelCol = Annotated[Optional[str], typer.Option("--label-column", help="Label column [label].")]
-EvalFrac = Annotated[Optional[float], typer.Option("--eval-fraction", help="Held-out share when no --eval-data [0.2].")]
-MaxTrain = Annotated[Optional[int], typer.Option("--max-train", help="Use at most N training examples.")]
-MaxEval = Annotated[Optional[int], typer.Option("--max-eval", help="Use at most N evaluation examples.")]
-Encoding = Annotated[Optional[str], typer.Option("--encoding", help="Text encoding of data files [utf-8].")]
-Epochs = Annotated[Optional[int], typer.Option("--epochs", help="Training epochs (default: the strategy's).")]
-Lr = Annotated[Optional[float], typer.Option("--lr", help="Peak learning rate (default: the strategy's).")]
-Batch = Annotated[Optional[int], typer.Option("--batch-size", help="Training batch size [32].")]
-Seed = Annotated[Optional[int], typer.Option("--seed", help="Seed for init, shuffling and the split [42].")]
-Output = Annotated[Optional[Path], typer.Option("--output", "-o", help="Output folder.")]
+Recipe = Annotated[Path | None, typer.Argument(help="YAML recipe; flags and --set override it.", show_default=False)]
+Set = Annotated[list[str] | None, typer.Option("--set", help="Override any config key: --set train.lr=3e-4 (repeatable).")]
+Backbone = Annotated[str | None, typer.Option("--backbone", "-b", help="Bundled alias, local HF folder or hub id.")]
+Data = Annotated[str | None, typer.Option("--data", "-d", help="Bundled dataset name or a CSV/TSV/JSONL/JSON/Parquet file.")]
+EvalData = Annotated[str | None, typer.Option("--eval-data", help="Evaluation file (default: a stratified held-out split).")]
+TextCol = Annotated[str | None, typer.Option("--text-column", help="Text column [text].")]
+PairCol = Annotated[str | None, typer.Option("--text-pair-column", help="Second text column, for pair tasks.")]
+LabelCol = Annotated[str | None, typer.Option("--label-column", help="Label column [label].")]
+EvalFrac = Annotated[float | None, typer.Option("--eval-fraction", help="Held-out share when no --eval-data [0.2].")]
+MaxTrain = Annotated[int | None, typer.Option("--max-train", help="Use at most N training examples.")]
+MaxEval = Annotated[int | None, typer.Option("--max-eval", help="Use at most N evaluation examples.")]
+Encoding = Annotated[str | None, typer.Option("--encoding", help="Text encoding of data files [utf-8].")]
+Epochs = Annotated[int | None, typer.Option("--epochs", help="Training epochs (default: the strategy's).")]
+Lr = Annotated[float | None, typer.Option("--lr", help="Peak learning rate (default: the strategy's).")]
+Batch = Annotated[int | None, typer.Option("--batch-size", help="Training batch size [32].")]
+Seed = Annotated[int | None, typer.Option("--seed", help="Seed for init, shuffling and the split [42].")]
+Output = Annotated[Path | None, typer.Option("--output", "-o", help="Output folder.")]
 Resume = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run in --output.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 
@@ -63,7 +62,7 @@ def _overrides(**flags) -> dict:
 @app.command()
 def train(
     recipe: Recipe = None,
-    strategy: Annotated[Optional[str], typer.Option("--strategy", "-s", help="Strategy name (adaptlab strategies) [lora].")] = None,
+    strategy: Annotated[str | None, typer.Option("--strategy", "-s", help="Strategy name (adaptlab strategies) [lora].")] = None,
     backbone: Backbone = None, data: Data = None, eval_data: EvalData = None, text_column: TextCol = None,
     text_pair_column: PairCol = None, label_column: LabelCol = None, eval_fraction: EvalFrac = None,
     max_train: MaxTrain = None, max_eval: MaxEval = None, encoding: Encoding = None, epochs: Epochs = None,
@@ -87,7 +86,7 @@ def train(
 @app.command()
 def compare(
     recipe: Recipe = None,
-    strategies: Annotated[Optional[str], typer.Option("--strategies", help="Comma-separated strategy names.")] = None,
+    strategies: Annotated[str | None, typer.Option("--strategies", help="Comma-separated strategy names.")] = None,
     backbone: Backbone = None, data: Data = None, eval_data: EvalData = None, text_column: TextCol = None,
     text_pair_column: PairCol = None, label_column: LabelCol = None, eval_fraction: EvalFrac = None,
     max_train: MaxTrain = None, max_eval: MaxEval = None, encoding: Encoding = None, epochs: Epochs = None,
@@ -113,8 +112,10 @@ def compare(
 @app.command()
 def predict(
     run_dirs: Annotated[list[Path], typer.Argument(help="One or more run folders.", show_default=False)],
-    input: Annotated[Optional[Path], typer.Option("--input", "-i", help="CSV/TSV/JSONL/JSON/Parquet file, or stdin (one text per line).")] = None,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write here (.jsonl or .csv) instead of stdout.")] = None,
+    input: Annotated[
+        Path | None, typer.Option("--input", "-i", help="CSV/TSV/JSONL/JSON/Parquet file, or stdin (one text per line).")
+    ] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write here (.jsonl or .csv) instead of stdout.")] = None,
     text_column: TextCol = None,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Texts per batch.")] = 64,
 ) -> None:

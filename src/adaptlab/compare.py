@@ -21,7 +21,7 @@ from typing import Any
 from .config import RunConfig, apply_overrides, build_config, read_yaml
 from .errors import AdaptlabError
 from .report import write_report
-from .runner import RunResult, fields_to_overrides, make_setup, partial_folder, run_one, _as_dict
+from .runner import RunResult, _as_dict, fields_to_overrides, make_setup, partial_folder, run_one
 
 log = logging.getLogger("adaptlab")
 

@@ -96,7 +96,8 @@ def read_inputs(path: Path | None, text_column: str | None = None) -> list[str]:
     table = read_table(path)
     column = text_column or ("text" if "text" in table.columns or len(table.columns) != 1 else table.columns[0])
     if column not in table.columns:
-        raise AdaptlabError(f"column '{column}' not found in {path}; columns present: {', '.join(table.columns)} (choose with --text-column)")
+        present = ", ".join(table.columns)
+        raise AdaptlabError(f"column '{column}' not found in {path}; columns present: {present} (choose with --text-column)")
     return [str(row.get(column) or "") for row in table.rows]
 
 

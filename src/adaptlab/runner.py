@@ -28,8 +28,8 @@ from .data.task import TaskData, build_task
 from .errors import AdaptlabError
 from .loop import fit
 from .measure import PeakMemory, folder_bytes, versions
-from .modeling import count_parameters
 from .modelcard import model_card
+from .modeling import count_parameters
 from .strategies.base import Task, build_classifier, get_strategy, hook, save_pretrained
 
 log = logging.getLogger("adaptlab")
@@ -137,7 +137,8 @@ def run_one(cfg: RunConfig, setup: Setup, out: Path, resume: bool = False) -> Ru
         total = count_parameters(module)[1]
         partial.mkdir(parents=True, exist_ok=True)
         (partial / "config.yaml").write_text(dump_config(resolved), encoding="utf-8")
-        log.info("%s: %d train / %d eval examples, backbone %s", strategy.name, len(setup.data.train), len(setup.data.eval), cfg.backbone)
+        log.info("%s: %d train / %d eval examples, backbone %s",
+                 strategy.name, len(setup.data.train), len(setup.data.eval), cfg.backbone)
         with _cleanup_on_failure(partial):
             module, state = fit(strategy, module, setup.train_rows, setup.eval_rows, train_cfg,
                                 pad_token_id=setup.backbone.tokenizer.pad_token_id or 0, run_dir=partial, resume=resume)
@@ -168,7 +169,8 @@ def run_one(cfg: RunConfig, setup: Setup, out: Path, resume: bool = False) -> Ru
         "versions": versions(),
     }
     _finish(partial, out, metrics, resolved, setup)
-    log.info("%s: accuracy %.3f, macro-F1 %.3f -> %s", strategy.name, metrics["eval"]["accuracy"] or 0, metrics["eval"]["macro_f1"] or 0, out)
+    ev = metrics["eval"]
+    log.info("%s: accuracy %.3f, macro-F1 %.3f -> %s", strategy.name, ev["accuracy"] or 0, ev["macro_f1"] or 0, out)
     return RunResult(out, metrics, resolved, module)
 
 

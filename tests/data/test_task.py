@@ -70,7 +70,8 @@ def test_text_pairs(tmp_path):
     [
         ([{"review": "x", "label": "a"}], {}, "column 'text' not found in .*; columns present: review, label"),
         ([{"text": f"t{i}", "label": "same"} for i in range(10)], {}, "only one class"),
-        ([{"text": "", "label": "a"}, {"text": "b", "label": "b"}], {}, "1 rows of .* have an empty 'text' \\(first at line 2\\)"),
+        ([{"text": "", "label": "a"}, {"text": "b", "label": "b"}], {},
+         "1 rows of .* have an empty 'text' \\(first at line 2\\)"),
         ([{"text": "a", "label": ""}, {"text": "b", "label": None}], {}, "no row of .* has a label"),
     ],
 )

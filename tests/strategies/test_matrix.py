@@ -41,7 +41,9 @@ CASES: dict[str, Case] = {
     "full": Case(lambda n: True),
     "lora": Case(lambda n: "lora_" in n or "modules_to_save" in n, train={"lr": 1e-2}),
 }
-DEFAULT_TRAIN = {"keep_best": False, "epochs": 6, "lr": 3e-3, "batch_size": 16, "progress": False, "checkpoint_every": None, "seed": 0}
+DEFAULT_TRAIN = {
+    "keep_best": False, "epochs": 6, "lr": 3e-3, "batch_size": 16, "progress": False, "checkpoint_every": None, "seed": 0,
+}
 
 
 def test_every_strategy_has_a_case():

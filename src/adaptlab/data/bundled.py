@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import bz2
 import csv
-import io
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -96,7 +95,8 @@ def load_bundled(name: str) -> Table:
     try:
         return BUNDLED_DATASETS[name].load()
     except (OSError, KeyError, UnicodeDecodeError) as e:
-        raise AdaptlabError(f"bundled dataset '{name}' could not be read ({e}); reinstall {BUNDLED_DATASETS[name].package}") from None
+        package = BUNDLED_DATASETS[name].package
+        raise AdaptlabError(f"bundled dataset '{name}' could not be read ({e}); reinstall {package}") from None
 
 
 def describe_datasets() -> list[dict[str, str]]:

@@ -18,7 +18,9 @@ from typing import Any
 
 from ..errors import AdaptlabError
 
-FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".parquet": "parquet", ".pq": "parquet"}
+FORMATS = {
+    ".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".parquet": "parquet", ".pq": "parquet",
+}
 
 
 @dataclass
@@ -131,7 +133,9 @@ def _read_json(text: str, source: str) -> Table:
         elif lists and len(lists) == len(data) and len({len(v) for v in lists}) == 1:
             data = [dict(zip(data, values)) for values in zip(*data.values())]  # columns
     if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
-        raise AdaptlabError(f"{source} must hold a list of objects, an object with one such list, or an object of equal-length columns")
+        raise AdaptlabError(
+            f"{source} must hold a list of objects, an object with one such list, or an object of equal-length columns"
+        )
     columns = list(dict.fromkeys(k for row in data for k in row))
     return Table(source, columns, data, None)
 

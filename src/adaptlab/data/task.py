@@ -59,8 +59,8 @@ def load_table(source: str, encoding: str = "utf-8") -> Table:
     if is_bundled(source):
         return load_bundled(source)
     if not Path(source).suffix and not Path(source).exists():
-        from .bundled import BUNDLED_DATASETS
         from ..errors import unknown
+        from .bundled import BUNDLED_DATASETS
 
         raise unknown("dataset", source, list(BUNDLED_DATASETS) + ["<a data file>"])
     return read_table(source, encoding)
