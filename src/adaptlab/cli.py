@@ -76,6 +76,8 @@ def train(
     if output is not None:
         flags["output"] = str(output)
     result = run_train(recipe, overrides={**flags, **_sets(set_)}, resume=resume)
+    if not result.metrics:
+        return  # a non-main process of a distributed run
     ev = result.metrics["eval"]
     typer.echo(f"accuracy {ev['accuracy']:.4f}  macro-F1 {ev['macro_f1']:.4f}  "
                f"trainable {result.metrics['trainable_params']:,}/{result.metrics['total_params']:,}  "
@@ -103,6 +105,8 @@ def compare(
     flags = _overrides(**{k: v for k, v in locals().items() if k not in ("recipe", "set_", "output", "resume", "strategies")})
     names = [s.strip() for s in strategies.split(",") if s.strip()] if strategies else None
     result = run_compare(names, recipe, overrides={**flags, **_sets(set_)}, output=output, resume=resume)
+    if not result.rows:
+        return  # a non-main process of a distributed run
     from .report import flat
 
     typer.echo("\n".join(markdown_table([flat(r) for r in result.rows])))
@@ -210,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     handler.setFormatter(_Format())
     logger = logging.getLogger("adaptlab")
     logger.handlers[:] = [handler]
-    logger.setLevel(logging.INFO)
+    logger.setLevel(logging.INFO if os.environ.get("RANK", "0") == "0" else logging.WARNING)
     logger.propagate = False
     _quiet_libraries()
     try:

@@ -21,7 +21,7 @@ from typing import Any
 from .config import RunConfig, apply_overrides, build_config, read_yaml
 from .errors import AdaptlabError
 from .report import write_report
-from .runner import RunResult, _as_dict, fields_to_overrides, make_setup, partial_folder, run_one
+from .runner import RunResult, _as_dict, _is_main_process, fields_to_overrides, make_setup, partial_folder, run_one
 
 log = logging.getLogger("adaptlab")
 
@@ -99,6 +99,8 @@ def compare(
             continue
         runs.append(run_one(cfg.model_copy(update={"output": str(out / name)}), setup, run_dir,
                             resume=resume and partial_folder(run_dir).exists()))
+    if not _is_main_process():
+        return Comparison(out, runs, [])
     rows = [dict(run=name, **r.metrics) for (name, _), r in zip(configs, runs)]
     write_report(work, rows, setup.data.majority_baseline)
     os.replace(work, out)

@@ -112,8 +112,12 @@ def fit(
     bar = tqdm(total=len(train_loader) * cfg.epochs, initial=len(train_loader) * state.epoch + state.batch, unit="batch",
                disable=not (cfg.progress and accelerator.is_local_main_process), mininterval=0.5, dynamic_ncols=True, leave=False)
     for epoch in range(state.epoch, cfg.epochs):
+        trainable = _trainable_names(module)
         on_epoch_start(epoch, module)
-        state.ever_trainable = sorted(set(state.ever_trainable) | {n for n, p in module.named_parameters() if p.requires_grad})
+        if accelerator.num_processes > 1 and _trainable_names(module) != trainable:
+            # DDP only synchronises parameters that were trainable when it wrapped the model
+            run.model = accelerator.prepare_model(module)
+        state.ever_trainable = sorted(set(state.ever_trainable) | _trainable_names(module))
         best.cover(module, set(state.ever_trainable))
         bar.set_description(f"{strategy.name} epoch {epoch + 1}/{cfg.epochs}")
         train_epoch(run, state, epoch, best, bar)
@@ -173,6 +177,10 @@ def end_epoch(run: Run, state: LoopState, epoch: int, best: BestWeights) -> bool
     if run.ckpt:
         _save(run, best, state)
     return bool(run.cfg.patience and state.stale_epochs >= run.cfg.patience)
+
+
+def _trainable_names(module: nn.Module) -> set[str]:
+    return {n for n, p in module.named_parameters() if p.requires_grad}
 
 
 def _evaluate(strategy: Any, model: nn.Module, loader: Any, accelerator: Any) -> dict[str, float]:

@@ -132,18 +132,22 @@ def run_one(cfg: RunConfig, setup: Setup, out: Path, resume: bool = False) -> Ru
     task = Task(setup.data.labels, setup.backbone, train_cfg)
     partial = partial_folder(out)
     started = time.perf_counter()
+    main = _is_main_process()
     with PeakMemory() as memory:
         module = prepare_module(strategy, task)  # may still reject the config: nothing written yet
         total = count_parameters(module)[1]
-        partial.mkdir(parents=True, exist_ok=True)
-        (partial / "config.yaml").write_text(dump_config(resolved), encoding="utf-8")
+        if main:
+            partial.mkdir(parents=True, exist_ok=True)
+            (partial / "config.yaml").write_text(dump_config(resolved), encoding="utf-8")
         log.info("%s: %d train / %d eval examples, backbone %s",
                  strategy.name, len(setup.data.train), len(setup.data.eval), cfg.backbone)
         with _cleanup_on_failure(partial):
             module, state = fit(strategy, module, setup.train_rows, setup.eval_rows, train_cfg,
                                 pad_token_id=setup.backbone.tokenizer.pad_token_id or 0, run_dir=partial, resume=resume)
-    _save_artifact(strategy, module, partial / "model", task)
     trainable = count_named(module, set(state.ever_trainable))
+    if not main:  # other processes of a distributed run: the main one writes the folder
+        return RunResult(out, {}, resolved, module)
+    _save_artifact(strategy, module, partial / "model", task)
     best = state.history[state.best_epoch - 1] if state.history else {}
     metrics = {
         "strategy": strategy.name,
@@ -172,6 +176,11 @@ def run_one(cfg: RunConfig, setup: Setup, out: Path, resume: bool = False) -> Ru
     ev = metrics["eval"]
     log.info("%s: accuracy %.3f, macro-F1 %.3f -> %s", strategy.name, ev["accuracy"] or 0, ev["macro_f1"] or 0, out)
     return RunResult(out, metrics, resolved, module)
+
+
+def _is_main_process() -> bool:
+    """True outside distributed runs, and on rank 0 inside them (``accelerate launch``, ``torchrun`` set RANK)."""
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 def prepare_module(strategy: Any, task: Task) -> torch.nn.Module:

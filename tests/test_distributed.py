@@ -1,0 +1,40 @@
+"""The same loop on two processes (DDP over gloo on CPU), launched with torchrun."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+TORCHRUN = Path(sys.executable).with_name("torchrun")
+
+
+def torchrun(*args, cwd) -> subprocess.CompletedProcess:
+    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
+    return subprocess.run([str(TORCHRUN), "--nproc_per_node", "2", *map(str, args)], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.skipif(not shutil.which(str(TORCHRUN)), reason="torchrun not installed")
+def test_processes_stay_in_sync_when_more_layers_unfreeze(tmp_path, tiny_backbone, toy_csv):
+    result = torchrun(Path(__file__).with_name("distributed_check.py"), tiny_backbone, toy_csv, tmp_path / "out.json",
+                      cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((tmp_path / "out.json").read_text())
+    assert report == {"world": 2, "same": True, "steps": 3 * 5, "examples": 3 * 320}  # each process: half the batches
+
+
+def test_cli_train_writes_one_run_folder(tmp_path, tiny_backbone, toy_csv):
+    result = torchrun("-m", "adaptlab", "train", "-s", "lora", "-b", tiny_backbone, "-d", toy_csv, "--epochs", "1",
+                      "-o", "run", "-q", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("run folder: run") == 1
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["train_examples"] == 320 and metrics["history"][0]["examples"] == 80
