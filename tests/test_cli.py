@@ -115,3 +115,36 @@ def test_python_api(tmp_path, tiny_backbone, toy_csv):
     predictions = model.predict(["good film", "awful plot"])
     assert len(predictions) == 2 and predictions[0].label in ("neg", "pos")
     assert model.predict([]) == []
+    report = adaptlab.compare(["linear_probe", "top_k"], backbone=str(tiny_backbone), data=str(toy_csv),
+                              output=str(tmp_path / "c"), train__epochs=1, train__progress=False)
+    assert [r["run"] for r in report.rows] == ["linear_probe", "top_k"] and (report.folder / "report.md").is_file()
+
+
+def test_compare_failing_strategy_leaves_nothing(cli, tmp_path, tiny_backbone, toy_csv):
+    code, _, err = cli("compare", "-b", tiny_backbone, "-d", toy_csv, "--strategies", "top_k", "--set", "strategy.k=9",
+                       "-o", "cmp", "-q")
+    assert code == 2 and "strategy.k=9" in err
+    assert not list(tmp_path.iterdir())
+
+
+def test_compare_resumes_after_an_interruption(cli, tmp_path, tiny_backbone, toy_csv, monkeypatch):
+    import adaptlab.comparison as compare_module
+
+    real = compare_module.run_one
+    calls = []
+
+    def flaky(cfg, *args, **kwargs):
+        calls.append(cfg.strategy.name)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(cfg, *args, **kwargs)
+
+    monkeypatch.setattr(compare_module, "run_one", flaky)
+    args = ("compare", "-b", tiny_backbone, "-d", toy_csv, "--strategies", "linear_probe,full", "--epochs", "1", "-o", "cmp", "-q")
+    code, _, err = cli(*args)
+    assert code == 130 and "--resume" in err
+    assert (tmp_path / "cmp.partial" / "linear_probe" / "metrics.json").is_file()
+    code, _, err = cli(*args, "--resume")
+    assert code == 0, err
+    assert calls == ["linear_probe", "full", "full"]  # the finished run was not redone
+    assert (tmp_path / "cmp" / "report.md").is_file() and not (tmp_path / "cmp.partial").exists()

@@ -16,11 +16,11 @@ __all__ = ["AdaptlabError", "compare", "load", "train", "__version__"]
 from .errors import AdaptlabError
 
 if TYPE_CHECKING:
-    from .compare import compare
+    from .comparison import compare
     from .predict import load
     from .runner import train
 
-_LAZY = {"train": "runner", "compare": "compare", "load": "predict"}
+_LAZY = {"train": "runner", "compare": "comparison", "load": "predict"}
 
 
 def __getattr__(name: str) -> Any:

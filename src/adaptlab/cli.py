@@ -99,7 +99,7 @@ def compare(
 
     With no arguments: the bundled demo (minilm-l6 on rotten-tomatoes, five strategies).
     """
-    from .compare import compare as run_compare
+    from .comparison import compare as run_compare
     from .report import markdown_table
 
     flags = _overrides(**{k: v for k, v in locals().items() if k not in ("recipe", "set_", "output", "resume", "strategies")})
@@ -218,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     logger.propagate = False
     _quiet_libraries()
     try:
-        app(args=argv, prog_name="adaptlab", standalone_mode=False)
+        code = app(args=argv, prog_name="adaptlab", standalone_mode=False)
     except AdaptlabError as e:
         typer.echo(f"error: {e}", err=True)
         return 2
@@ -229,10 +229,11 @@ def main(argv: list[str] | None = None) -> int:
         typer.echo(f"error: {e.format_message()} (see {command} --help)", err=True)
         return 2
     except (KeyboardInterrupt, Abort):
-        typer.echo("interrupted: rerun the same command with --output <its folder> --resume to continue", err=True)
-        return 130
+        code = 130
     except ClickExit as e:
-        return e.exit_code
+        code = e.exit_code
     except BrokenPipeError:
         return 0
-    return 0
+    if code == 130:  # typer turns Ctrl-C into exit code 130 in non-standalone mode
+        typer.echo("interrupted: rerun the same command with --output <its folder> --resume to continue", err=True)
+    return code if isinstance(code, int) else 0

@@ -26,6 +26,7 @@ from .runner import RunResult, _as_dict, _is_main_process, fields_to_overrides, 
 log = logging.getLogger("adaptlab")
 
 DEMO_RECIPE = "demo.yaml"
+DEFAULT_STRATEGIES = ["linear_probe", "top_k", "gradual_unfreeze", "full", "lora"]
 
 
 @dataclass
@@ -40,12 +41,18 @@ def bundled_recipe(name: str) -> dict[str, Any]:
 
 
 def plan(recipe: dict[str, Any], strategies: list[str] | None, overrides: dict[str, Any]) -> list[tuple[str, RunConfig]]:
-    """Validate one :class:`RunConfig` per strategy entry; return ``(run name, config)`` pairs."""
+    """Validate one :class:`RunConfig` per strategy entry; return ``(run name, config)`` pairs.
+
+    Precedence, lowest first: the recipe's shared settings, the entry's own
+    options and ``train`` settings, then the command line (``--epochs``,
+    ``--set strategy.r=16``), which reaches every entry. Strategies named on the
+    command line keep their recipe entry's settings when the recipe has one.
+    """
     base = copy.deepcopy(recipe)
-    entries = strategies or base.pop("strategies", None) or ["linear_probe", "top_k", "gradual_unfreeze", "full", "lora"]
-    base.pop("strategies", None)
+    listed = [{"name": e} if isinstance(e, str) else e for e in base.pop("strategies", None) or []]
     base.pop("strategy", None)
-    apply_overrides(base, overrides)
+    by_name = {str(e.get("label") or e.get("name")): e for e in listed if isinstance(e, dict)}
+    entries = [by_name.get(name, {"name": name}) for name in strategies] if strategies else listed or DEFAULT_STRATEGIES
     configs: list[tuple[str, RunConfig]] = []
     labels: list[str] = []
     for entry in entries:
@@ -56,11 +63,20 @@ def plan(recipe: dict[str, Any], strategies: list[str] | None, overrides: dict[s
         run.setdefault("train", {}).update(entry.pop("train", {}))
         label = str(entry.pop("label", None) or entry["name"])
         run["strategy"] = entry
-        cfg = build_config(run)
+        cfg = build_config(apply_overrides(run, overrides))
         labels.append(label)
         count = labels.count(label)
         configs.append((label if count == 1 else f"{label}-{count}", cfg))
     return configs
+
+
+def _run(name: str, cfg: RunConfig, setup, work: Path, out: Path, resume: bool) -> RunResult:
+    """One strategy of the comparison, skipped if it finished before an interruption."""
+    run_dir = work / name
+    if (run_dir / "metrics.json").is_file():
+        return RunResult(run_dir, json.loads((run_dir / "metrics.json").read_text()), cfg)
+    return run_one(cfg.model_copy(update={"output": str(out / name)}), setup, run_dir,
+                   resume=resume and partial_folder(run_dir).exists())
 
 
 def compare(
@@ -91,14 +107,12 @@ def compare(
         raise AdaptlabError(f"{work} holds an interrupted comparison; pass --resume to continue it, or delete it")
     setup = make_setup(configs[0][1])
     work.mkdir(parents=True, exist_ok=True)
-    runs = []
-    for name, cfg in configs:
-        run_dir = work / name
-        if (run_dir / "metrics.json").is_file():  # finished before an interruption
-            runs.append(RunResult(run_dir, json.loads((run_dir / "metrics.json").read_text()), cfg))
-            continue
-        runs.append(run_one(cfg.model_copy(update={"output": str(out / name)}), setup, run_dir,
-                            resume=resume and partial_folder(run_dir).exists()))
+    try:
+        runs = [_run(name, cfg, setup, work, out, resume) for name, cfg in configs]
+    except BaseException:
+        if not any(work.iterdir()):  # nothing finished or resumable: leave nothing behind
+            work.rmdir()
+        raise
     if not _is_main_process():
         return Comparison(out, runs, [])
     rows = [dict(run=name, **r.metrics) for (name, _), r in zip(configs, runs)]
