@@ -140,7 +140,8 @@ def test_compare_resumes_after_an_interruption(cli, tmp_path, tiny_backbone, toy
         return real(cfg, *args, **kwargs)
 
     monkeypatch.setattr(compare_module, "run_one", flaky)
-    args = ("compare", "-b", tiny_backbone, "-d", toy_csv, "--strategies", "linear_probe,full", "--epochs", "1", "-o", "cmp", "-q")
+    args = ("compare", "-b", tiny_backbone, "-d", toy_csv, "--strategies", "linear_probe,full", "--epochs", "1",
+            "-o", "cmp", "-q")
     code, _, err = cli(*args)
     assert code == 130 and "--resume" in err
     assert (tmp_path / "cmp.partial" / "linear_probe" / "metrics.json").is_file()
