@@ -85,7 +85,7 @@ class TrainConfig(Section):
     checkpoint_every: int | None = Field(200, ge=1)
     """Also checkpoint every this many optimiser steps (epoch ends always are)."""
     progress: bool = True
-    """Show a progress bar."""
+    """Show a progress bar (in a terminal; never in logs)."""
 
 
 class StrategyConfig(Section):

@@ -109,8 +109,9 @@ def fit(
         for epoch in range(run.ckpt.peek().epoch):
             on_epoch_start(epoch, module)  # replay what trains up to the saved epoch
         state = run.ckpt.load(module, optimizer, scheduler, best)
+    show = None if cfg.progress and accelerator.is_local_main_process else True  # None: only in a terminal
     bar = tqdm(total=len(train_loader) * cfg.epochs, initial=len(train_loader) * state.epoch + state.batch, unit="batch",
-               disable=not (cfg.progress and accelerator.is_local_main_process), mininterval=0.5, dynamic_ncols=True, leave=False)
+               disable=show, mininterval=0.5, dynamic_ncols=True, leave=False)
     for epoch in range(state.epoch, cfg.epochs):
         trainable = _trainable_names(module)
         on_epoch_start(epoch, module)

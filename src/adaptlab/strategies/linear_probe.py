@@ -18,6 +18,7 @@ import torch
 from pydantic import Field
 from safetensors.torch import load_file, save_file
 from torch import nn
+from tqdm.auto import tqdm
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 from ..config import StrategyConfig
@@ -100,7 +101,8 @@ class LinearProbe:
         module.eval()
         collate = Collate(pad_token_id=0)  # padded positions are masked out of the pooling
         out: list[dict] = [{}] * len(rows)
-        for batch_ids in BucketBatchSampler(lengths_of(rows), batch_size, shuffle=False):
+        batches = BucketBatchSampler(lengths_of(rows), batch_size, shuffle=False)
+        for batch_ids in tqdm(batches, desc="caching features", unit="batch", leave=False, disable=None):
             batch = collate([rows[i] for i in batch_ids])
             feats = module.features(**{k: v.to(device) for k, v in model_inputs(batch).items()}).cpu()
             for j, i in enumerate(batch_ids):
