@@ -42,7 +42,9 @@ def bundled_recipe(name: str) -> dict[str, Any]:
 def plan(recipe: dict[str, Any], strategies: list[str] | None, overrides: dict[str, Any]) -> list[tuple[str, RunConfig]]:
     """Validate one :class:`RunConfig` per strategy entry; return ``(run name, config)`` pairs."""
     base = copy.deepcopy(recipe)
+    known = settings_by_name(base)
     entries = strategies or base.pop("strategies", None) or ["linear_probe", "top_k", "gradual_unfreeze", "full", "lora"]
+    entries = [known.get(e, e) if isinstance(e, str) else e for e in entries]  # a named strategy keeps the recipe's settings
     base.pop("strategies", None)
     base.pop("strategy", None)
     apply_overrides(base, overrides)
@@ -61,6 +63,13 @@ def plan(recipe: dict[str, Any], strategies: list[str] | None, overrides: dict[s
         count = labels.count(label)
         configs.append((label if count == 1 else f"{label}-{count}", cfg))
     return configs
+
+
+def settings_by_name(recipe: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per-strategy settings a recipe holds: its ``strategies`` entries and its ``strategy_settings``
+    (settings for strategies run only when named with ``--strategies``); removes the latter key."""
+    entries = list(recipe.pop("strategy_settings", None) or []) + list(recipe.get("strategies") or [])
+    return {e["name"]: e for e in entries if isinstance(e, dict) and "name" in e and "label" not in e}
 
 
 def compare(

@@ -129,6 +129,7 @@ def run_one(cfg: RunConfig, setup: Setup, out: Path, resume: bool = False) -> Ru
     train_cfg = resolve_train(cfg)
     resolved = cfg.model_copy(update={"train": train_cfg, "output": cfg.output or str(out)})
     task = Task(setup.data.labels, setup.backbone, train_cfg)
+    hook(strategy, "check", lambda task: None)(task)  # input errors before any folder exists
     partial = partial_folder(out)
     partial.mkdir(parents=True, exist_ok=True)
     (partial / "config.yaml").write_text(dump_config(resolved), encoding="utf-8")
