@@ -54,6 +54,33 @@ def make_tiny_llama(folder: Path, layers: int = 2, hidden: int = 32, seed: int =
     return folder
 
 
+def make_tuned_bert(folder: Path, source: Path, epochs: int = 4, seed: int = 0) -> Path:
+    """The tiny BERT after a few epochs of full training on other toy rows, saved without its head.
+
+    A random tiny BERT's pooled features hardly vary between inputs, so methods that
+    keep the backbone frozen (adapters, prompts, (IA)^3) have nothing to work with;
+    real pretrained backbones do carry the signal, and so does this one.
+    """
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    torch.manual_seed(seed)
+    model = AutoModelForSequenceClassification.from_pretrained(source, num_labels=2)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    rows = toy_rows(256, seed=seed + 1)
+    for _ in range(epochs):
+        for i in range(0, len(rows), 16):
+            part = rows[i : i + 16]
+            enc = tokenizer([r["text"] for r in part], padding=True, return_tensors="pt")
+            loss = model(**enc, labels=torch.tensor([int(r["label"] == "neg") for r in part])).loss
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+    model.bert.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
 def toy_rows(n: int, seed: int = 0, labels: tuple[str, str] = ("pos", "neg")) -> list[dict]:
     """Short texts whose label is given away by one sentiment word: learnable in a few epochs."""
     rng = random.Random(seed)
@@ -82,6 +109,11 @@ def tiny_backbone(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_llama(tmp_path_factory) -> Path:
     return make_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
+
+
+@pytest.fixture(scope="session")
+def tuned_bert(tiny_backbone, tmp_path_factory) -> Path:
+    return make_tuned_bert(tmp_path_factory.mktemp("tuned-bert"), tiny_backbone)
 
 
 @pytest.fixture(scope="session")

@@ -36,12 +36,13 @@ def test_predictions_match_separate_loads(runs):
 
 
 def test_memory_is_one_backbone_plus_what_each_run_trained(runs):
-    separate = [adaptlab.load(run).module for run in runs.values()]
-    many = load_many(list(runs.values()))
-    one_backbone = unique_bytes([separate[0]]) - sum(folder_bytes(run / "model") for run in [next(iter(runs.values()))])
-    own = sum(folder_bytes(run / "model") for run in runs.values())  # trained tensors (+ small json) per run
-    assert unique_bytes(separate) > 3.5 * one_backbone  # four full copies
-    assert many.memory_bytes() < one_backbone + own  # one copy + each run's own tensors
+    dirs = list(runs.values())
+    separate = [adaptlab.load(run).module for run in dirs]
+    many = load_many(dirs)
+    first_run = unique_bytes(separate[:1])  # the backbone and the first run's own tensors
+    others_own = sum(folder_bytes(run / "model") for run in dirs[1:])  # trained tensors (+ small json) of the rest
+    assert unique_bytes(separate) > 3.5 * first_run * 0.9  # four separate loads: four backbones
+    assert first_run <= many.memory_bytes() < first_run + others_own  # shared: one backbone + adapters
     assert many.memory_bytes() < unique_bytes(separate) / 3
 
 

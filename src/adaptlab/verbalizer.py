@@ -118,6 +118,20 @@ class LMScorer(nn.Module):
                 starts.append(len(context))
         return rows, starts
 
+    def label_scores(self, logits: torch.Tensor, rows: list[list[int]], starts: list[int], width: int) -> torch.Tensor:
+        """Mean (or summed) log-probability of each row's label tokens, predicted one position earlier."""
+        offset = logits.shape[1] - width  # soft-prompt positions a peft model put in front
+        longest = max(len(r) - s for r, s in zip(rows, starts))
+        steps = torch.arange(longest, device=logits.device)
+        start = torch.tensor(starts, device=logits.device)[:, None]
+        length = torch.tensor([len(r) - s for r, s in zip(rows, starts)], device=logits.device)[:, None]
+        valid = steps[None] < length
+        positions = (start - 1 + steps[None]).clamp(max=width - 1) + offset
+        targets = torch.tensor([r[s:] + [0] * (longest - len(r) + s) for r, s in zip(rows, starts)], device=logits.device)
+        picked = logits.gather(1, positions[..., None].expand(-1, -1, logits.shape[-1])).float().log_softmax(-1)
+        logp = picked.gather(-1, targets[..., None]).squeeze(-1) * valid
+        return logp.sum(1) / (length.squeeze(1) if self.score == "mean" else 1)
+
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, **ignored: Any) -> SequenceClassifierOutput:
         rows, starts = self.sequences(input_ids, attention_mask)
         device = input_ids.device
@@ -128,10 +142,5 @@ class LMScorer(nn.Module):
             ids = torch.tensor([r + [self.pad] * (width - len(r)) for r in part], device=device)
             mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in part], device=device)
             logits = self.lm(input_ids=ids, attention_mask=mask).logits
-            offset = logits.shape[1] - width  # soft-prompt positions a peft model put in front
-            for j, (row, start) in enumerate(zip(part, begin)):
-                targets = torch.tensor(row[start:], device=device)
-                positions = torch.arange(start - 1, len(row) - 1, device=device) + offset
-                logp = logits[j, positions].float().log_softmax(-1).gather(-1, targets[:, None]).squeeze(-1)
-                scores.append(logp.mean() if self.score == "mean" else logp.sum())
-        return SequenceClassifierOutput(logits=torch.stack(scores).view(input_ids.shape[0], len(self.labels)))
+            scores.append(self.label_scores(logits, part, begin, width))
+        return SequenceClassifierOutput(logits=torch.cat(scores).view(input_ids.shape[0], len(self.labels)))

@@ -24,7 +24,7 @@ from pydantic import Field
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ..bottleneck import Bottleneck, fold_adapters, insert_adapters
+from ..bottleneck import SITES, Bottleneck, fold_adapters, insert_adapters
 from ..config import StrategyConfig
 from ..errors import AdaptlabError
 from ..modeling import freeze, unfreeze
@@ -97,6 +97,16 @@ class Adapter:
         if self.config.train_norms:
             unfreeze(p for n, p in model.named_parameters() if "layernorm" in n.lower() or "norm." in n.lower())
         return model
+
+    def check(self, task: Task) -> None:
+        """Family and layer indices, from the backbone's config, before any folder exists."""
+        family, config = task.backbone.family, task.backbone.config
+        if family not in SITES:
+            raise AdaptlabError(f"{self.name}: no adapter placement known for '{family}' models; known: {', '.join(sorted(SITES))}")
+        n = getattr(config, "num_hidden_layers", None)
+        bad = [i for i in self.config.layers or [] if n is not None and not 0 <= i < n]
+        if bad:
+            raise AdaptlabError(f"{self.name}: layers {bad} do not exist: the backbone has layers 0-{n - 1}")
 
     def prepare(self, model: nn.Module, task: Task) -> nn.Module:
         return self.insert(model)

@@ -21,8 +21,9 @@ from pydantic import Field
 from torch import nn
 
 from ..bottleneck import Bottleneck, CompacterBottleneck, KroneckerRules
+from ..errors import AdaptlabError
 from .adapter import Adapter, AdapterConfig
-from .base import register
+from .base import Task, register
 
 
 class CompacterConfig(AdapterConfig):
@@ -41,6 +42,12 @@ class Compacter(Adapter):
 
     Config = CompacterConfig
     train_defaults = {"lr": 3e-3, "epochs": 3, "schedule": "linear"}
+
+    def check(self, task: Task) -> None:
+        super().check(task)
+        hidden = getattr(task.backbone.config, "hidden_size", None)
+        if hidden and hidden % self.config.n:
+            raise AdaptlabError(f"compacter: n={self.config.n} must divide the hidden size {hidden}")
 
     def make(self, model: nn.Module, width: int) -> Bottleneck:
         c = self.config

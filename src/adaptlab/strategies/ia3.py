@@ -43,13 +43,16 @@ class IA3:
     def __init__(self, config: IA3Config):
         self.config = config
 
+    def check(self, task: Task) -> None:
+        c = self.config
+        if (c.target_modules is None) != (c.feedforward_modules is None):
+            raise AdaptlabError("ia3: set both strategy.target_modules and strategy.feedforward_modules, or neither")
+
     def peft_config(self, task: Task):
         from peft import IA3Config as PeftIA3Config
         from peft import TaskType
 
         c = self.config
-        if (c.target_modules is None) != (c.feedforward_modules is None):
-            raise AdaptlabError("ia3: set both strategy.target_modules and strategy.feedforward_modules, or neither")
         return PeftIA3Config(task_type=TaskType.SEQ_CLS, target_modules=c.target_modules,
                              feedforward_modules=c.feedforward_modules, init_ia3_weights=c.init_ia3_weights)
 
