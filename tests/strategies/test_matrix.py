@@ -60,7 +60,7 @@ def adapter_or_head(n: str) -> bool:
     return ".adapter." in n or n.startswith("classifier.")
 
 
-FROZEN = {"epochs": 3, "lr": 1e-2}
+FROZEN = {"epochs": 2, "lr": 1e-2}
 SMALL = {"max_train": 96, "max_eval": 48}
 
 

@@ -81,6 +81,9 @@ class Adapter:
 
     Config = AdapterConfig
     train_defaults = {"lr": 1e-3, "epochs": 3, "schedule": "linear"}
+    caveat = ("adapters start as the identity and need hundreds of optimiser steps (Houlsby et al. 2019 train 3-20 "
+              "epochs); with tens of steps they barely move, and on a sentence-embedding backbone (mean-pooled, like "
+              "all-MiniLM) the frozen [CLS] pooler the head reads starts out carrying little.")
 
     def __init__(self, config: AdapterConfig):
         self.config = config

@@ -39,6 +39,9 @@ class IA3:
 
     Config = IA3Config
     train_defaults = {"lr": 1e-2, "epochs": 3, "schedule": "linear"}
+    caveat = ("(IA)^3 only rescales existing activations and is tuned for ~1000 steps in the paper (Liu et al. 2022, "
+              "§3.3); with tens of steps, and a frozen [CLS] pooler that a mean-pooled sentence-embedding backbone "
+              "never trained, it has little to work with.")
 
     def __init__(self, config: IA3Config):
         self.config = config

@@ -29,7 +29,7 @@ class PTuningConfig(VerbalizerOptions):
     """Hidden width of the prompt encoder."""
     encoder: Literal["MLP", "LSTM"] = "MLP"
     """Prompt encoder architecture (the paper's is an LSTM followed by an MLP; the MLP alone is faster)."""
-    head_lr: float = Field(2e-3, gt=0)
+    head_lr: float = Field(1e-2, gt=0)
     """Encoders: learning rate of the new classification head (the prompt encoder trains at ``train.lr``)."""
     mode: Literal["auto", "classifier", "lm"] = "auto"
     """``classifier``: a new head on the backbone; ``lm``: label likelihood under a causal LM, no head; ``auto`` by backbone."""

@@ -49,7 +49,7 @@ class PrefixTuningConfig(StrategyConfig):
     """Reparameterise the prefixes through an MLP (steadier, many more trainable parameters)."""
     encoder_hidden_size: int = Field(128, ge=1)
     """Hidden width of that MLP."""
-    head_lr: float = Field(2e-3, gt=0)
+    head_lr: float = Field(1e-2, gt=0)
     """Learning rate of the new classification head (the prefixes train at ``train.lr``)."""
     init: Literal["activations", "random"] = "activations"
     """Start from the keys/values of real words (``init_text``), or peft's random prefixes."""

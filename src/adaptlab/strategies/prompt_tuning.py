@@ -40,7 +40,7 @@ class PromptTuningConfig(VerbalizerOptions):
     """Start the prompt from the embeddings of ``init_text`` (repeated to length), or at random."""
     init_text: str | None = None
     """Words to start from; ``null``: "Classify as" followed by the label names (their §3.2 class-label init)."""
-    head_lr: float = Field(2e-3, gt=0)
+    head_lr: float = Field(1e-2, gt=0)
     """Encoders: learning rate of the new classification head (the prompt trains at ``train.lr``)."""
     mode: Literal["auto", "classifier", "lm"] = "auto"
     """``classifier``: a new head on the backbone; ``lm``: label likelihood under a causal LM, no head; ``auto`` by backbone."""
