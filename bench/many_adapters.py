@@ -3,8 +3,12 @@
     python bench/many_adapters.py RUN_DIR [RUN_DIR ...]
 
 Each mode runs in a fresh subprocess; it reports the distinct tensor bytes the
-loaded modules hold (exact) and the growth of the process's resident memory while
-loading (noisy: allocator and library state included).
+loaded modules hold (exact: what a GPU holds, where every copy is device memory)
+and the growth of the process's resident memory while loading. On CPU the RSS
+figure understates separate loads: transformers 5 leaves frozen weights as views
+of a private memory map of the safetensors file, so N loads of the same file share
+page-cache pages until something writes to them (moving to a device, a dtype cast,
+training); N fully fine-tuned models have N different files and share nothing.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ def measure(mode: str, runs: list[str]) -> dict:
 
     import adaptlab
     from adaptlab.many import load_many, unique_bytes
+    from adaptlab.measure import _trim_heap
 
     torch.set_num_threads(1)
     process = psutil.Process()
@@ -31,6 +36,7 @@ def measure(mode: str, runs: list[str]) -> dict:
     else:
         modules = [adaptlab.load(run).module for run in runs]
     gc.collect()
+    _trim_heap()  # hand freed temporary copies back, so RSS shows what stays
     return {"mode": mode, "runs": len(runs), "tensor_mb": unique_bytes(modules) / 2**20,
             "rss_growth_mb": (process.memory_info().rss - before) / 2**20}
 

@@ -93,8 +93,9 @@ class ManyPredictor:
             if name in self.predictors:
                 raise AdaptlabError(f"run folder given twice: {name}")
             _, cfg, _ = read_run(run_dir)
-            backbone = backbones.get(cfg.backbone) or backbones.setdefault(cfg.backbone, load_backbone(cfg.backbone))
-            predictor = Predictor(run_dir, device, backbone=backbone)
+            if cfg.backbone not in backbones:  # config and tokenizer once per backbone name
+                backbones[cfg.backbone] = load_backbone(cfg.backbone)
+            predictor = Predictor(run_dir, device, backbone=backbones[cfg.backbone])
             share_weights(predictor.module, self.pool)
             self.predictors[name] = predictor
 
