@@ -47,9 +47,9 @@ def test_memory_is_one_backbone_plus_what_each_run_trained(runs):
 
 
 def test_cli_predicts_with_several_runs(runs, cli, tmp_path):
-    (tmp_path / "in.txt").write_text("\n".join(TEXTS) + "\n")
+    (tmp_path / "in.csv").write_text("text\n" + "\n".join(TEXTS) + "\n")
     chosen = [runs["lora"], runs["adapter"]]
-    code, out, err = cli("predict", *chosen, "--input", tmp_path / "in.txt", "--output", tmp_path / "p.jsonl")
+    code, out, err = cli("predict", *chosen, "--input", tmp_path / "in.csv", "--output", tmp_path / "p.jsonl")
     assert code == 0, err
     rows = [json.loads(line) for line in (tmp_path / "p.jsonl").read_text().splitlines()]
     assert [r["run"] for r in rows] == [str(chosen[0])] * 4 + [str(chosen[1])] * 4

@@ -74,7 +74,7 @@ CASES: dict[str, Case] = {
     "lora": Case(lambda n: "lora_" in n or "modules_to_save" in n, train={"lr": 1e-2}),
     # Strategies that keep the backbone frozen run on ``tuned`` (the tiny BERT after some training,
     # see conftest.make_tuned_bert): a random tiny BERT's frozen features carry no signal.
-    "dora": Case(lambda n: "lora_" in n or "modules_to_save" in n, train={"lr": 1e-2}, merges=True),
+    "dora": Case(lambda n: "lora_" in n or "modules_to_save" in n, train=FROZEN, backbone="tuned", merges=True),
     "ia3": Case(lambda n: "ia3_" in n or "modules_to_save" in n, train=FROZEN | {"lr": 3e-2}, backbone="tuned", merges=True),
     "adapter": Case(adapter_or_head, {"reduction_factor": 4}, FROZEN, backbone="tuned"),
     "adapter:linear": Case(adapter_or_head, {"placement": "pfeiffer", "activation": "identity"}, FROZEN, strategy="adapter",

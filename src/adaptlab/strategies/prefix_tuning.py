@@ -91,8 +91,8 @@ class PrefixTuning:
 
     Config = PrefixTuningConfig
     train_defaults = {"lr": 1e-2, "epochs": 5, "schedule": "linear"}
-    caveat = ("prefixes start from random values and on small models need more steps than full or LoRA training, "
-              "and results swing with the learning rate (Li & Liang 2021, §4.3, §7.2).")
+    caveat = ("prefixes on a small frozen model need many more steps than weight updates, and results swing with the "
+              "learning rate and initialisation (Li & Liang 2021, §4.3, §7.4).")
 
     def __init__(self, config: PrefixTuningConfig):
         self.config = config
