@@ -21,7 +21,7 @@ FILLER = ["the", "film", "was", "a", "plot", "and", "it", "story", "acting", "qu
 SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 
-def make_tiny_bert(folder: Path, layers: int = 2, hidden: int = 32, seed: int = 0) -> Path:
+def make_tiny_bert(folder: Path, layers: int = 2, hidden: int = 32, seed: int = 0, init_range: float = 0.02) -> Path:
     from transformers import BertConfig, BertModel, BertTokenizerFast
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -29,9 +29,55 @@ def make_tiny_bert(folder: Path, layers: int = 2, hidden: int = 32, seed: int = 
     tokenizer = BertTokenizerFast(vocab={token: i for i, token in enumerate(vocab)}, do_lower_case=True)
     tokenizer.save_pretrained(folder)
     config = BertConfig(vocab_size=len(vocab), hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=2,
-                        intermediate_size=2 * hidden, max_position_embeddings=64, pad_token_id=0)
+                        intermediate_size=2 * hidden, max_position_embeddings=64, pad_token_id=0, initializer_range=init_range)
     torch.manual_seed(seed)
     BertModel(config).save_pretrained(folder)
+    return folder
+
+
+def make_tiny_llama(folder: Path, layers: int = 2, hidden: int = 32, seed: int = 0) -> Path:
+    """A tiny Llama causal LM with a word-level tokenizer (eos doubles as padding, as on SmolLM2)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab = ["<unk>", "<s>", "</s>"] + WORDS_POS + WORDS_NEG + FILLER + ["pos", "neg", "Answer", ":", "."]
+    core = Tokenizer(models.WordLevel({w: i for i, w in enumerate(vocab)}, unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, unk_token="<unk>", bos_token="<s>", eos_token="</s>", pad_token="</s>")
+    tokenizer.save_pretrained(folder)
+    config = LlamaConfig(vocab_size=len(vocab), hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=2,
+                         num_key_value_heads=2, intermediate_size=2 * hidden, max_position_embeddings=128,
+                         bos_token_id=1, eos_token_id=2, pad_token_id=2)
+    torch.manual_seed(seed)
+    LlamaForCausalLM(config).save_pretrained(folder)
+    return folder
+
+
+def make_tuned_bert(folder: Path, source: Path, epochs: int = 4, seed: int = 0) -> Path:
+    """The tiny BERT after a few epochs of full training on other toy rows, saved without its head.
+
+    A random tiny BERT's pooled features hardly vary between inputs, so methods that
+    keep the backbone frozen (adapters, prompts, (IA)^3) have nothing to work with;
+    real pretrained backbones do carry the signal, and so does this one.
+    """
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    torch.manual_seed(seed)
+    model = AutoModelForSequenceClassification.from_pretrained(source, num_labels=2)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    rows = toy_rows(256, seed=seed + 1)
+    for _ in range(epochs):
+        for i in range(0, len(rows), 16):
+            part = rows[i : i + 16]
+            enc = tokenizer([r["text"] for r in part], padding=True, return_tensors="pt")
+            loss = model(**enc, labels=torch.tensor([int(r["label"] == "neg") for r in part])).loss
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+    model.bert.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
     return folder
 
 
@@ -58,6 +104,16 @@ def write_csv(path: Path, rows: list[dict]) -> Path:
 @pytest.fixture(scope="session")
 def tiny_backbone(tmp_path_factory) -> Path:
     return make_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory) -> Path:
+    return make_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
+
+
+@pytest.fixture(scope="session")
+def tuned_bert(tiny_backbone, tmp_path_factory) -> Path:
+    return make_tuned_bert(tmp_path_factory.mktemp("tuned-bert"), tiny_backbone)
 
 
 @pytest.fixture(scope="session")

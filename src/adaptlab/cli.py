@@ -134,6 +134,17 @@ def predict(
 
 
 @app.command()
+def merge(
+    run_dir: Annotated[Path, typer.Argument(help="A finished run folder (lora, dora, ia3, or adapter/compacter with activation identity).", show_default=False)],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the merged transformers model.")],
+) -> None:
+    """Fold a run's trained update into the backbone: a plain transformers model folder."""
+    from .merge import merge as run_merge
+
+    typer.echo(f"merged model: {run_merge(run_dir, output)}")
+
+
+@app.command()
 def strategies(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show every option.")] = False) -> None:
     """List the strategies, one line each."""
     from .strategies import discover, summary

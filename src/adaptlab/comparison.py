@@ -49,9 +49,10 @@ def plan(recipe: dict[str, Any], strategies: list[str] | None, overrides: dict[s
     command line keep their recipe entry's settings when the recipe has one.
     """
     base = copy.deepcopy(recipe)
+    extra = [{"name": e} if isinstance(e, str) else e for e in base.pop("strategy_settings", None) or []]
     listed = [{"name": e} if isinstance(e, str) else e for e in base.pop("strategies", None) or []]
     base.pop("strategy", None)
-    by_name = {str(e.get("label") or e.get("name")): e for e in listed if isinstance(e, dict)}
+    by_name = {str(e.get("label") or e.get("name")): e for e in extra + listed if isinstance(e, dict)}
     entries = [by_name.get(name, {"name": name}) for name in strategies] if strategies else listed or DEFAULT_STRATEGIES
     configs: list[tuple[str, RunConfig]] = []
     labels: list[str] = []

@@ -102,8 +102,10 @@ def read_inputs(path: Path | None, text_column: str | None = None) -> list[str]:
 
 
 def predict_rows(run_dirs: list[Path], texts: list[str], batch_size: int = 64) -> list[dict[str, Any]]:
-    """One output row per text (per run when several runs are given)."""
-    predictors = [load(run) for run in run_dirs]
+    """One output row per text (per run when several runs are given, over one shared backbone)."""
+    from .many import load_many
+
+    predictors = list(load_many(run_dirs).predictors.values())
     rows = []
     for predictor in predictors:
         for text, p in zip(texts, predictor.predict(texts, batch_size=batch_size)):

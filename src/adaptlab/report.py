@@ -62,6 +62,32 @@ def recommend(rows: list[dict[str, Any]], tolerance: float = 0.01) -> str:
     return text
 
 
+def zero_shot_note(rows: list[dict[str, Any]], runs: list[dict[str, Any]]) -> list[str]:
+    """Which trained runs beat the zero-shot row (when there is one), and why the others may not."""
+    base = next((r for r in rows if r["strategy"] == "zero_shot"), None)
+    if base is None:
+        return []
+    lines = ["## Against the zero-shot baseline", "",
+             f"`{base['run']}` scores {base['accuracy']:.1%} without training: what the backbone knows before it sees an example."]
+    for r, run in zip(rows, runs):
+        if r is base or r["strategy"] == "zero_shot":
+            continue
+        if r["accuracy"] > base["accuracy"]:
+            lines.append(f"- **{r['run']}** beats it by {r['accuracy'] - base['accuracy']:+.1%}.")
+        else:
+            lines.append(f"- **{r['run']}** does not ({r['accuracy']:.1%}) after {run.get('epochs')} epoch(s) on "
+                         f"{run.get('train_examples')} examples: {_caveat(r['strategy'])}")
+    return ["", *lines]
+
+
+def _caveat(strategy: str) -> str:
+    """The strategy's own explanation of when it underperforms (its ``caveat`` attribute), if any."""
+    from .strategies import REGISTRY, discover
+
+    discover()
+    return getattr(REGISTRY.get(strategy), "caveat", None) or "too few examples or steps for it, or a learning rate that does not suit it."
+
+
 def markdown_table(rows: list[dict[str, Any]]) -> list[str]:
     lines = ["| " + " | ".join(h for _, h, _ in COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     for r in rows:
@@ -91,6 +117,7 @@ def write_report(folder: Path, runs: list[dict[str, Any]], baseline: float) -> N
         "## Recommendation",
         "",
         recommend(rows),
+        *zero_shot_note(rows, runs),
         "",
         "Trainable parameters are counted after each strategy prepared the model; time is training only "
         "(feature caching included, evaluation excluded); memory is the peak while the strategy ran; size on "

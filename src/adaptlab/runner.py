@@ -130,6 +130,7 @@ def run_one(cfg: RunConfig, setup: Setup, out: Path, resume: bool = False) -> Ru
     train_cfg = resolve_train(cfg)
     resolved = cfg.model_copy(update={"train": train_cfg, "output": cfg.output or str(out)})
     task = Task(setup.data.labels, setup.backbone, train_cfg)
+    hook(strategy, "check", lambda task: None)(task)  # input errors before any folder exists
     partial = partial_folder(out)
     started = time.perf_counter()
     main = _is_main_process()

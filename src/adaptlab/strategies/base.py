@@ -42,6 +42,9 @@ class Strategy(Protocol):
 
     Optional hooks, called by the loop when the strategy defines them:
 
+    - ``check(task) -> None``: raise ``AdaptlabError`` for options that do not
+      fit the task or backbone (e.g. unknown label names), before the run
+      folder is created (default: nothing to check).
     - ``build(task) -> nn.Module``: load the starting model (default: the
       backbone with a fresh sequence-classification head).
     - ``param_groups(module, lr, weight_decay) -> list[dict]``: optimiser groups
@@ -58,6 +61,11 @@ class Strategy(Protocol):
       ``train.metric`` (or the lowest ``loss`` when that metric is absent).
     - ``save(module, folder, task)`` / ``load(folder, task) -> nn.Module``: the
       artefact format (default: a ``save_pretrained`` folder).
+    - ``caveat: str`` (attribute): when the strategy is known to underperform,
+      quoted by the report when it fails to beat the zero-shot baseline.
+    - ``merge(module) -> nn.Module``: fold what trained into the backbone's
+      weights, giving a plain ``transformers`` model (``adaptlab merge``);
+      strategies without it cannot be merged.
     """
 
     name: ClassVar[str]

@@ -58,14 +58,19 @@ def peft_classifier(model: nn.Module, peft_config) -> nn.Module:
 
 
 def save_adapter(module: nn.Module, folder: Path, task: Task) -> None:
+    """The peft adapter folder alone: what trained (and the head), not the backbone's tokenizer."""
     module.save_pretrained(folder)
-    task.backbone.tokenizer.save_pretrained(folder)
 
 
 def load_adapter(folder: Path, task: Task) -> nn.Module:
     from peft import PeftModel
 
     return PeftModel.from_pretrained(build_classifier(task), folder)
+
+
+def merge_adapter(module: nn.Module) -> nn.Module:
+    """Fold a weight-update adapter (LoRA, DoRA, IA3) into the weights: a plain transformers model."""
+    return module.merge_and_unload()
 
 
 @register
@@ -98,3 +103,6 @@ class LoRA:
 
     def load(self, folder: Path, task: Task) -> nn.Module:
         return load_adapter(folder, task)
+
+    def merge(self, module: nn.Module) -> nn.Module:
+        return merge_adapter(module)

@@ -1,0 +1,75 @@
+"""(IA)^3 through peft: learned rescaling vectors for keys, values and feed-forward activations.
+
+Liu et al. 2022 (T-Few), §3.3: ``l_k``, ``l_v`` and ``l_ff`` multiply the keys,
+the values and the input of the second feed-forward layer element-wise; they
+start at one (the pretrained function) and are the only backbone-side
+parameters that train -- about one per hidden unit and layer, an order of
+magnitude fewer than LoRA. The new classification head trains too. Being a
+per-channel rescaling of weight inputs, the update folds into the weights
+exactly (``adaptlab merge``). The artefact is a peft adapter folder.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from torch import nn
+
+from ..config import StrategyConfig
+from ..errors import AdaptlabError
+from .base import Task, register
+from .lora import load_adapter, merge_adapter, peft_classifier, save_adapter
+
+
+class IA3Config(StrategyConfig):
+    name: Literal["ia3"] = "ia3"
+    target_modules: list[str] | None = None
+    """Layers whose input or output is rescaled; ``null`` uses peft's choice for the family (keys, values, feed-forward)."""
+    feedforward_modules: list[str] | None = None
+    """Which of ``target_modules`` are feed-forward layers (their input is rescaled); must be set with ``target_modules``."""
+    init_ia3_weights: bool = Field(True)
+    """Start every scale at one, so the untrained model is the pretrained one."""
+
+
+@register
+class IA3:
+    """(IA)^3: learned scales of keys, values and feed-forward activations, through peft (Liu et al. 2022)."""
+
+    Config = IA3Config
+    train_defaults = {"lr": 1e-2, "epochs": 3, "schedule": "linear"}
+    caveat = ("(IA)^3 only rescales existing activations and is tuned for ~1000 steps in the paper (Liu et al. 2022, "
+              "§3.3); with tens of steps, and a frozen [CLS] pooler that a mean-pooled sentence-embedding backbone "
+              "never trained, it has little to work with.")
+
+    def __init__(self, config: IA3Config):
+        self.config = config
+
+    def check(self, task: Task) -> None:
+        c = self.config
+        if (c.target_modules is None) != (c.feedforward_modules is None):
+            raise AdaptlabError("ia3: set both strategy.target_modules and strategy.feedforward_modules, or neither")
+
+    def peft_config(self, task: Task):
+        from peft import IA3Config as PeftIA3Config
+        from peft import TaskType
+
+        c = self.config
+        return PeftIA3Config(task_type=TaskType.SEQ_CLS, target_modules=c.target_modules,
+                             feedforward_modules=c.feedforward_modules, init_ia3_weights=c.init_ia3_weights)
+
+    def prepare(self, model: nn.Module, task: Task) -> nn.Module:
+        try:
+            return peft_classifier(model, self.peft_config(task))
+        except ValueError as e:  # peft has no default targets for this family
+            raise AdaptlabError(f"ia3 on '{task.backbone.family}': {str(e).splitlines()[0]} (set strategy.target_modules)") from None
+
+    def save(self, module: nn.Module, folder: Path, task: Task) -> None:
+        save_adapter(module, folder, task)
+
+    def load(self, folder: Path, task: Task) -> nn.Module:
+        return load_adapter(folder, task)
+
+    def merge(self, module: nn.Module) -> nn.Module:
+        return merge_adapter(module)

@@ -1,0 +1,124 @@
+"""Prefix tuning through peft: trainable key/value prefixes in every attention layer.
+
+Li & Liang 2021, §4: ``num_virtual_tokens`` key and value vectors are prepended
+in every layer's attention (peft passes them as the past key/value cache), so
+every position of every layer can attend to them, while all pretrained weights
+stay frozen. Prefixes start as the keys and values the frozen model computes for
+real words (§7.4: "initializing the prefix with activations of real words"):
+peft's default, unit-Gaussian prefixes dwarf a small model's real keys, the
+attention saturates on them and every input gets the same output.
+``prefix_projection`` reparameterises the prefixes through a two-layer MLP
+(§4.3), steadier, at the price of many more trainable parameters (and random
+initialisation). The new classification head trains too, at ``head_lr``.
+Works on encoders and on causal LMs (the classifier still sees the token ids,
+so it finds the last real token). The artefact is a peft adapter folder.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from pydantic import Field
+from torch import nn
+
+from ..config import StrategyConfig
+from ..modeling import find_blocks
+from .base import Task, register
+from .lora import load_adapter, peft_classifier, save_adapter
+from .prompt_tuning import prompt_and_head_groups
+
+log = logging.getLogger("adaptlab")
+
+# Key and value projections inside one block, per family.
+KV_SITES: dict[str, tuple[str, str]] = {
+    **dict.fromkeys(["bert", "roberta", "xlm-roberta", "electra", "camembert"], ("attention.self.key", "attention.self.value")),
+    "mpnet": ("attention.attn.k", "attention.attn.v"),
+    "distilbert": ("attention.k_lin", "attention.v_lin"),
+    **dict.fromkeys(["llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "phi3"], ("self_attn.k_proj", "self_attn.v_proj")),
+}
+
+
+class PrefixTuningConfig(StrategyConfig):
+    name: Literal["prefix_tuning"] = "prefix_tuning"
+    num_virtual_tokens: int = Field(10, ge=1)
+    """Prefix length per layer (Li & Liang: 10 for classification-sized inputs, up to 200 for generation)."""
+    prefix_projection: bool = False
+    """Reparameterise the prefixes through an MLP (steadier, many more trainable parameters)."""
+    encoder_hidden_size: int = Field(128, ge=1)
+    """Hidden width of that MLP."""
+    head_lr: float = Field(1e-2, gt=0)
+    """Learning rate of the new classification head (the prefixes train at ``train.lr``)."""
+    init: Literal["activations", "random"] = "activations"
+    """Start from the keys/values of real words (``init_text``), or peft's random prefixes."""
+    init_text: str | None = None
+    """Words whose activations start the prefixes; ``null``: "Classify as" and the label names."""
+
+
+@torch.no_grad()
+def init_from_activations(embedding: nn.Embedding, model: nn.Module, tokenizer: Any, text: str) -> bool:
+    """Copy each layer's key and value activations for ``text`` into the prefix (Li & Liang 2021, §7.4).
+
+    peft lays a prefix row out as ``[layer 0 key, layer 0 value, layer 1 key, ...]``.
+    Returns False (prefixes left as they are) when the layout does not match.
+    """
+    family = getattr(model.config, "model_type", "")
+    if family not in KV_SITES:
+        return False
+    n = embedding.weight.shape[0]
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"] or [tokenizer.unk_token_id or 0]
+    ids = (ids * (n // len(ids) + 1))[:n]
+    captured: dict[tuple[int, int], torch.Tensor] = {}
+    hooks = [block.get_submodule(site).register_forward_hook(lambda m, i, out, at=(layer, j): captured.__setitem__(at, out[0]))
+             for layer, block in enumerate(find_blocks(model)) for j, site in enumerate(KV_SITES[family])]
+    try:
+        model(input_ids=torch.tensor([ids], device=embedding.weight.device))
+    finally:
+        for h in hooks:
+            h.remove()
+    rows = torch.cat([captured[key] for key in sorted(captured)], dim=-1)
+    if rows.shape != embedding.weight.shape:
+        return False
+    embedding.weight.copy_(rows)
+    return True
+
+
+@register
+class PrefixTuning:
+    """Prefix tuning: trainable key/value prefixes in every layer, frozen model, through peft (Li & Liang 2021)."""
+
+    Config = PrefixTuningConfig
+    train_defaults = {"lr": 1e-2, "epochs": 5, "schedule": "linear"}
+    caveat = ("prefixes on a small frozen model need many more steps than weight updates, and results swing with the "
+              "learning rate and initialisation (Li & Liang 2021, §4.3, §7.4).")
+
+    def __init__(self, config: PrefixTuningConfig):
+        self.config = config
+
+    def peft_config(self, task: Task):
+        from peft import PrefixTuningConfig as PeftPrefixTuningConfig
+        from peft import TaskType
+
+        c = self.config
+        return PeftPrefixTuningConfig(task_type=TaskType.SEQ_CLS, num_virtual_tokens=c.num_virtual_tokens,
+                                      prefix_projection=c.prefix_projection, encoder_hidden_size=c.encoder_hidden_size)
+
+    def prepare(self, model: nn.Module, task: Task) -> nn.Module:
+        peft_model = peft_classifier(model, self.peft_config(task))
+        c = self.config
+        if c.init == "activations" and not c.prefix_projection:
+            text = c.init_text or "Classify as " + " or ".join(task.labels)
+            if not init_from_activations(peft_model.prompt_encoder["default"].embedding, model, task.backbone.tokenizer, text):
+                log.warning("prefix_tuning: cannot read key/value activations of '%s' models; prefixes start at random", task.backbone.family)
+        return peft_model
+
+    def param_groups(self, module: nn.Module, lr: float, weight_decay: float) -> list[dict[str, Any]]:
+        return prompt_and_head_groups(module, lr, self.config.head_lr, weight_decay)
+
+    def save(self, module: nn.Module, folder: Path, task: Task) -> None:
+        save_adapter(module, folder, task)
+
+    def load(self, folder: Path, task: Task) -> nn.Module:
+        return load_adapter(folder, task)
