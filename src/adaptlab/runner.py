@@ -25,6 +25,7 @@ from .config import RunConfig, TrainConfig, dump_config, load_config
 from .data.batching import encode
 from .data.task import TaskData, build_task
 from .errors import AdaptlabError
+from .forgetting import Probe
 from .loop import fit
 from .measure import PeakMemory, folder_bytes, versions
 from .modeling import count_parameters
@@ -134,21 +135,26 @@ def run_one(cfg: RunConfig, setup: Setup, out: Path, resume: bool = False) -> Ru
     (partial / "config.yaml").write_text(dump_config(resolved), encoding="utf-8")
     log.info("%s: %d train / %d eval examples, backbone %s", strategy.name, len(setup.data.train), len(setup.data.eval), cfg.backbone)
     started = time.perf_counter()
+    train_rows, eval_rows = hook(strategy, "dataset", lambda data, task: (setup.train_rows, setup.eval_rows))(setup.data, task)
+    probe = Probe.for_backbone(setup.backbone)
     with PeakMemory() as memory:
         module = prepare_module(strategy, task)
         total = count_parameters(module)[1]
-        module, state = fit(strategy, module, setup.train_rows, setup.eval_rows, train_cfg,
+        before = probe.measure(module.to(_device()))  # same device as after: exact zero when untouched
+        module, state = fit(strategy, module, train_rows, eval_rows, train_cfg,
                             pad_token_id=setup.backbone.tokenizer.pad_token_id or 0, run_dir=partial, resume=resume)
+    forgetting = probe.compare(before, probe.measure(module))
+    extra = hook(strategy, "extra_metrics", lambda *args: {})(module, state.history, eval_rows, _device())
     _save_artifact(strategy, module, partial / "model", task)
     trainable = count_named(module, set(state.ever_trainable))
     best = state.history[state.best_epoch - 1] if state.history else {}
     metrics = {
         "strategy": strategy.name,
         "backbone": cfg.backbone,
-        "task": {"source": setup.data.source, "labels": setup.data.labels, "kind": "classification"},
+        "task": {"source": setup.data.source, "labels": setup.data.labels, "kind": getattr(strategy, "kind", "classification")},
         "seed": train_cfg.seed,
-        "train_examples": len(setup.data.train),
-        "eval_examples": len(setup.data.eval),
+        "train_examples": len(train_rows),
+        "eval_examples": len(eval_rows),
         "trainable_params": trainable,
         "total_params": total,
         "trainable_share": trainable / total if total else 0.0,
@@ -164,10 +170,19 @@ def run_one(cfg: RunConfig, setup: Setup, out: Path, resume: bool = False) -> Ru
         "history": state.history,
         "artifact_bytes": folder_bytes(partial / "model"),
         "versions": versions(),
+        "forgetting": forgetting,
+        **extra,
     }
     _finish(partial, out, metrics, resolved, setup)
-    log.info("%s: accuracy %.3f, macro-F1 %.3f -> %s", strategy.name, metrics["eval"]["accuracy"] or 0, metrics["eval"]["macro_f1"] or 0, out)
+    log.info("%s: accuracy %.3f, macro-F1 %.3f, eval loss %.4f -> %s", strategy.name, metrics["eval"]["accuracy"] or 0,
+             metrics["eval"]["macro_f1"] or 0, metrics["eval"]["loss"] or 0, out)
     return RunResult(out, metrics, resolved, module)
+
+
+def _device() -> torch.device:
+    from accelerate import PartialState
+
+    return PartialState().device
 
 
 def prepare_module(strategy: Any, task: Task) -> torch.nn.Module:
