@@ -183,6 +183,8 @@ def resolve_source(name: str) -> tuple[str, str]:
         model = BUNDLED_MODELS[name]
         return str(model.locate()), model.input_prefix
     path = Path(name).expanduser()
+    if (path / "metrics.json").is_file() and (path / "model" / "config.json").is_file():
+        return str((path / "model").resolve()), ""  # an adaptlab run folder whose model is a whole backbone
     if path.exists():
         if not (path / "config.json").is_file():
             raise AdaptlabError(f"backbone folder {path} has no config.json (is it a Hugging Face model folder?)")

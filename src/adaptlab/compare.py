@@ -21,7 +21,8 @@ from typing import Any
 from .config import RunConfig, apply_overrides, build_config, read_yaml
 from .errors import AdaptlabError
 from .report import write_report
-from .runner import RunResult, fields_to_overrides, make_setup, partial_folder, run_one, _as_dict
+from .pipeline import Setups, plan_stages, run_stages
+from .runner import RunResult, fields_to_overrides, partial_folder, run_one, _as_dict
 
 log = logging.getLogger("adaptlab")
 
@@ -45,6 +46,7 @@ def plan(recipe: dict[str, Any], strategies: list[str] | None, overrides: dict[s
     entries = strategies or base.pop("strategies", None) or ["linear_probe", "top_k", "gradual_unfreeze", "full", "lora"]
     base.pop("strategies", None)
     base.pop("strategy", None)
+    base.pop("stages", None)  # run first, see pipeline.py
     apply_overrides(base, overrides)
     configs: list[tuple[str, RunConfig]] = []
     labels: list[str] = []
@@ -55,6 +57,8 @@ def plan(recipe: dict[str, Any], strategies: list[str] | None, overrides: dict[s
         run = copy.deepcopy(base)
         run.setdefault("train", {}).update(entry.pop("train", {}))
         label = str(entry.pop("label", None) or entry["name"])
+        if "backbone" in entry:  # e.g. "@domain": the same strategy on a domain-adapted backbone
+            run["backbone"] = entry.pop("backbone")
         run["strategy"] = entry
         cfg = build_config(run)
         labels.append(label)
@@ -89,18 +93,26 @@ def compare(
         raise AdaptlabError(f"comparison folder {out} already exists; choose another --output")
     if work.exists() and not resume:
         raise AdaptlabError(f"{work} holds an interrupted comparison; pass --resume to continue it, or delete it")
-    setup = make_setup(configs[0][1])
+    stages = plan_stages(data, more) if data.get("stages") else []
+    clash = {n for n, _ in stages} & {n for n, _ in configs}
+    if clash:
+        raise AdaptlabError(f"stage and strategy entries share the name {sorted(clash)[0]!r}; give one a label")
+    setups = Setups(work)
+    first = setups.get(next(c for _, c in stages + configs if not c.backbone.startswith("@")))  # fail before any folder
     work.mkdir(parents=True, exist_ok=True)
+    stage_runs = run_stages(stages, work, resume, setups, final=out)
     runs = []
     for name, cfg in configs:
         run_dir = work / name
         if (run_dir / "metrics.json").is_file():  # finished before an interruption
             runs.append(RunResult(run_dir, json.loads((run_dir / "metrics.json").read_text()), cfg))
             continue
+        setup = setups.get(cfg)
         runs.append(run_one(cfg.model_copy(update={"output": str(out / name)}), setup, run_dir,
                             resume=resume and partial_folder(run_dir).exists()))
+    configs, runs = stages + configs, stage_runs + runs
     rows = [dict(run=name, **r.metrics) for (name, _), r in zip(configs, runs)]
-    write_report(work, rows, setup.data.majority_baseline)
+    write_report(work, rows, first.data.majority_baseline)
     os.replace(work, out)
     log.info("report: %s", out / "report.md")
     return Comparison(out, [RunResult(out / n, r.metrics, r.config) for (n, _), r in zip(configs, runs)], rows)

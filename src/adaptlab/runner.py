@@ -63,10 +63,12 @@ def resolve_train(cfg: RunConfig) -> TrainConfig:
     return cfg.train.model_copy(update=unset)
 
 
-def make_setup(cfg: RunConfig) -> Setup:
-    """Load and validate data and backbone; tokenise once."""
+def make_setup(cfg: RunConfig, root: Path | None = None) -> Setup:
+    """Load and validate data and backbone; tokenise once (``root``: where ``@stage`` backbones live)."""
+    from .pipeline import resolve_ref
+
     data = build_task(cfg.data, cfg.train.seed)
-    backbone = load_backbone(cfg.backbone)
+    backbone = load_backbone(resolve_ref(cfg.backbone, root))
     rows = [encode(split, backbone.tokenizer, cfg.data.max_length, backbone.input_prefix) for split in (data.train, data.eval)]
     return Setup(data, backbone, *rows)
 
@@ -99,9 +101,13 @@ def train(
     with ``__`` for the dot (``train__lr=3e-4``); ``overrides`` takes dotted keys
     (``{"train.lr": 3e-4}`` or ``["train.lr=3e-4"]``).
     """
+    from .pipeline import has_stages, train_stages
+
+    if has_stages(recipe):  # a multi-stage recipe (pipeline.py)
+        return train_stages(recipe, {**fields_to_overrides(fields), **_as_dict(overrides)}, resume)
     cfg = load_config(recipe, {**fields_to_overrides(fields), **_as_dict(overrides)})
     out = output_folder(cfg, resume)
-    return run_one(cfg, make_setup(cfg), out, resume=resume)
+    return run_one(cfg, make_setup(cfg, out.parent), out, resume=resume)
 
 
 ALIASES = {"data": "data.train", "eval_data": "data.eval"}
@@ -129,7 +135,7 @@ def run_one(cfg: RunConfig, setup: Setup, out: Path, resume: bool = False) -> Ru
     strategy = get_strategy(cfg.strategy.name)(cfg.strategy)
     train_cfg = resolve_train(cfg)
     resolved = cfg.model_copy(update={"train": train_cfg, "output": cfg.output or str(out)})
-    task = Task(setup.data.labels, setup.backbone, train_cfg)
+    task = Task(setup.data.labels, setup.backbone, train_cfg, root=out.parent)
     partial = partial_folder(out)
     partial.mkdir(parents=True, exist_ok=True)
     (partial / "config.yaml").write_text(dump_config(resolved), encoding="utf-8")
