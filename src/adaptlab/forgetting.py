@@ -141,7 +141,8 @@ class Probe:
         self.kind = lm_kind(backbone.config)
         self.head = pretrained_head(backbone.source, self.kind) if self.kind else None
         self.note = None if self.head else "the checkpoint has no pretrained language-modelling head"
-        text = _batches(tok, reference_text(), TEXT_MAX_LENGTH, 4 if self.kind == "causal" else 8)
+        limit = getattr(backbone.config, "max_position_embeddings", None) or TEXT_MAX_LENGTH
+        text = _batches(tok, reference_text(), min(TEXT_MAX_LENGTH, limit), 4 if self.kind == "causal" else 8)
         if self.kind == "masked":
             generator = torch.Generator().manual_seed(MASK_SEED)
             text = [_mask(b, tok, generator) for b in text] if tok.mask_token_id is not None else []
@@ -149,7 +150,7 @@ class Probe:
         pairs = reference_pairs()
         self.pairs = None
         if self.kind == "masked":  # sentence encoders: embedding similarity of the pairs
-            self.pairs = [_batches(tok, [p[i] for p in pairs], PAIR_MAX_LENGTH, 32) for i in (0, 1)]
+            self.pairs = [_batches(tok, [p[i] for p in pairs], min(PAIR_MAX_LENGTH, limit), 32) for i in (0, 1)]
 
     @classmethod
     def for_backbone(cls, backbone: Any) -> Probe:
