@@ -136,19 +136,24 @@ def run_one(cfg: RunConfig, setup: Setup, out: Path, resume: bool = False) -> Ru
     train_cfg = resolve_train(cfg)
     resolved = cfg.model_copy(update={"train": train_cfg, "output": cfg.output or str(out)})
     task = Task(setup.data.labels, setup.backbone, train_cfg, root=out.parent)
+    train_rows, eval_rows = hook(strategy, "dataset", lambda data, task: (setup.train_rows, setup.eval_rows))(setup.data, task)
+    probe = Probe.for_backbone(setup.backbone)
     partial = partial_folder(out)
     partial.mkdir(parents=True, exist_ok=True)
     (partial / "config.yaml").write_text(dump_config(resolved), encoding="utf-8")
-    log.info("%s: %d train / %d eval examples, backbone %s", strategy.name, len(setup.data.train), len(setup.data.eval), cfg.backbone)
+    log.info("%s: %d train / %d eval examples, backbone %s", strategy.name, len(train_rows), len(eval_rows), cfg.backbone)
     started = time.perf_counter()
-    train_rows, eval_rows = hook(strategy, "dataset", lambda data, task: (setup.train_rows, setup.eval_rows))(setup.data, task)
-    probe = Probe.for_backbone(setup.backbone)
-    with PeakMemory() as memory:
-        module = prepare_module(strategy, task)
-        total = count_parameters(module)[1]
-        before = probe.measure(module.to(_device()))  # same device as after: exact zero when untouched
-        module, state = fit(strategy, module, train_rows, eval_rows, train_cfg,
-                            pad_token_id=setup.backbone.tokenizer.pad_token_id or 0, run_dir=partial, resume=resume)
+    try:
+        with PeakMemory() as memory:
+            module = prepare_module(strategy, task)
+            total = count_parameters(module)[1]
+            before = probe.measure(module.to(_device()))  # same device as after: exact zero when untouched
+            module, state = fit(strategy, module, train_rows, eval_rows, train_cfg,
+                                pad_token_id=setup.backbone.tokenizer.pad_token_id or 0, run_dir=partial, resume=resume)
+    except AdaptlabError:  # an input problem found late (e.g. a missing teacher): leave no half-written folder
+        if not resume:
+            shutil.rmtree(partial, ignore_errors=True)
+        raise
     forgetting = probe.compare(before, probe.measure(module))
     extra = hook(strategy, "extra_metrics", lambda *args: {})(module, state.history, eval_rows, _device())
     _save_artifact(strategy, module, partial / "model", task)

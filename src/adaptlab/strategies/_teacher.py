@@ -70,6 +70,7 @@ class Teacher:
         from ..predict import Predictor
 
         teacher = cls(Predictor(resolve_ref(ref, root), device="cpu"), task)
+        teacher.ref = ref  # as configured ("@teacher" stays relocatable)
         if teacher.predictor.labels != list(task.labels):
             raise AdaptlabError(f"the teacher's labels {teacher.predictor.labels} differ from the task's {list(task.labels)}")
         return teacher
@@ -144,7 +145,7 @@ class Teacher:
         speed_s = inference_speed(student, rows[:limit], pad, device)
         self.module.to("cpu")
         return {
-            "teacher": str(self.predictor.run_dir),
+            "teacher": self.ref,
             "teacher_backbone": self.predictor.config.backbone,
             "teacher_strategy": self.predictor.config.strategy.name,
             "teacher_accuracy": scores["accuracy"],
