@@ -109,3 +109,27 @@ def test_stage_output_keeps_the_pooler(tiny_backbone, toy_csv, tmp_path):
     with safe_open(str(Path(tiny_backbone) / "model.safetensors"), "pt") as f:
         torch.testing.assert_close(pooler, f.get_tensor("pooler.dense.weight"), rtol=0, atol=0)
     assert "cls.predictions.transform.dense.weight" in keys
+
+
+@pytest.mark.slow
+def test_real_minilm_masked_lm_stage(tmp_path):
+    result = train({"strategy": {"name": "dapt", "corpus": "rotten-tomatoes", "max_documents": 120, "block_size": 64},
+                    "backbone": "minilm-l6", "data": {"train": "rotten-tomatoes", "max_train": 100, "max_eval": 50},
+                    "train": {**QUICK, "epochs": 2, "lr": 1e-4}, "output": str(tmp_path / "d")})
+    block = result.metrics["dapt"]
+    assert block["objective"] == "masked-lm" and block["head"].startswith("fresh")  # the sentence-transformer has no MLM head
+    assert 1 < block["perplexity_after"] < 30522 and block["perplexity_before"] > 1
+    assert result.metrics["forgetting"]["pairs"]["similarity_change"] > 0
+
+
+@pytest.mark.slow
+def test_real_smollm2_next_word_stage(tmp_path):
+    """SmolLM2-135M (GGUF, converted once and cached) continues next-word prediction with LoRA."""
+    result = train({"strategy": {"name": "dapt", "corpus": "rotten-tomatoes", "max_documents": 60, "block_size": 64,
+                                 "method": {"name": "lora", "r": 4}},
+                    "backbone": "smollm2-135m", "data": {"train": "rotten-tomatoes", "max_train": 40, "max_eval": 20},
+                    "train": {**QUICK, "epochs": 1, "lr": 1e-3, "batch_size": 8}, "output": str(tmp_path / "d")})
+    block = result.metrics["dapt"]
+    assert block["objective"] == "next-token" and block["head"] == "pretrained"
+    assert block["perplexity_after"] < block["perplexity_before"] < 1000
+    assert result.metrics["forgetting"]["text_loss"]["objective"] == "next-token"

@@ -78,3 +78,17 @@ def test_input_errors(tiny_backbone, toy_csv, teacher_run, tmp_path):
     with pytest.raises(AdaptlabError, match="no finished run"):
         train(student_recipe(tiny_backbone, toy_csv, tmp_path / "c", teacher="@nowhere"))
     assert not any(p.name.endswith(".partial") for p in tmp_path.iterdir() if p.name in ("a.partial",))
+
+
+@pytest.mark.slow
+def test_real_minilm_teacher_into_minilm_l3(tmp_path):
+    """One real end-to-end pipeline on bundled models and data (small: a minute on 2 cores)."""
+    recipe = {"data": {"train": "rotten-tomatoes", "max_train": 160, "max_eval": 80}, "train": {**QUICK, "epochs": 1, "lr": 1e-4},
+              "stages": [{"name": "teacher", "backbone": "minilm-l6", "strategy": "full"},
+                         {"name": "student", "backbone": "minilm-l3", "strategy": {"name": "distill", "teacher": "@teacher"}}]}
+    result = train(recipe, output=str(tmp_path / "pipe"))
+    block = result.metrics["distill"]
+    assert block["layer_map"] == [2, 4, 6]
+    assert block["teacher_params"] == 22_713_986 and block["student_params"] == 17_390_594
+    assert 0 <= result.metrics["eval"]["accuracy"] <= 1 and 0 <= block["teacher_accuracy"] <= 1
+    assert "## Distillation: student vs teacher" in (tmp_path / "pipe" / "report.md").read_text()
