@@ -92,3 +92,23 @@ def test_real_minilm_teacher_into_minilm_l3(tmp_path):
     assert block["teacher_params"] == 22_713_986 and block["student_params"] == 17_390_594
     assert 0 <= result.metrics["eval"]["accuracy"] <= 1 and 0 <= block["teacher_accuracy"] <= 1
     assert "## Distillation: student vs teacher" in (tmp_path / "pipe" / "report.md").read_text()
+
+
+def test_teacher_with_another_tokenizer(toy_csv, tmp_path):
+    """A teacher that tokenises differently (MPNet for a MiniLM student): texts are re-tokenised for it;
+    hidden states can then only be matched per example (pooled), not per token."""
+    from conftest import SPECIAL, make_tiny_bert
+    from transformers import BertTokenizerFast
+
+    other = make_tiny_bert(tmp_path / "other-vocab", seed=5)
+    words = list(BertTokenizerFast.from_pretrained(other).get_vocab())
+    shuffled = SPECIAL + sorted(w for w in words if w not in SPECIAL)  # same words, other ids
+    BertTokenizerFast(vocab={w: i for i, w in enumerate(shuffled)}, do_lower_case=True).save_pretrained(other)
+    teacher = tmp_path / "teacher"
+    train({"strategy": "full", "backbone": str(other), "data": {"train": str(toy_csv)}, "train": QUICK, "output": str(teacher)})
+    student = make_tiny_bert(tmp_path / "student", seed=6)
+    with pytest.raises(AdaptlabError, match="feature_level=pooled"):
+        train(student_recipe(student, toy_csv, tmp_path / "a", teacher=str(teacher), hidden_weight=1.0))
+    result = train(student_recipe(student, toy_csv, tmp_path / "b", teacher=str(teacher), hidden_weight=1.0, feature_level="pooled"))
+    own = json.loads((teacher / "metrics.json").read_text())["eval"]["accuracy"]
+    assert result.metrics["distill"]["teacher_accuracy"] == pytest.approx(own)  # re-tokenised rows give the same answers
