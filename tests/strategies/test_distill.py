@@ -83,7 +83,7 @@ def test_input_errors(tiny_backbone, toy_csv, teacher_run, tmp_path):
 @pytest.mark.slow
 def test_real_minilm_teacher_into_minilm_l3(tmp_path):
     """One real end-to-end pipeline on bundled models and data (small: a minute on 2 cores)."""
-    recipe = {"data": {"train": "rotten-tomatoes", "max_train": 160, "max_eval": 80}, "train": {**QUICK, "epochs": 1, "lr": 1e-4},
+    recipe = {"data": {"train": "rotten-tomatoes", "max_train": 96, "max_eval": 48}, "train": {**QUICK, "epochs": 1, "lr": 1e-4},
               "stages": [{"name": "teacher", "backbone": "minilm-l6", "strategy": "full"},
                          {"name": "student", "backbone": "minilm-l3", "strategy": {"name": "distill", "teacher": "@teacher"}}]}
     result = train(recipe, output=str(tmp_path / "pipe"))
