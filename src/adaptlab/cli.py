@@ -79,9 +79,14 @@ def train(
     if not result.metrics:
         return  # a non-main process of a distributed run
     ev = result.metrics["eval"]
-    typer.echo(f"accuracy {ev['accuracy']:.4f}  macro-F1 {ev['macro_f1']:.4f}  "
-               f"trainable {result.metrics['trainable_params']:,}/{result.metrics['total_params']:,}  "
-               f"train {result.metrics['train_seconds']:.1f}s")
+    if ev["accuracy"] is None:  # not a classifier (domain-adaptive pretraining)
+        dapt = result.metrics.get("dapt", {})
+        typer.echo(f"held-out perplexity {dapt.get('perplexity_before') or float('nan'):.2f} -> {dapt.get('perplexity_after') or float('nan'):.2f}  "
+                   f"trainable {result.metrics['trainable_params']:,}/{result.metrics['total_params']:,}  train {result.metrics['train_seconds']:.1f}s")
+    else:
+        typer.echo(f"accuracy {ev['accuracy']:.4f}  macro-F1 {ev['macro_f1']:.4f}  "
+                   f"trainable {result.metrics['trainable_params']:,}/{result.metrics['total_params']:,}  "
+                   f"train {result.metrics['train_seconds']:.1f}s")
     typer.echo(f"run folder: {result.run_dir}")
 
 

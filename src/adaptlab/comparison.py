@@ -21,7 +21,8 @@ from typing import Any
 from .config import RunConfig, apply_overrides, build_config, read_yaml
 from .errors import AdaptlabError
 from .report import write_report
-from .runner import RunResult, _as_dict, _is_main_process, fields_to_overrides, make_setup, partial_folder, run_one
+from .pipeline import Setups, plan_stages, run_stages
+from .runner import RunResult, _as_dict, _is_main_process, fields_to_overrides, partial_folder, run_one
 
 log = logging.getLogger("adaptlab")
 
@@ -52,6 +53,7 @@ def plan(recipe: dict[str, Any], strategies: list[str] | None, overrides: dict[s
     extra = [{"name": e} if isinstance(e, str) else e for e in base.pop("strategy_settings", None) or []]
     listed = [{"name": e} if isinstance(e, str) else e for e in base.pop("strategies", None) or []]
     base.pop("strategy", None)
+    base.pop("stages", None)  # run first, see pipeline.py
     by_name = {str(e.get("label") or e.get("name")): e for e in extra + listed if isinstance(e, dict)}
     entries = [by_name.get(name, {"name": name}) for name in strategies] if strategies else listed or DEFAULT_STRATEGIES
     configs: list[tuple[str, RunConfig]] = []
@@ -63,6 +65,8 @@ def plan(recipe: dict[str, Any], strategies: list[str] | None, overrides: dict[s
         run = copy.deepcopy(base)
         run.setdefault("train", {}).update(entry.pop("train", {}))
         label = str(entry.pop("label", None) or entry["name"])
+        if "backbone" in entry:  # e.g. "@domain": the same strategy on a domain-adapted backbone
+            run["backbone"] = entry.pop("backbone")
         run["strategy"] = entry
         cfg = build_config(apply_overrides(run, overrides))
         labels.append(label)
@@ -71,12 +75,12 @@ def plan(recipe: dict[str, Any], strategies: list[str] | None, overrides: dict[s
     return configs
 
 
-def _run(name: str, cfg: RunConfig, setup, work: Path, out: Path, resume: bool) -> RunResult:
+def _run(name: str, cfg: RunConfig, setups: Setups, work: Path, out: Path, resume: bool) -> RunResult:
     """One strategy of the comparison, skipped if it finished before an interruption."""
     run_dir = work / name
     if (run_dir / "metrics.json").is_file():
         return RunResult(run_dir, json.loads((run_dir / "metrics.json").read_text()), cfg)
-    return run_one(cfg.model_copy(update={"output": str(out / name)}), setup, run_dir,
+    return run_one(cfg.model_copy(update={"output": str(out / name)}), setups.get(cfg), run_dir,
                    resume=resume and partial_folder(run_dir).exists())
 
 
@@ -106,18 +110,25 @@ def compare(
         raise AdaptlabError(f"comparison folder {out} already exists; choose another --output")
     if work.exists() and not resume:
         raise AdaptlabError(f"{work} holds an interrupted comparison; pass --resume to continue it, or delete it")
-    setup = make_setup(configs[0][1])
+    stages = plan_stages(data, more) if data.get("stages") else []
+    clash = {n for n, _ in stages} & {n for n, _ in configs}
+    if clash:
+        raise AdaptlabError(f"stage and strategy entries share the name {sorted(clash)[0]!r}; give one a label")
+    setups = Setups(work)
+    first = setups.get(next(c for _, c in stages + configs if not c.backbone.startswith("@")))  # fail before any folder
     work.mkdir(parents=True, exist_ok=True)
     try:
-        runs = [_run(name, cfg, setup, work, out, resume) for name, cfg in configs]
+        stage_runs = run_stages(stages, work, resume, setups, final=out)
+        runs = [_run(name, cfg, setups, work, out, resume) for name, cfg in configs]
     except BaseException:
         if not any(work.iterdir()):  # nothing finished or resumable: leave nothing behind
             work.rmdir()
         raise
+    configs, runs = stages + configs, stage_runs + runs
     if not _is_main_process():
         return Comparison(out, runs, [])
     rows = [dict(run=name, **r.metrics) for (name, _), r in zip(configs, runs)]
-    write_report(work, rows, setup.data.majority_baseline)
+    write_report(work, rows, first.data.majority_baseline)
     os.replace(work, out)
     log.info("report: %s", out / "report.md")
     return Comparison(out, [RunResult(out / n, r.metrics, r.config) for (n, _), r in zip(configs, runs)], rows)

@@ -128,7 +128,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping, turning every failure into one clear line."""
     path = Path(path)
     if not path.is_file():
-        raise AdaptlabError(f"recipe file not found: {path}")
+        path = _bundled_recipe(path)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as e:
@@ -143,6 +143,17 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise AdaptlabError(f"recipe {path} must be a mapping of settings, got {type(data).__name__}")
     return data
+
+
+def _bundled_recipe(path: Path) -> Path:
+    """A bare name like ``distill`` also finds the bundled recipe ``recipes/distill.yaml``."""
+    from importlib.resources import files
+
+    if path.parent == Path(".") and not path.exists():
+        bundled = Path(str(files("adaptlab.recipes") / (path.name if path.suffix else path.name + ".yaml")))
+        if bundled.is_file():
+            return bundled
+    raise AdaptlabError(f"recipe file not found: {path}")
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str] | dict[str, Any]) -> dict[str, Any]:

@@ -80,3 +80,34 @@ def versions() -> dict[str, str]:
         except PackageNotFoundError:
             out[name] = "unknown"
     return out
+
+
+@torch.inference_mode()
+def inference_speed(module: torch.nn.Module, rows: list[dict], pad_token_id: int, device: torch.device,
+                    batch_size: int = 32, latency_examples: int = 32) -> dict[str, float]:
+    """Batched throughput (examples/s) and single-example latency (median ms) on ``rows``."""
+    import statistics
+    import time
+
+    from .data.batching import BucketBatchSampler, Collate, lengths_of
+    from .evaluation import model_inputs
+
+    module.to(device).eval()
+    collate = Collate(pad_token_id)
+
+    def run(batch_rows: list[dict]) -> None:
+        module(**{k: v.to(device) for k, v in model_inputs(collate(batch_rows)).items()})
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    run(rows[:batch_size])  # warm-up
+    started = time.perf_counter()
+    for ids in BucketBatchSampler(lengths_of(rows), batch_size, shuffle=False):
+        run([rows[i] for i in ids])
+    throughput = len(rows) / max(time.perf_counter() - started, 1e-9)
+    latencies = []
+    for row in rows[:latency_examples]:
+        tick = time.perf_counter()
+        run([row])
+        latencies.append(time.perf_counter() - tick)
+    return {"examples_per_second": round(throughput, 1), "latency_ms": round(statistics.median(latencies) * 1000, 2)}

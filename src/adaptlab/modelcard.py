@@ -31,8 +31,8 @@ def model_card(metrics: dict[str, Any], cfg: RunConfig, artifact: str = "transfo
         "",
         "| metric | value |",
         "|---|---|",
-        f"| accuracy | {ev['accuracy']:.4f} |",
-        f"| macro-F1 | {ev['macro_f1']:.4f} |",
+        *([f"| accuracy | {ev['accuracy']:.4f} |", f"| macro-F1 | {ev['macro_f1']:.4f} |"] if ev["accuracy"] is not None
+          else [f"| held-out LM loss | {ev['loss']:.4f} |"]),
         f"| majority-class baseline | {metrics['majority_baseline']:.4f} |",
         f"| trainable parameters | {metrics['trainable_params']:,} of {metrics['total_params']:,} |",
         f"| train / eval examples | {metrics['train_examples']} / {metrics['eval_examples']} |",

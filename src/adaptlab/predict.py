@@ -34,6 +34,9 @@ def read_run(run_dir: str | Path) -> tuple[Path, RunConfig, list[str]]:
         raise AdaptlabError(f"run folder not found: {run}")
     if not (run / "metrics.json").is_file() or not (run / "labels.json").is_file():
         raise AdaptlabError(f"{run} is not a finished adaptlab run folder (no metrics.json / labels.json)")
+    kind = json.loads((run / "metrics.json").read_text(encoding="utf-8")).get("task", {}).get("kind", "classification")
+    if kind != "classification":
+        raise AdaptlabError(f"{run} is a {kind} run, not a classifier: use it as a backbone (--backbone {run})")
     cfg = load_config(read_yaml(run / "config.yaml"))
     id2label = json.loads((run / "labels.json").read_text(encoding="utf-8"))["id2label"]
     return run, cfg, [id2label[str(i)] for i in range(len(id2label))]
@@ -43,10 +46,12 @@ class Predictor:
     """A trained run, ready to classify texts: ``adaptlab.load(run_dir).predict(texts)``."""
 
     def __init__(self, run_dir: str | Path, device: str | None = None, backbone: Backbone | None = None):
+        from .pipeline import resolve_ref
+
         self.run_dir, self.config, self.labels = read_run(run_dir)
-        self.backbone = backbone or load_backbone(self.config.backbone)
+        self.backbone = backbone or load_backbone(resolve_ref(self.config.backbone, self.run_dir.parent))
         self.strategy = get_strategy(self.config.strategy.name)(self.config.strategy)
-        task = Task(self.labels, self.backbone, self.config.train)
+        task = Task(self.labels, self.backbone, self.config.train, root=self.run_dir.parent)
         self.module = hook(self.strategy, "load", load_pretrained)(self.run_dir / "model", task)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.module.to(self.device).eval()

@@ -13,6 +13,9 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from .forgetting import summary as forgetting_summary
+from .report_sections import extra_sections
+
 log = logging.getLogger("adaptlab")
 
 COLUMNS = [
@@ -25,6 +28,8 @@ COLUMNS = [
     ("train_examples_per_second", "examples/s", "{:.1f}"),
     ("peak_memory_mb", "peak memory (MB)", "{:,.0f}"),
     ("artifact_bytes", "size on disk", "{}"),
+    ("forgetting_text_loss", "forgetting: text-loss Δ", "{:+.4f}"),
+    ("forgetting_similarity", "forgetting: pair-similarity Δ", "{:.4f}"),
 ]
 
 
@@ -33,6 +38,7 @@ def flat(row: dict[str, Any]) -> dict[str, Any]:
     out = {k: row.get(k) for k, _, _ in COLUMNS}
     out.update(accuracy=row["eval"]["accuracy"], macro_f1=row["eval"]["macro_f1"], eval_loss=row["eval"]["loss"])
     out.update(strategy=row["strategy"], total_params=row["total_params"], epochs=row.get("epochs"))
+    out["forgetting_text_loss"], out["forgetting_similarity"] = forgetting_summary(row.get("forgetting"))
     return out
 
 
@@ -91,15 +97,17 @@ def _caveat(strategy: str) -> str:
 def markdown_table(rows: list[dict[str, Any]]) -> list[str]:
     lines = ["| " + " | ".join(h for _, h, _ in COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     for r in rows:
-        cells = [human_bytes(r[k]) if k == "artifact_bytes" else fmt.format(r[k]) for k, _, fmt in COLUMNS]
+        cells = [human_bytes(r[k]) if k == "artifact_bytes" else "–" if r[k] is None else fmt.format(r[k]) for k, _, fmt in COLUMNS]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
 
 def write_report(folder: Path, runs: list[dict[str, Any]], baseline: float) -> None:
+    stages = runs  # every run, classifiers or not (domain-adaptation stages), for the sections below
+    runs = [r for r in runs if r["task"].get("kind", "classification") == "classification"]
     rows = [flat(r) for r in runs]
     first = runs[0]
-    (folder / "results.json").write_text(json.dumps({"majority_baseline": baseline, "runs": runs}, indent=2), encoding="utf-8")
+    (folder / "results.json").write_text(json.dumps({"majority_baseline": baseline, "runs": stages}, indent=2), encoding="utf-8")
     with open(folder / "results.csv", "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
@@ -123,6 +131,7 @@ def write_report(folder: Path, runs: list[dict[str, Any]], baseline: float) -> N
         "(feature caching included, evaluation excluded); memory is the peak while the strategy ran; size on "
         "disk is the saved artefact. Per-run details are in each run folder's `metrics.json`.",
     ]
+    lines += extra_sections(stages)
     lines += ["", *[f"![{p.stem}]({p.name})" for p in plots]] if plots else []
     (folder / "report.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
 

@@ -26,6 +26,7 @@ from .config import RunConfig, TrainConfig, dump_config, load_config
 from .data.batching import encode
 from .data.task import TaskData, build_task
 from .errors import AdaptlabError
+from .forgetting import Probe
 from .loop import fit
 from .measure import PeakMemory, folder_bytes, versions
 from .modelcard import model_card
@@ -63,10 +64,12 @@ def resolve_train(cfg: RunConfig) -> TrainConfig:
     return cfg.train.model_copy(update=unset)
 
 
-def make_setup(cfg: RunConfig) -> Setup:
-    """Load and validate data and backbone; tokenise once."""
+def make_setup(cfg: RunConfig, root: Path | None = None) -> Setup:
+    """Load and validate data and backbone; tokenise once (``root``: where ``@stage`` backbones live)."""
+    from .pipeline import resolve_ref
+
     data = build_task(cfg.data, cfg.train.seed)
-    backbone = load_backbone(cfg.backbone)
+    backbone = load_backbone(resolve_ref(cfg.backbone, root))
     rows = [encode(split, backbone.tokenizer, cfg.data.max_length, backbone.input_prefix) for split in (data.train, data.eval)]
     return Setup(data, backbone, *rows)
 
@@ -99,9 +102,13 @@ def train(
     with ``__`` for the dot (``train__lr=3e-4``); ``overrides`` takes dotted keys
     (``{"train.lr": 3e-4}`` or ``["train.lr=3e-4"]``).
     """
+    from .pipeline import has_stages, train_stages
+
+    if has_stages(recipe):  # a multi-stage recipe (pipeline.py)
+        return train_stages(recipe, {**fields_to_overrides(fields), **_as_dict(overrides)}, resume)
     cfg = load_config(recipe, {**fields_to_overrides(fields), **_as_dict(overrides)})
     out = output_folder(cfg, resume)
-    return run_one(cfg, make_setup(cfg), out, resume=resume)
+    return run_one(cfg, make_setup(cfg, out.parent), out, resume=resume)
 
 
 ALIASES = {"data": "data.train", "eval_data": "data.eval"}
@@ -129,34 +136,38 @@ def run_one(cfg: RunConfig, setup: Setup, out: Path, resume: bool = False) -> Ru
     strategy = get_strategy(cfg.strategy.name)(cfg.strategy)
     train_cfg = resolve_train(cfg)
     resolved = cfg.model_copy(update={"train": train_cfg, "output": cfg.output or str(out)})
-    task = Task(setup.data.labels, setup.backbone, train_cfg)
+    task = Task(setup.data.labels, setup.backbone, train_cfg, root=out.parent)
     hook(strategy, "check", lambda task: None)(task)  # input errors before any folder exists
+    train_rows, eval_rows = hook(strategy, "dataset", lambda data, task: (setup.train_rows, setup.eval_rows))(setup.data, task)
+    probe = Probe.for_backbone(setup.backbone)
     partial = partial_folder(out)
     started = time.perf_counter()
     main = _is_main_process()
     with PeakMemory() as memory:
         module = prepare_module(strategy, task)  # may still reject the config: nothing written yet
         total = count_parameters(module)[1]
+        before = probe.measure(module.to(_device()))  # same device as after: exact zero when untouched
         if main:
             partial.mkdir(parents=True, exist_ok=True)
             (partial / "config.yaml").write_text(dump_config(resolved), encoding="utf-8")
-        log.info("%s: %d train / %d eval examples, backbone %s",
-                 strategy.name, len(setup.data.train), len(setup.data.eval), cfg.backbone)
+        log.info("%s: %d train / %d eval examples, backbone %s", strategy.name, len(train_rows), len(eval_rows), cfg.backbone)
         with _cleanup_on_failure(partial):
-            module, state = fit(strategy, module, setup.train_rows, setup.eval_rows, train_cfg,
+            module, state = fit(strategy, module, train_rows, eval_rows, train_cfg,
                                 pad_token_id=setup.backbone.tokenizer.pad_token_id or 0, run_dir=partial, resume=resume)
+    forgetting = probe.compare(before, probe.measure(module))
     trainable = count_named(module, set(state.ever_trainable))
     if not main:  # other processes of a distributed run: the main one writes the folder
         return RunResult(out, {}, resolved, module)
+    extra = hook(strategy, "extra_metrics", lambda *args: {})(module, state.history, eval_rows, _device())
     _save_artifact(strategy, module, partial / "model", task)
     best = state.history[state.best_epoch - 1] if state.history else {}
     metrics = {
         "strategy": strategy.name,
         "backbone": cfg.backbone,
-        "task": {"source": setup.data.source, "labels": setup.data.labels, "kind": "classification"},
+        "task": {"source": setup.data.source, "labels": setup.data.labels, "kind": getattr(strategy, "kind", "classification")},
         "seed": train_cfg.seed,
-        "train_examples": len(setup.data.train),
-        "eval_examples": len(setup.data.eval),
+        "train_examples": len(train_rows),
+        "eval_examples": len(eval_rows),
         "trainable_params": trainable,
         "total_params": total,
         "trainable_share": trainable / total if total else 0.0,
@@ -172,11 +183,19 @@ def run_one(cfg: RunConfig, setup: Setup, out: Path, resume: bool = False) -> Ru
         "history": state.history,
         "artifact_bytes": folder_bytes(partial / "model"),
         "versions": versions(),
+        "forgetting": forgetting,
+        **extra,
     }
     _finish(partial, out, metrics, resolved, setup)
-    ev = metrics["eval"]
-    log.info("%s: accuracy %.3f, macro-F1 %.3f -> %s", strategy.name, ev["accuracy"] or 0, ev["macro_f1"] or 0, out)
+    log.info("%s: accuracy %.3f, macro-F1 %.3f, eval loss %.4f -> %s", strategy.name, metrics["eval"]["accuracy"] or 0,
+             metrics["eval"]["macro_f1"] or 0, metrics["eval"]["loss"] or 0, out)
     return RunResult(out, metrics, resolved, module)
+
+
+def _device() -> torch.device:
+    from accelerate import PartialState
+
+    return PartialState().device
 
 
 def _is_main_process() -> bool:

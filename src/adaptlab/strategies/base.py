@@ -30,6 +30,7 @@ class Task:
     labels: list[str]
     backbone: Any  # adaptlab.backbones.Backbone
     train_config: Any = None  # resolved TrainConfig
+    root: Any = None  # folder holding this run and its sibling stages: where "@stage" references resolve
 
     @property
     def num_labels(self) -> int:
@@ -66,6 +67,16 @@ class Strategy(Protocol):
     - ``merge(module) -> nn.Module``: fold what trained into the backbone's
       weights, giving a plain ``transformers`` model (``adaptlab merge``);
       strategies without it cannot be merged.
+    - ``dataset(data, task) -> (train_rows, eval_rows)``: rows of the strategy's
+      own making (default: the task's tokenised rows), e.g. unlabelled text
+      packed into blocks for domain-adaptive pretraining.
+    - ``extra_metrics(module, history, eval_rows, device) -> dict``: more
+      entries for metrics.json, measured after training (default: none).
+    - ``kind`` (class attribute): ``"classification"`` (default) or another
+      task kind; the report's main table lists classifiers only.
+
+    Every run also records a ``forgetting`` block (``forgetting.py``), measured
+    on the transformer trunk found inside the prepared module.
     """
 
     name: ClassVar[str]

@@ -1,0 +1,63 @@
+"""Multi-stage recipes: @stage references, train pipelines, stages inside compare (the A/B)."""
+
+from __future__ import annotations
+
+import pytest
+
+from adaptlab.compare import compare
+from adaptlab.config import read_yaml
+from adaptlab.errors import AdaptlabError
+from adaptlab.pipeline import plan_stages, resolve_ref
+from adaptlab.runner import train
+
+QUICK = {"epochs": 1, "lr": 5e-3, "batch_size": 16, "progress": False, "checkpoint_every": None, "seed": 0}
+
+
+def test_bundled_recipes_by_name():
+    for name in ("distill", "distill-ab", "dapt", "dapt-ab"):
+        recipe = read_yaml(name)
+        assert recipe["stages"] and plan_stages(recipe, {})
+    with pytest.raises(AdaptlabError, match="recipe file not found"):
+        read_yaml("no-such-recipe")
+
+
+def test_stage_errors():
+    with pytest.raises(AdaptlabError, match="needs a name"):
+        plan_stages({"stages": [{"strategy": "full"}]}, {})
+    with pytest.raises(AdaptlabError, match="used twice"):
+        plan_stages({"stages": [{"name": "a", "strategy": "full"}, {"name": "a", "strategy": "lora"}]}, {})
+    with pytest.raises(AdaptlabError, match="stage 'b'"):
+        plan_stages({"stages": [{"name": "b", "strategy": {"name": "full", "bogus": 1}}]}, {})
+    with pytest.raises(AdaptlabError, match="not part of a recipe"):
+        resolve_ref("@x", None)
+    assert resolve_ref("minilm-l6", None) == "minilm-l6"
+
+
+def test_train_pipeline_chains_a_domain_stage(tiny_backbone, toy_csv, tmp_path):
+    recipe = {"backbone": str(tiny_backbone), "data": {"train": str(toy_csv)}, "train": QUICK,
+              "stages": [{"name": "domain", "strategy": {"name": "dapt", "block_size": 32}, "train": {"epochs": 2}},
+                         {"name": "task", "strategy": "full", "backbone": "@domain"}]}
+    result = train(recipe, output=str(tmp_path / "pipe"))
+    assert result.run_dir == tmp_path / "pipe" / "task" and result.metrics["backbone"] == "@domain"
+    report = (tmp_path / "pipe" / "report.md").read_text()
+    assert "## Domain-adaptive pretraining" in report
+    from adaptlab.predict import load
+
+    moved = tmp_path / "moved"
+    (tmp_path / "pipe").rename(moved)  # "@domain" resolves against the folder: still loads after a move
+    assert load(moved / "task").predict(["a good film"])[0].label in ("pos", "neg")
+    with pytest.raises(AdaptlabError, match="already exists"):
+        train(recipe, output=str(moved))
+
+
+def test_compare_runs_the_dapt_ab(tiny_backbone, toy_csv, tmp_path):
+    recipe = {"backbone": str(tiny_backbone), "data": {"train": str(toy_csv)}, "train": QUICK,
+              "stages": [{"name": "domain", "strategy": {"name": "dapt", "block_size": 32}, "train": {"epochs": 2}}],
+              "strategies": [{"name": "full"}, {"name": "full", "label": "full+dapt", "backbone": "@domain"}]}
+    result = compare(recipe=recipe, output=tmp_path / "ab")
+    assert [r["run"] for r in result.rows] == ["domain", "full", "full+dapt"]
+    report = (tmp_path / "ab" / "report.md").read_text()
+    assert "| full (full vs full+dapt) |" in report
+    main_table = report.split("## Recommendation")[0]
+    assert "| domain |" not in main_table  # a language-modelling stage is no classifier row
+    assert "backbone: '@domain'" in (tmp_path / "ab" / "full+dapt" / "config.yaml").read_text()
