@@ -28,7 +28,7 @@ Recipe = Annotated[Optional[Path], typer.Argument(help="YAML recipe; flags and -
 Set = Annotated[Optional[list[str]], typer.Option("--set", help="Override any config key: --set train.lr=3e-4 (repeatable).")]
 Backbone = Annotated[Optional[str], typer.Option("--backbone", "-b", help="Bundled alias, local HF folder or hub id.")]
 Data = Annotated[Optional[str], typer.Option("--data", "-d", help="Bundled dataset name or a CSV/TSV/JSONL/JSON/Parquet file.")]
-EvalData = Annotated[Optional[str], typer.Option("--eval-data", help="Evaluation file (default: a stratified held-out split).")]
+EvalData = Annotated[Optional[str], typer.Option("--eval-data", help="Evaluation file, or named sets zh=FILE,en=FILE (default: a stratified held-out split).")]
 TextCol = Annotated[Optional[str], typer.Option("--text-column", help="Text column [text].")]
 PairCol = Annotated[Optional[str], typer.Option("--text-pair-column", help="Second text column, for pair tasks.")]
 LabelCol = Annotated[Optional[str], typer.Option("--label-column", help="Label column [label].")]
@@ -43,6 +43,8 @@ Seed = Annotated[Optional[int], typer.Option("--seed", help="Seed for init, shuf
 Output = Annotated[Optional[Path], typer.Option("--output", "-o", help="Output folder.")]
 Resume = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run in --output.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+Shots = Annotated[Optional[int], typer.Option("--shots", help="Few-shot: keep N training examples per class (seeded).")]
+TargetShots = Annotated[Optional[int], typer.Option("--target-shots", help="Add N labelled examples per class of the target eval set to training.")]
 
 
 def _overrides(**flags) -> dict:
@@ -52,7 +54,7 @@ def _overrides(**flags) -> dict:
         "text_pair_column": "data.text_pair_column", "label_column": "data.label_column",
         "eval_fraction": "data.eval_fraction", "max_train": "data.max_train", "max_eval": "data.max_eval",
         "encoding": "data.encoding", "epochs": "train.epochs", "lr": "train.lr", "batch_size": "train.batch_size",
-        "seed": "train.seed", "strategy": "strategy.name",
+        "seed": "train.seed", "strategy": "strategy.name", "shots": "data.shots", "target_shots": "data.target_shots",
     }
     out = {keys[k]: v for k, v in flags.items() if v is not None and k in keys}
     if flags.get("quiet"):
@@ -68,7 +70,7 @@ def train(
     text_pair_column: PairCol = None, label_column: LabelCol = None, eval_fraction: EvalFrac = None,
     max_train: MaxTrain = None, max_eval: MaxEval = None, encoding: Encoding = None, epochs: Epochs = None,
     lr: Lr = None, batch_size: Batch = None, seed: Seed = None, output: Output = None, set_: Set = None,
-    resume: Resume = False, quiet: Quiet = False,
+    resume: Resume = False, quiet: Quiet = False, shots: Shots = None, target_shots: TargetShots = None,
 ) -> None:
     """Train one strategy and write a run folder (weights, metrics.json, model card)."""
     from .runner import train as run_train
@@ -81,6 +83,9 @@ def train(
     typer.echo(f"accuracy {ev['accuracy']:.4f}  macro-F1 {ev['macro_f1']:.4f}  "
                f"trainable {result.metrics['trainable_params']:,}/{result.metrics['total_params']:,}  "
                f"train {result.metrics['train_seconds']:.1f}s")
+    sets = result.metrics.get("eval_sets") or {}
+    if len(sets) > 1:
+        typer.echo("  ".join(f"{name} {m['accuracy']:.4f}" for name, m in sets.items() if m.get("accuracy") is not None))
     typer.echo(f"run folder: {result.run_dir}")
 
 
@@ -92,7 +97,7 @@ def compare(
     text_pair_column: PairCol = None, label_column: LabelCol = None, eval_fraction: EvalFrac = None,
     max_train: MaxTrain = None, max_eval: MaxEval = None, encoding: Encoding = None, epochs: Epochs = None,
     lr: Lr = None, batch_size: Batch = None, seed: Seed = None, output: Output = None, set_: Set = None,
-    resume: Resume = False, quiet: Quiet = False,
+    resume: Resume = False, quiet: Quiet = False, shots: Shots = None, target_shots: TargetShots = None,
 ) -> None:
     """Run several strategies on the same data and write a comparison report.
 

@@ -25,7 +25,7 @@ from .config import RunConfig, TrainConfig, dump_config, load_config
 from .data.batching import encode
 from .data.task import TaskData, build_task
 from .errors import AdaptlabError
-from .loop import fit
+from .loop import fit, score
 from .measure import PeakMemory, folder_bytes, versions
 from .modeling import count_parameters
 from .modelcard import model_card
@@ -44,6 +44,8 @@ class Setup:
     backbone: Backbone
     train_rows: list[dict]
     eval_rows: list[dict]
+    extra_eval_rows: dict[str, list[dict]] = field(default_factory=dict)
+    """Tokenised further evaluation sets (``data.extra_evals``), scored after training."""
 
 
 @dataclass
@@ -67,7 +69,8 @@ def make_setup(cfg: RunConfig) -> Setup:
     data = build_task(cfg.data, cfg.train.seed)
     backbone = load_backbone(cfg.backbone)
     rows = [encode(split, backbone.tokenizer, cfg.data.max_length, backbone.input_prefix) for split in (data.train, data.eval)]
-    return Setup(data, backbone, *rows)
+    extra = {name: encode(split, backbone.tokenizer, cfg.data.max_length, backbone.input_prefix) for name, split in data.extra_evals.items()}
+    return Setup(data, backbone, *rows, extra)
 
 
 def output_folder(cfg: RunConfig, resume: bool) -> Path:
@@ -139,13 +142,14 @@ def run_one(cfg: RunConfig, setup: Setup, out: Path, resume: bool = False) -> Ru
         total = count_parameters(module)[1]
         module, state = fit(strategy, module, setup.train_rows, setup.eval_rows, train_cfg,
                             pad_token_id=setup.backbone.tokenizer.pad_token_id or 0, run_dir=partial, resume=resume)
+    eval_sets = score_eval_sets(strategy, module, setup, state, train_cfg)
     _save_artifact(strategy, module, partial / "model", task)
     trainable = count_named(module, set(state.ever_trainable))
     best = state.history[state.best_epoch - 1] if state.history else {}
     metrics = {
         "strategy": strategy.name,
         "backbone": cfg.backbone,
-        "task": {"source": setup.data.source, "labels": setup.data.labels, "kind": "classification"},
+        "task": {"source": setup.data.source, "labels": setup.data.labels, "kind": "classification", **setup.data.sampling},
         "seed": train_cfg.seed,
         "train_examples": len(setup.data.train),
         "eval_examples": len(setup.data.eval),
@@ -160,6 +164,7 @@ def run_one(cfg: RunConfig, setup: Setup, out: Path, resume: bool = False) -> Ru
         "peak_memory_mb": memory.mb,
         "device": "cuda" if torch.cuda.is_available() else "cpu",
         "eval": {k: best.get(k) for k in ("accuracy", "macro_f1", "loss")},
+        "eval_sets": eval_sets,
         "majority_baseline": setup.data.majority_baseline,
         "history": state.history,
         "artifact_bytes": folder_bytes(partial / "model"),
@@ -168,6 +173,16 @@ def run_one(cfg: RunConfig, setup: Setup, out: Path, resume: bool = False) -> Ru
     _finish(partial, out, metrics, resolved, setup)
     log.info("%s: accuracy %.3f, macro-F1 %.3f -> %s", strategy.name, metrics["eval"]["accuracy"] or 0, metrics["eval"]["macro_f1"] or 0, out)
     return RunResult(out, metrics, resolved, module)
+
+
+def score_eval_sets(strategy: Any, module: torch.nn.Module, setup: Setup, state: Any, cfg: TrainConfig) -> dict[str, dict]:
+    """Accuracy, macro-F1 and loss on every evaluation set: the main one as selected, the others scored now."""
+    best = state.history[state.best_epoch - 1] if state.history else {}
+    out = {setup.data.eval_name: {k: best.get(k) for k in ("accuracy", "macro_f1", "loss", "examples")}}
+    for name, rows in setup.extra_eval_rows.items():
+        out[name] = score(strategy, module, rows, cfg, pad_token_id=setup.backbone.tokenizer.pad_token_id or 0)
+        log.info("%s: accuracy %.3f on eval set %r", strategy.name, out[name]["accuracy"], name)
+    return out
 
 
 def prepare_module(strategy: Any, task: Task) -> torch.nn.Module:

@@ -40,6 +40,9 @@ CASES: dict[str, Case] = {
     ),
     "full": Case(lambda n: True),
     "lora": Case(lambda n: "lora_" in n or "modules_to_save" in n, train={"lr": 1e-2}),
+    "protonet": Case(lambda n: ".pooler." not in n, {"episodes": 5}),  # mean pooling never reads the pooler
+    "maml": Case(lambda n: n.startswith("encoder.encoder.layer.1."), {"inner_layers": 1, "inner_lr": 0.01, "episodes": 5}, {"lr": 3e-2}),
+    "contrastive": Case(lambda n: ".pooler." not in n, train={"epochs": 6, "batch_size": 16}),
 }
 DEFAULT_TRAIN = {"keep_best": False, "epochs": 6, "lr": 3e-3, "batch_size": 16, "progress": False, "checkpoint_every": None, "seed": 0}
 
