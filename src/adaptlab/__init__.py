@@ -11,16 +11,18 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["AdaptlabError", "compare", "load", "train", "__version__"]
+__all__ = ["AdaptlabError", "compare", "episodic", "load", "shots_curve", "train", "__version__"]
 
 from .errors import AdaptlabError
 
 if TYPE_CHECKING:
     from .compare import compare
+    from .curves import shots_curve
+    from .episodic import episodic
     from .predict import load
     from .runner import train
 
-_LAZY = {"train": "runner", "compare": "compare", "load": "predict"}
+_LAZY = {"train": "runner", "compare": "compare", "load": "predict", "episodic": "episodic", "shots_curve": "curves"}
 
 
 def __getattr__(name: str) -> Any:

@@ -116,6 +116,63 @@ def compare(
 
 
 @app.command()
+def curve(
+    recipe: Recipe = None,
+    strategies: Annotated[Optional[str], typer.Option("--strategies", help="Comma-separated strategy names.")] = None,
+    target_shots: Annotated[Optional[str], typer.Option("--target-shots", help="Ks of labelled target examples per class, e.g. 0,8,32.")] = None,
+    shots: Annotated[Optional[str], typer.Option("--shots", help="Ks of training examples per class, e.g. 4,8,16.")] = None,
+    backbone: Backbone = None, data: Data = None, eval_data: EvalData = None, text_column: TextCol = None,
+    label_column: LabelCol = None, max_train: MaxTrain = None, max_eval: MaxEval = None, epochs: Epochs = None,
+    lr: Lr = None, batch_size: Batch = None, seed: Seed = None, output: Output = None, set_: Set = None, quiet: Quiet = False,
+) -> None:
+    """Accuracy against k: one comparison per number of (target-language) examples per class."""
+    from .curves import curve_table, shots_curve
+
+    if (target_shots is None) == (shots is None):
+        raise AdaptlabError("give either --target-shots 0,8,32 (cross-lingual) or --shots 4,8,16 (few-shot)")
+    flags = _overrides(**{k: v for k, v in locals().items() if k not in ("recipe", "set_", "output", "strategies", "shots", "target_shots")})
+    ks = _ints(target_shots if shots is None else shots)
+    names = [s.strip() for s in strategies.split(",") if s.strip()] if strategies else None
+    result = shots_curve(ks, names, recipe, target=shots is None, overrides={**flags, **_sets(set_)}, output=output)
+    typer.echo("\n".join(curve_table(result.rows, "data.shots" if shots else "data.target_shots")[2:]))
+    typer.echo(f"curve: {result.folder / 'curve.md'}")
+
+
+@app.command()
+def episodic(
+    recipe: Recipe = None,
+    strategies: Annotated[Optional[str], typer.Option("--strategies", "-s", help="Comma-separated strategies with an episodic mode [protonet].")] = None,
+    test_classes: Annotated[Optional[str], typer.Option("--test-classes", help="Held-out classes, comma-separated (default: drawn with the seed).")] = None,
+    n_test_classes: Annotated[int, typer.Option("--n-test-classes", help="How many classes to hold out when none are named.")] = 2,
+    n_way: Annotated[Optional[int], typer.Option("--n-way", help="Classes per test episode [all held-out classes].")] = None,
+    k_shot: Annotated[int, typer.Option("--k-shot", help="Support examples per class in a test episode.")] = 5,
+    queries: Annotated[int, typer.Option("--queries", help="Query examples per class in a test episode.")] = 10,
+    episodes: Annotated[int, typer.Option("--episodes", help="Test episodes.")] = 100,
+    backbone: Backbone = None, data: Data = None, text_column: TextCol = None, label_column: LabelCol = None,
+    max_train: MaxTrain = None, max_eval: MaxEval = None, epochs: Epochs = None, lr: Lr = None, batch_size: Batch = None,
+    seed: Seed = None, output: Output = None, set_: Set = None, quiet: Quiet = False,
+) -> None:
+    """Train on some classes, then N-way K-shot accuracy (95% CI) on episodes of held-out classes."""
+    from .episodic import episodic as run_episodic
+
+    keep = ("backbone", "data", "text_column", "label_column", "max_train", "max_eval", "epochs", "lr", "batch_size", "seed", "quiet")
+    flags = _overrides(**{k: v for k, v in locals().items() if k in keep})
+    names = [s.strip() for s in strategies.split(",") if s.strip()] if strategies else None
+    held = [c.strip() for c in test_classes.split(",") if c.strip()] if test_classes else None
+    result = run_episodic(names, recipe, test_classes=held, n_test_classes=n_test_classes, n_way=n_way, k_shot=k_shot,
+                          queries=queries, episodes=episodes, overrides={**flags, **_sets(set_)}, output=output)
+    typer.echo((result.folder / "episodic.md").read_text(encoding="utf-8").split("\n\n", 2)[2].rstrip())
+    typer.echo(f"report: {result.folder / 'episodic.md'}")
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        return [int(k) for k in text.split(",") if k.strip()]
+    except ValueError:
+        raise AdaptlabError(f"expected comma-separated whole numbers, got '{text}'") from None
+
+
+@app.command()
 def predict(
     run_dirs: Annotated[list[Path], typer.Argument(help="One or more run folders.", show_default=False)],
     input: Annotated[Optional[Path], typer.Option("--input", "-i", help="CSV/TSV/JSONL/JSON/Parquet file, or stdin (one text per line).")] = None,
