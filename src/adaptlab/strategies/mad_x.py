@@ -127,6 +127,8 @@ class MadX:
             set_active(model, self.training_stack())
 
     def save(self, module: AdapterClassifier, folder: Path, task: Task) -> None:
+        """Adapters and head; from here on the in-process module is the target-language model too."""
+        set_active(module, ["target", "task"])
         keep = {n: p.detach().contiguous().cpu() for n, p in module.named_parameters() if ".adapters." in n or n.startswith("head.")}
         save_file(keep, folder / "adapters.safetensors")
         meta = {**self.config.model_dump(), "languages": self.languages(), "inference_stack": ["target", "task"],
