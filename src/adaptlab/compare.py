@@ -39,6 +39,18 @@ def bundled_recipe(name: str) -> dict[str, Any]:
     return read_yaml(Path(str(files("adaptlab.recipes") / name)))
 
 
+def load_recipe(recipe: str | Path | dict[str, Any] | None) -> dict[str, Any]:
+    """A recipe as a dict: a mapping, a YAML file, or the name of a bundled recipe (``crosslingual``)."""
+    if isinstance(recipe, dict):
+        return recipe
+    if recipe is None:
+        return {}
+    path = Path(recipe)
+    if not path.exists() and not path.suffix and (files("adaptlab.recipes") / f"{path.name}.yaml").is_file():
+        return bundled_recipe(f"{path.name}.yaml")
+    return read_yaml(path)
+
+
 def plan(recipe: dict[str, Any], strategies: list[str] | None, overrides: dict[str, Any]) -> list[tuple[str, RunConfig]]:
     """Validate one :class:`RunConfig` per strategy entry; return ``(run name, config)`` pairs."""
     base = copy.deepcopy(recipe)
@@ -81,7 +93,7 @@ def compare(
     if recipe is None and "data.train" not in more:
         recipe = bundled_recipe(DEMO_RECIPE)
         log.info("no data given: running the bundled demo recipe (minilm-l6 on rotten-tomatoes)")
-    data = recipe if isinstance(recipe, dict) else read_yaml(recipe) if recipe else {}
+    data = load_recipe(recipe)
     configs = plan(data, strategies, more)
     out = Path(output or data.get("output") or Path("runs") / f"compare-{time.strftime('%Y%m%d-%H%M%S')}")
     work = partial_folder(out)

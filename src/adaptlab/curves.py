@@ -16,8 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .compare import compare
-from .config import read_yaml
+from .compare import compare, load_recipe
 from .errors import AdaptlabError
 from .runner import _as_dict, fields_to_overrides, partial_folder
 
@@ -44,7 +43,7 @@ def shots_curve(
         raise AdaptlabError("give at least one number of shots, e.g. 0,8,32")
     key = "data.target_shots" if target else "data.shots"
     more = {**fields_to_overrides(fields), **_as_dict(overrides)}
-    data = recipe if isinstance(recipe, dict) else read_yaml(recipe) if recipe else {}
+    data = load_recipe(recipe)
     out = Path(output or Path("runs") / f"curve-{time.strftime('%Y%m%d-%H%M%S')}")
     work = partial_folder(out)
     if out.exists() or work.exists():

@@ -24,8 +24,8 @@ from typing import Any
 
 import torch
 
-from .compare import plan
-from .config import RunConfig, read_yaml
+from .compare import load_recipe, plan
+from .config import RunConfig
 from .data.batching import Collate, encode
 from .data.episodes import by_class, sample_episode, split_classes
 from .data.task import Examples, TaskData, cap, extract, label_names, load_table, stratified_split
@@ -117,7 +117,7 @@ def episodic(
 ) -> EpisodicResult:
     """Meta-train each strategy on some classes, score N-way K-shot episodes of the others."""
     more = {**fields_to_overrides(fields), **_as_dict(overrides)}
-    data = recipe if isinstance(recipe, dict) else read_yaml(recipe) if recipe else {}
+    data = load_recipe(recipe)
     configs = plan(data, strategies or ["protonet"], more)
     for _, cfg in configs:
         if not hasattr(get_strategy(cfg.strategy.name), "adapt_episode"):

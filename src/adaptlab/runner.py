@@ -114,7 +114,7 @@ def fields_to_overrides(fields: dict[str, Any]) -> dict[str, Any]:
     out = {}
     for key, value in fields.items():
         if value is not None:
-            out[ALIASES.get(key, key.replace("__", "."))] = value
+            out[ALIASES.get(key, key.replace("__", "."))] = str(value) if isinstance(value, Path) else value
     return out
 
 

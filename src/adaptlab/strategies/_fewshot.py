@@ -47,6 +47,13 @@ def build_encoder(task: Any, **kwargs: Any) -> nn.Module:
     """The backbone as a sentence encoder (no classification head)."""
     from transformers import AutoModel
 
+    dropout = getattr(task.train_config, "dropout", None)
+    if dropout is not None:
+        from ..modeling import set_dropout
+
+        config = task.backbone.config.__class__.from_dict(task.backbone.config.to_dict())
+        set_dropout(config, dropout)
+        kwargs["config"] = config
     return AutoModel.from_pretrained(task.backbone.source, dtype=torch.float32, **kwargs)
 
 
