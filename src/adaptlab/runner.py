@@ -145,7 +145,7 @@ def run_one(cfg: RunConfig, setup: Setup, out: Path, resume: bool = False) -> Ru
     eval_sets = score_eval_sets(strategy, module, setup, state, train_cfg)
     _save_artifact(strategy, module, partial / "model", task)
     trainable = count_named(module, set(state.ever_trainable))
-    best = state.history[state.best_epoch - 1] if state.history else {}
+    best = kept_scores(state, train_cfg)
     metrics = {
         "strategy": strategy.name,
         "backbone": cfg.backbone,
@@ -175,9 +175,16 @@ def run_one(cfg: RunConfig, setup: Setup, out: Path, resume: bool = False) -> Ru
     return RunResult(out, metrics, resolved, module)
 
 
+def kept_scores(state: Any, cfg: TrainConfig) -> dict[str, Any]:
+    """Scores of the weights the run ends with: the best epoch's, or the last one's without ``keep_best``."""
+    if not state.history:
+        return {}
+    return state.history[state.best_epoch - 1] if cfg.keep_best else state.history[-1]
+
+
 def score_eval_sets(strategy: Any, module: torch.nn.Module, setup: Setup, state: Any, cfg: TrainConfig) -> dict[str, dict]:
     """Accuracy, macro-F1 and loss on every evaluation set: the main one as selected, the others scored now."""
-    best = state.history[state.best_epoch - 1] if state.history else {}
+    best = kept_scores(state, cfg)
     out = {setup.data.eval_name: {k: best.get(k) for k in ("accuracy", "macro_f1", "loss", "examples")}}
     for name, rows in setup.extra_eval_rows.items():
         out[name] = score(strategy, module, rows, cfg, pad_token_id=setup.backbone.tokenizer.pad_token_id or 0)
