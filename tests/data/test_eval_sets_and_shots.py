@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from adaptlab.config import DataConfig, load_config
+from adaptlab.config import DataConfig
 from adaptlab.data.task import build_task, parse_eval_sets
 from adaptlab.errors import AdaptlabError
 from conftest import toy_rows, write_csv

@@ -70,7 +70,10 @@ class ProtoNet:
         return build_encoder(task)
 
     def prepare(self, model: nn.Module, task: Task) -> nn.Module:
-        freeze(model) if not self.config.episodic else freeze_unused(model)
+        if self.config.episodic:
+            freeze_unused(model)
+        else:
+            freeze(model)
         self.batch_size = getattr(task.train_config, "eval_batch_size", 64)
         return ProtoModel(model, task.num_labels)
 
