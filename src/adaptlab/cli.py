@@ -201,7 +201,8 @@ def strategies(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Sh
         if verbose:
             for field, info in cls.Config.model_fields.items():
                 if field != "name":
-                    typer.echo(f"{'':<{width}}    strategy.{field} = {info.default!r}: {info.description or ''}")
+                    default = "(required)" if info.is_required() else repr(info.default)
+                    typer.echo(f"{'':<{width}}    strategy.{field} = {default}: {info.description or ''}")
 
 
 def _table(rows: list[dict[str, str]]) -> None:

@@ -60,3 +60,9 @@ def test_stacks_train_on_source_and_predict_with_target(make, toy_csv, tmp_path)
     assert meta["inference_stack"] == ["target", "task"] and set(meta["language_adapters"]) == {"source", "target"}
     loaded = strategy.load(tmp_path, task)
     assert {tuple(m.active) for m in loaded.modules() if isinstance(m, AdapterStack)} == {("target", "task")}
+
+
+def test_missing_language_text_fails_before_any_run_folder(cli, tiny_backbone, toy_csv, tmp_path):
+    code, _, err = cli("train", "-s", "mad_x", "-b", tiny_backbone, "-d", toy_csv, "--set", "strategy.target_text=none.txt", "-o", "run")
+    assert code == 2 and "no bundled dataset or file named 'none.txt'" in err
+    assert not list(tmp_path.glob("run*"))

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from pydantic import Field
+from pydantic import Field, field_validator
 from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers.modeling_outputs import SequenceClassifierOutput
@@ -63,6 +63,16 @@ class MadXConfig(StrategyConfig):
     """Share of tokens masked (Devlin et al. 2019: 15 %)."""
     cache: bool = True
     """Reuse a language adapter trained before on the same backbone, text and settings."""
+
+    @field_validator("target_text", "source_text")
+    @classmethod
+    def _text_exists(cls, value: str | None) -> str | None:
+        """Checked with the config, before any run folder exists."""
+        from ..data.bundled import is_bundled
+
+        if value is not None and not is_bundled(value) and not Path(value).is_file():
+            raise ValueError(f"no bundled dataset or file named {value!r} (e.g. reviews-zh-unlabelled)")
+        return value
 
 
 class AdapterClassifier(nn.Module):
