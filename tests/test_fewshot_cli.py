@@ -74,3 +74,15 @@ def test_few_shot_input_errors(cli, tiny_backbone, toy_csv, tmp_path, args, mess
     code, _, err = cli("train", "-s", "linear_probe", "-b", tiny_backbone, "-d", toy_csv, "-o", "run", *args)
     assert code == 2 and message in err and "Traceback" not in err
     assert not (tmp_path / "run").exists() and not (tmp_path / "run.partial").exists()
+
+
+def test_meta_test_examples_never_reach_training(tiny_backbone, topics_csv):
+    from adaptlab.config import load_config
+    from adaptlab.episodic import class_split_setup
+
+    cfg = load_config({"strategy": "protonet", "backbone": str(tiny_backbone), "data": {"train": str(topics_csv)}})
+    setup, unseen, train_classes, test_classes = class_split_setup(cfg, None, 2)
+    assert setup.data.labels == train_classes and not set(train_classes) & set(test_classes)
+    seen = set(setup.data.train.texts) | set(setup.data.eval.texts)
+    assert len(unseen) == 120 and not seen & set(unseen.texts)
+    assert {y for y in setup.data.train.labels} == {0, 1} and {y for y in unseen.labels} == {0, 1}

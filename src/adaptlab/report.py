@@ -39,6 +39,16 @@ def flat(row: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def sampling_note(task: dict[str, Any]) -> str:
+    """How the training set was sampled (few-shot, target-language shots), when it was."""
+    notes = []
+    if task.get("shots"):
+        notes.append(f"few-shot: {task['shots']} training examples per class (seeded)")
+    if task.get("target_shots") is not None:
+        notes.append(f"{task['target_shots']} labelled examples per class of eval set `{task['target']}` added to training")
+    return (" " + "; ".join(notes).capitalize() + ".") if notes else ""
+
+
 def eval_set_table(runs: list[dict[str, Any]]) -> list[str]:
     """Accuracy of every run on every named evaluation set (e.g. one column per language)."""
     names = list(dict.fromkeys(n for r in runs for n in (r.get("eval_sets") or {})))
@@ -103,7 +113,7 @@ def write_report(folder: Path, runs: list[dict[str, Any]], baseline: float) -> N
         "",
         f"Backbone `{first['backbone']}`, data `{first['task']['source']}`: {first['train_examples']} training and "
         f"{first['eval_examples']} evaluation examples, seed {first['seed']}, same split for every strategy, "
-        f"device {first['device']}. Majority-class baseline accuracy: {baseline:.4f}.",
+        f"device {first['device']}. Majority-class baseline accuracy: {baseline:.4f}." + sampling_note(first["task"]),
         "",
         *markdown_table(rows),
         "",
