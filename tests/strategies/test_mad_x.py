@@ -40,7 +40,7 @@ def test_language_adapter_trains_alone_and_is_cached(make, tiny_backbone, tmp_pa
     language = {n: p for n, p in module.named_parameters() if ".adapters.target." in n}
     assert any(p.abs().sum() > 0 for n, p in language.items() if ".up." in n), "the language adapter did not train"
     assert all(p.abs().sum() == 0 for n, p in module.named_parameters() if ".adapters.task.up." in n)
-    assert strategy.report["target"]["cached"] is False and len(strategy.report["target"]["mlm_loss"]) == 1
+    assert strategy.report["target"]["cached"] is False and len(strategy.report["target"]["mlm_loss"]) == 2  # head, then adapter
     assert len(list((tmp_path / "cache" / "language-adapters").glob("*.safetensors"))) == 1
 
     again, module2, _ = make(mlm_lr=1e-2)

@@ -136,7 +136,8 @@ def read_texts(source: str, column: str, limit: int) -> list[str]:
 
 
 def cache_key(task: Any, text: str, config: Any) -> str:
-    settings = {k: getattr(config, k) for k in ("language_reduction", "mlm_texts", "mlm_epochs", "mlm_lr", "mlm_probability", "text_column")}
+    keys = ("language_reduction", "mlm_texts", "mlm_epochs", "mlm_head_epochs", "mlm_lr", "mlm_probability", "text_column")
+    settings = {k: getattr(config, k) for k in keys}
     raw = json.dumps([task.backbone.source, str(Path(text).resolve()) if Path(text).exists() else text, settings,
                       getattr(task.train_config, "seed", 0)], sort_keys=True)
     return hashlib.sha256(raw.encode()).hexdigest()[:20]
@@ -172,21 +173,27 @@ def fit_language_adapter(model: nn.Module, language: str, text: str, config: Any
     enc = tokenizer([prefix + t for t in texts], truncation=True, max_length=128)
     rows = [{"input_ids": ids, "attention_mask": mask} for ids, mask in zip(enc["input_ids"], enc["attention_mask"])]
     n_eval = max(4, len(rows) // 20)
-    freeze(model)
     set_active(model, [language])
     mlm = MaskedLM(model)
-    for n, p in model.named_parameters():
-        p.requires_grad_(f".adapters.{language}." in n)
     train = task.train_config or TrainConfig()
-    cfg = TrainConfig(epochs=config.mlm_epochs, lr=config.mlm_lr, batch_size=train.batch_size, eval_batch_size=train.eval_batch_size,
-                      schedule="linear", weight_decay=0.0, seed=train.seed, keep_best=False, checkpoint_every=None,
-                      progress=train.progress, precision=train.precision, log_every=10**6)
-    started = time.perf_counter()
-    _, state = fit(MLMStage(mlm, tokenizer, config.mlm_probability), mlm, rows[n_eval:], rows[:n_eval], cfg,
-                   pad_token_id=tokenizer.pad_token_id or 0)
+    started, losses = time.perf_counter(), []
+    # the MLM head is new when the backbone has none (e5): it first learns alone, so that the
+    # language adapter then gets gradients through a meaningful head
+    for stage, epochs in (("head", config.mlm_head_epochs), ("adapter", config.mlm_epochs)):
+        if not epochs:
+            continue
+        for n, p in model.named_parameters():
+            p.requires_grad_(stage == "adapter" and f".adapters.{language}." in n)
+        cfg = TrainConfig(epochs=epochs, lr=config.mlm_lr, batch_size=train.batch_size, eval_batch_size=train.eval_batch_size,
+                          schedule="linear", weight_decay=0.0, seed=train.seed, keep_best=False, checkpoint_every=None,
+                          progress=train.progress, precision=train.precision, log_every=10**6)
+        _, state = fit(MLMStage(mlm, tokenizer, config.mlm_probability), mlm, rows[n_eval:], rows[:n_eval], cfg,
+                       pad_token_id=tokenizer.pad_token_id or 0)
+        losses += [round(h["loss"], 4) for h in state.history]
+    freeze(model)
     params = sum(p.numel() for n, p in model.named_parameters() if f".adapters.{language}." in n)
     report = {"text": text, "texts": len(rows) - n_eval, "params": params, "seconds": round(time.perf_counter() - started, 1),
-              "mlm_loss": [round(h["loss"], 4) for h in state.history]}
+              "mlm_loss": losses}
     log.info("language adapter (%s): %d params, MLM loss %s, %.0fs", language, params, report["mlm_loss"], report["seconds"])
     return report
 

@@ -57,6 +57,8 @@ class MadXConfig(StrategyConfig):
     """Texts used to train each language adapter (the first ones, in file order)."""
     mlm_epochs: int = Field(1, ge=1)
     """Masked-language-modelling epochs for each language adapter."""
+    mlm_head_epochs: int = Field(1, ge=0)
+    """Epochs in which the new MLM head trains alone before the language adapter does (0: none)."""
     mlm_lr: float = Field(1e-3, gt=0)
     """Learning rate of the masked-language-modelling stage."""
     mlm_probability: float = Field(0.15, gt=0, lt=1)
