@@ -91,7 +91,7 @@ def test_find_backbone_inside_wrappers(tiny_backbone):
 
 
 def test_report_has_a_forgetting_column(tiny_backbone, toy_csv, tmp_path):
-    from adaptlab.compare import compare
+    from adaptlab.comparison import compare
 
     result = compare(["linear_probe", "full"], backbone=str(tiny_backbone), data=str(toy_csv), output=tmp_path / "c",
                      overrides={"train.epochs": 1, "train.progress": False})

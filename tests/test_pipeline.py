@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from adaptlab.compare import compare
+from adaptlab.comparison import compare
 from adaptlab.config import read_yaml
 from adaptlab.errors import AdaptlabError
 from adaptlab.pipeline import plan_stages, resolve_ref

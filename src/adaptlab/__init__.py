@@ -11,17 +11,20 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["AdaptlabError", "compare", "load", "load_many", "train", "__version__"]
+__all__ = ["AdaptlabError", "compare", "episodic", "load", "load_many", "shots_curve", "train", "__version__"]
 
 from .errors import AdaptlabError
 
 if TYPE_CHECKING:
     from .comparison import compare
+    from .curves import shots_curve
+    from .episodic import episodic
     from .many import load_many
     from .predict import load
     from .runner import train
 
-_LAZY = {"train": "runner", "compare": "comparison", "load": "predict", "load_many": "many"}
+_LAZY = {"train": "runner", "compare": "comparison", "load": "predict", "load_many": "many",
+         "episodic": "episodic", "shots_curve": "curves"}
 
 
 def __getattr__(name: str) -> Any:

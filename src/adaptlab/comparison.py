@@ -20,8 +20,8 @@ from typing import Any
 
 from .config import RunConfig, apply_overrides, build_config, read_yaml
 from .errors import AdaptlabError
-from .report import write_report
 from .pipeline import Setups, plan_stages, run_stages
+from .report import write_report
 from .runner import RunResult, _as_dict, _is_main_process, fields_to_overrides, partial_folder, run_one
 
 log = logging.getLogger("adaptlab")
@@ -39,6 +39,13 @@ class Comparison:
 
 def bundled_recipe(name: str) -> dict[str, Any]:
     return read_yaml(Path(str(files("adaptlab.recipes") / name)))
+
+
+def load_recipe(recipe: str | Path | dict[str, Any] | None) -> dict[str, Any]:
+    """A recipe as a dict: a mapping, a YAML file, or the name of a bundled recipe (``crosslingual``)."""
+    if isinstance(recipe, dict):
+        return recipe
+    return read_yaml(recipe) if recipe else {}
 
 
 def plan(recipe: dict[str, Any], strategies: list[str] | None, overrides: dict[str, Any]) -> list[tuple[str, RunConfig]]:
@@ -102,7 +109,7 @@ def compare(
     if recipe is None and "data.train" not in more:
         recipe = bundled_recipe(DEMO_RECIPE)
         log.info("no data given: running the bundled demo recipe (minilm-l6 on rotten-tomatoes)")
-    data = recipe if isinstance(recipe, dict) else read_yaml(recipe) if recipe else {}
+    data = load_recipe(recipe)
     configs = plan(data, strategies, more)
     out = Path(output or data.get("output") or Path("runs") / f"compare-{time.strftime('%Y%m%d-%H%M%S')}")
     work = partial_folder(out)

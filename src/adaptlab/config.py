@@ -27,8 +27,10 @@ class Section(BaseModel):
 class DataConfig(Section):
     train: str = "rotten-tomatoes"
     """A bundled dataset name (``adaptlab datasets``) or a CSV, TSV, JSONL, JSON or Parquet file."""
-    eval: str | None = None
-    """Evaluation file; without it a stratified ``eval_fraction`` of ``train`` is held out."""
+    eval: str | dict[str, str] | None = None
+    """Evaluation file or bundled dataset; without it a stratified ``eval_fraction`` of ``train`` is held out.
+    Several named sets (``{zh: FILE, en: FILE}``; CLI ``zh=FILE,en=FILE``) are each scored: the first is
+    the main one (best epoch, ``metrics["eval"]``); a set whose source is ``train`` is its held-out split."""
     text_column: str = "text"
     """Column holding the input text."""
     text_pair_column: str | None = None
@@ -45,6 +47,20 @@ class DataConfig(Section):
     """Truncate inputs to this many tokens."""
     encoding: str = "utf-8"
     """Text encoding of the data files."""
+    shots: int | None = Field(None, ge=1)
+    """Few-shot: keep only this many training examples per class (seeded, after ``max_train``)."""
+    target_shots: int | None = Field(None, ge=0)
+    """Cross-lingual few-shot: add this many labelled examples per class of the ``target`` eval set to
+    training (drawn from its examples outside the evaluated ones when ``max_eval`` leaves some)."""
+    target: str | None = None
+    """Name of the eval set ``target_shots`` draws from; ``null``: the first whose source is not ``train``."""
+
+    @field_validator("eval", mode="before")
+    @classmethod
+    def _named_eval_sets(cls, value: Any) -> Any:
+        from .data.task import parse_eval_sets
+
+        return parse_eval_sets(value)
 
 
 class TrainConfig(Section):

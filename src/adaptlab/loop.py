@@ -6,7 +6,7 @@ Built on Accelerate: the same code runs on one CPU or under ``accelerate launch`
 on several GPUs (DDP/FSDP/DeepSpeed).
 
 Hooks a strategy may define (see ``strategies.base.Strategy``): ``precompute``,
-``param_groups``, ``collate``, ``loss``, ``on_epoch_start``, ``evaluate``.
+``param_groups``, ``collate``, ``batch_sampler``, ``loss``, ``on_epoch_start``, ``evaluate``.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from .config import TrainConfig
 from .data.batching import BucketBatchSampler, Collate, lengths_of
 from .evaluation import evaluate, model_inputs
 from .schedules import lr_multiplier
-from .strategies.base import hook, param_groups
+from .strategies.base import batch_sampler, hook, param_groups
 
 
 def cross_entropy(outputs: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -56,7 +56,7 @@ class Run:
     accelerator: Any
     train_loader: Any
     eval_loader: Any
-    sampler: BucketBatchSampler
+    sampler: Any  # BucketBatchSampler unless the strategy's batch_sampler hook gives another
     optimizer: Any = None
     scheduler: Any = None
     ckpt: Checkpointer | None = None
@@ -86,7 +86,7 @@ def fit(
         train_rows = precompute(module, train_rows, cfg.eval_batch_size, accelerator.device)
         eval_rows = precompute(module, eval_rows, cfg.eval_batch_size, accelerator.device)
     collate = hook(strategy, "collate", lambda pad: Collate(pad))(pad_token_id)
-    sampler = BucketBatchSampler(lengths_of(train_rows), cfg.batch_size, True, cfg.seed, cfg.bucket)
+    sampler = hook(strategy, "batch_sampler", batch_sampler)(train_rows, cfg)
     eval_sampler = BucketBatchSampler(lengths_of(eval_rows), cfg.eval_batch_size, False, bucket=cfg.bucket)
     train_loader = DataLoader(train_rows, batch_sampler=sampler, collate_fn=collate)
     eval_loader = DataLoader(eval_rows, batch_sampler=eval_sampler, collate_fn=collate)
@@ -182,6 +182,19 @@ def end_epoch(run: Run, state: LoopState, epoch: int, best: BestWeights) -> bool
 
 def _trainable_names(module: nn.Module) -> set[str]:
     return {n for n, p in module.named_parameters() if p.requires_grad}
+
+
+def score(strategy: Any, module: nn.Module, rows: list[dict], cfg: TrainConfig, *, pad_token_id: int = 0) -> dict[str, float]:
+    """Score a trained ``module`` on further evaluation rows, the way :func:`fit` scores its own."""
+    accelerator = make_accelerator(cfg)
+    module.to(accelerator.device)
+    precompute = hook(strategy, "precompute", None)
+    if precompute:
+        rows = precompute(module, rows, cfg.eval_batch_size, accelerator.device)
+    collate = hook(strategy, "collate", lambda pad: Collate(pad))(pad_token_id)
+    sampler = BucketBatchSampler(lengths_of(rows), cfg.eval_batch_size, False, bucket=cfg.bucket)
+    loader = accelerator.prepare(DataLoader(rows, batch_sampler=sampler, collate_fn=collate))
+    return _evaluate(strategy, module, loader, accelerator)
 
 
 def _evaluate(strategy: Any, model: nn.Module, loader: Any, accelerator: Any) -> dict[str, float]:

@@ -39,7 +39,36 @@ def flat(row: dict[str, Any]) -> dict[str, Any]:
     out.update(accuracy=row["eval"]["accuracy"], macro_f1=row["eval"]["macro_f1"], eval_loss=row["eval"]["loss"])
     out.update(strategy=row["strategy"], total_params=row["total_params"], epochs=row.get("epochs"))
     out["forgetting_text_loss"], out["forgetting_similarity"] = forgetting_summary(row.get("forgetting"))
+    for name, scores in (row.get("eval_sets") or {}).items():
+        if len(row["eval_sets"]) > 1:
+            out[f"accuracy_{name}"] = scores.get("accuracy")
     return out
+
+
+def sampling_note(task: dict[str, Any]) -> str:
+    """How the training set was sampled (few-shot, target-language shots), when it was."""
+    notes = []
+    if task.get("shots"):
+        notes.append(f"few-shot: {task['shots']} training examples per class (seeded)")
+    if task.get("target_shots") is not None:
+        notes.append(f"{task['target_shots']} labelled examples per class of eval set `{task['target']}` added to training")
+    return (" " + "; ".join(notes).capitalize() + ".") if notes else ""
+
+
+def eval_set_table(runs: list[dict[str, Any]]) -> list[str]:
+    """Accuracy of every run on every named evaluation set (e.g. one column per language)."""
+    names = list(dict.fromkeys(n for r in runs for n in (r.get("eval_sets") or {})))
+    if len(names) < 2:
+        return []
+    main = next(iter(runs[0]["eval_sets"]))
+    lines = ["## Accuracy per evaluation set", "",
+             f"`{main}` is the main set (it picks the best epoch); the others are scored once, with the kept weights.", "",
+             "| strategy | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for r in runs:
+        sets = r.get("eval_sets") or {}
+        cells = [f"{sets[n]['accuracy']:.4f}" if n in sets and sets[n].get("accuracy") is not None else "" for n in names]
+        lines.append(f"| {r['run']} | " + " | ".join(cells) + " |")
+    return lines + [""]
 
 
 def human_bytes(n: int) -> str:
@@ -118,10 +147,11 @@ def write_report(folder: Path, runs: list[dict[str, Any]], baseline: float) -> N
         "",
         f"Backbone `{first['backbone']}`, data `{first['task']['source']}`: {first['train_examples']} training and "
         f"{first['eval_examples']} evaluation examples, seed {first['seed']}, same split for every strategy, "
-        f"device {first['device']}. Majority-class baseline accuracy: {baseline:.4f}.",
+        f"device {first['device']}. Majority-class baseline accuracy: {baseline:.4f}." + sampling_note(first["task"]),
         "",
         *markdown_table(rows),
         "",
+        *eval_set_table(runs),
         "## Recommendation",
         "",
         recommend(rows),

