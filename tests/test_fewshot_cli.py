@@ -6,7 +6,8 @@ import json
 import random
 
 import pytest
-from conftest import FILLER, WORDS_NEG, WORDS_POS, toy_rows, write_csv
+
+from tests.conftest import FILLER, WORDS_NEG, WORDS_POS, toy_rows, write_csv
 
 TOPICS = {"a": WORDS_POS[:3], "b": WORDS_POS[3:], "c": WORDS_NEG[:3], "d": WORDS_NEG[3:]}
 

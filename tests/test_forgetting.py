@@ -17,8 +17,9 @@ QUICK = {"epochs": 2, "lr": 5e-3, "batch_size": 16, "progress": False, "checkpoi
 
 def make_tiny_mlm(folder: Path) -> Path:
     """The tiny BERT with a (saved, so 'pretrained') masked-LM head."""
-    from conftest import make_tiny_bert
     from transformers import BertForMaskedLM
+
+    from tests.conftest import make_tiny_bert
 
     make_tiny_bert(folder)
     config = BertForMaskedLM.config_class.from_pretrained(folder)

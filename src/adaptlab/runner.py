@@ -199,9 +199,12 @@ def run_one(cfg: RunConfig, setup: Setup, out: Path, resume: bool = False) -> Ru
 
 
 def _device() -> torch.device:
+    """The device the loop's Accelerator will use (``ACCELERATE_USE_CPU`` read the way Accelerator reads it:
+    a bare ``PartialState()`` created first would make every process of a CPU run think it is alone)."""
     from accelerate import PartialState
+    from accelerate.utils import parse_flag_from_env
 
-    return PartialState().device
+    return PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU")).device
 
 
 def _is_main_process() -> bool:

@@ -6,11 +6,11 @@ import json
 from collections import Counter
 
 import pytest
-from conftest import toy_rows, write_csv
 
 from adaptlab.config import DataConfig
 from adaptlab.data.task import build_task, parse_eval_sets
 from adaptlab.errors import AdaptlabError
+from tests.conftest import toy_rows, write_csv
 
 
 @pytest.fixture(scope="module")

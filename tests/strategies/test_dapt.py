@@ -18,8 +18,9 @@ QUICK = {"epochs": 2, "lr": 1e-2, "batch_size": 16, "progress": False, "checkpoi
 
 def make_tiny_llama(folder: Path) -> Path:
     """A tiny causal LM with a pretrained (here: saved) head, using the tiny BERT's vocabulary."""
-    from conftest import make_tiny_bert
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from tests.conftest import make_tiny_bert
 
     vocab_src = make_tiny_bert(folder.parent / (folder.name + "-vocab"))
     tok = AutoTokenizer.from_pretrained(vocab_src)

@@ -60,7 +60,7 @@ def test_report_block_compares_student_and_teacher(tiny_backbone, toy_csv, teach
 
 
 def test_projection_when_widths_differ(tiny_backbone, toy_csv, teacher_run, tmp_path):
-    from conftest import make_tiny_bert
+    from tests.conftest import make_tiny_bert
 
     narrow = make_tiny_bert(tmp_path / "narrow", layers=1, hidden=16, seed=2)
     result = train(student_recipe(narrow, toy_csv, tmp_path / "s", teacher=str(teacher_run), hidden_weight=1.0))
@@ -97,8 +97,9 @@ def test_real_minilm_teacher_into_minilm_l3(tmp_path):
 def test_teacher_with_another_tokenizer(toy_csv, tmp_path):
     """A teacher that tokenises differently (MPNet for a MiniLM student): texts are re-tokenised for it;
     hidden states can then only be matched per example (pooled), not per token."""
-    from conftest import SPECIAL, make_tiny_bert
     from transformers import BertTokenizerFast
+
+    from tests.conftest import SPECIAL, make_tiny_bert
 
     other = make_tiny_bert(tmp_path / "other-vocab", seed=5)
     words = list(BertTokenizerFast.from_pretrained(other).get_vocab())

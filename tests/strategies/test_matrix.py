@@ -74,7 +74,7 @@ SMALL = {"max_train": 96, "max_eval": 48}
 
 def trained_teacher(backbone: Path, data: Path, folder: Path) -> dict[str, Any]:
     """A full fine-tuned teacher run on a wider tiny BERT (so projections are exercised)."""
-    from conftest import make_tiny_bert
+    from tests.conftest import make_tiny_bert
 
     wide = make_tiny_bert(folder / "teacher-backbone", layers=2, hidden=48, seed=3)
     if not (folder / "teacher" / "metrics.json").is_file():

@@ -1,8 +1,8 @@
-"""Bottleneck adapters and masked-language-model training of language adapters (for mad_x).
+"""Stacks of language and task adapters, and masked-language-model training of language adapters (for mad_x).
 
-Kept to the minimum MAD-X needs: a named stack of adapters after the
-feed-forward sub-layer of every block of a BERT-style encoder, the active
-stack chosen by name, and the masked-language-modelling stage that trains a
+Kept to the minimum MAD-X needs: a named stack of the bottleneck adapters of
+``bottleneck.py`` after the feed-forward sub-layer of every block of a
+BERT-style encoder (Pfeiffer et al. 2020, §2.2), the active stack chosen by name, and the masked-language-modelling stage that trains a
 language adapter (through the shared training loop) with a cache keyed by
 backbone, text and settings.
 """
@@ -22,6 +22,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers.utils import ModelOutput
 
+from ..bottleneck import Bottleneck
 from ..errors import AdaptlabError
 from ..modeling import find_blocks, freeze
 
@@ -29,28 +30,14 @@ log = logging.getLogger("adaptlab")
 LANGUAGES = ("source", "target")
 
 
-class Bottleneck(nn.Module):
-    """``x + up(relu(down(x)))``; ``up`` starts at zero, so a new adapter is the identity (Houlsby et al. 2019, §2.1)."""
-
-    def __init__(self, hidden: int, reduction: int):
-        super().__init__()
-        self.down = nn.Linear(hidden, max(1, hidden // reduction))
-        self.up = nn.Linear(max(1, hidden // reduction), hidden)
-        nn.init.zeros_(self.up.weight)
-        nn.init.zeros_(self.up.bias)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.up(F.relu(self.down(x)))
-
-
 class AdapterStack(nn.ModuleDict):
-    """The adapters of one block, applied in the order of ``active``."""
+    """The adapters of one block, applied in the order of ``active``, each residual."""
 
     active: list[str] = []
 
     def apply_stack(self, x: torch.Tensor) -> torch.Tensor:
         for name in self.active:
-            x = self[name](x)
+            x = x + self[name](x)
         return x
 
 
@@ -65,7 +52,7 @@ def attach_adapters(model: nn.Module, reductions: dict[str, int], names: list[st
         ffn_out = getattr(block, "output", None)
         if ffn_out is None or not hasattr(ffn_out, "LayerNorm"):
             raise AdaptlabError(f"mad_x supports BERT-style encoders (bert, roberta, xlm-roberta...); not {model.config.model_type}")
-        ffn_out.adapters = AdapterStack({name: Bottleneck(hidden, reductions[name]) for name in names})
+        ffn_out.adapters = AdapterStack({name: Bottleneck(hidden, max(1, hidden // reductions[name])) for name in names})
         ffn_out.register_forward_hook(_after_ffn)
 
 
