@@ -26,8 +26,7 @@ def topics_csv(tmp_path_factory):
 
 def test_episodic_holds_classes_out(cli, tiny_backbone, topics_csv, tmp_path):
     code, out, err = cli("episodic", "-s", "protonet,maml", "-b", tiny_backbone, "-d", topics_csv, "--test-classes", "a,c",
-                         "--k-shot", "3", "--queries", "4", "--episodes", "12", "--epochs", "2", "-q", "-o", "epi",
-                         "--set", "strategy.inner_layers=1")
+                         "--k-shot", "3", "--queries", "4", "--episodes", "12", "--epochs", "2", "-q", "-o", "epi")
     assert code == 0, err
     folder = tmp_path / "epi"
     result = json.loads((folder / "episodic.json").read_text())

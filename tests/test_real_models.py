@@ -48,9 +48,10 @@ def test_lora_learns_and_reloads_with_plain_peft(cli, tmp_path):
 
     from adaptlab.backbones import resolve_source
 
-    base = AutoModelForSequenceClassification.from_pretrained(resolve_source("minilm-l6")[0], num_labels=2)
-    model = PeftModel.from_pretrained(base, run / "model").eval()
-    tokenizer = AutoTokenizer.from_pretrained(run / "model")
+    source = resolve_source("minilm-l6")[0]
+    base = AutoModelForSequenceClassification.from_pretrained(source, num_labels=2)
+    model = PeftModel.from_pretrained(base, run / "model").eval()  # the adapter folder holds what trained, and the head
+    tokenizer = AutoTokenizer.from_pretrained(source)
     with torch.inference_mode():
         probs = model(**tokenizer(texts, padding=True, return_tensors="pt")).logits.softmax(-1)
     labels = m["task"]["labels"]
