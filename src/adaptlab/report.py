@@ -87,10 +87,11 @@ def recommend(rows: list[dict[str, Any]], tolerance: float = 0.01) -> str:
     if cheap is not best:
         speed = best["train_seconds"] / max(cheap["train_seconds"], 1e-9)
         size = best["artifact_bytes"] / max(cheap["artifact_bytes"], 1)
+        artefact = (f"a {size:.0f}x smaller artefact" if size >= 1.5 else f"a {1 / size:.0f}x larger artefact" if size <= 1 / 1.5
+                    else f"an artefact of about the same size ({human_bytes(cheap['artifact_bytes'])})")
         text += (
             f" **{cheap['run']}** is within {tolerance:.0%} of it ({cheap['accuracy']:.1%}) and trains"
-            f" {speed:.1f}x faster with a {size:.0f}x smaller artefact: the recommendation unless the last"
-            f" point of accuracy matters."
+            f" {speed:.1f}x faster with {artefact}: the recommendation unless the last point of accuracy matters."
         )
     else:
         text += " No cheaper strategy comes within one point of it: the recommendation."
