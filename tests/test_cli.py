@@ -149,3 +149,24 @@ def test_compare_resumes_after_an_interruption(cli, tmp_path, tiny_backbone, toy
     assert code == 0, err
     assert calls == ["linear_probe", "full", "full"]  # the finished run was not redone
     assert (tmp_path / "cmp" / "report.md").is_file() and not (tmp_path / "cmp.partial").exists()
+
+
+@pytest.mark.parametrize("command", ["train", "compare", "curve", "episodic", "predict", "merge", "strategies"])
+def test_every_option_shows_its_default(command):
+    """Rich help used to eat '[text]' as markup ('Text column .'): every option names its default."""
+    import click
+    import typer.main
+
+    from adaptlab.cli import app
+
+    group = typer.main.get_command(app)
+    sub = group.commands[command]
+    for param in sub.params:
+        if isinstance(param, click.Option) and param.name != "help" and not param.required:
+            assert param.show_default not in (None, False) or param.default not in (None, False), f"--{param.name} of {command}"
+    from typer.testing import CliRunner
+
+    text = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "200"}).output
+    assert "column ." not in text
+    if "--text-column" in text:
+        assert "(text)" in text

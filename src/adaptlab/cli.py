@@ -24,26 +24,28 @@ app = typer.Typer(
 )
 
 Recipe = Annotated[Path | None, typer.Argument(help="YAML recipe; flags and --set override it.", show_default=False)]
-Set = Annotated[list[str] | None, typer.Option("--set", help="Override any config key: --set train.lr=3e-4 (repeatable).")]
-Backbone = Annotated[str | None, typer.Option("--backbone", "-b", help="Bundled alias, local HF folder or hub id.")]
-Data = Annotated[str | None, typer.Option("--data", "-d", help="Bundled dataset name or a CSV/TSV/JSONL/JSON/Parquet file.")]
-EvalData = Annotated[str | None, typer.Option("--eval-data", help="Evaluation file, or named sets zh=FILE,en=FILE (default: a stratified held-out split).")]
-TextCol = Annotated[str | None, typer.Option("--text-column", help="Text column [text].")]
-PairCol = Annotated[str | None, typer.Option("--text-pair-column", help="Second text column, for pair tasks.")]
-LabelCol = Annotated[str | None, typer.Option("--label-column", help="Label column [label].")]
-EvalFrac = Annotated[float | None, typer.Option("--eval-fraction", help="Held-out share when no --eval-data [0.2].")]
-MaxTrain = Annotated[int | None, typer.Option("--max-train", help="Use at most N training examples.")]
-MaxEval = Annotated[int | None, typer.Option("--max-eval", help="Use at most N evaluation examples.")]
-Encoding = Annotated[str | None, typer.Option("--encoding", help="Text encoding of data files [utf-8].")]
-Epochs = Annotated[int | None, typer.Option("--epochs", help="Training epochs (default: the strategy's).")]
-Lr = Annotated[float | None, typer.Option("--lr", help="Peak learning rate (default: the strategy's).")]
-Batch = Annotated[int | None, typer.Option("--batch-size", help="Training batch size [32].")]
-Seed = Annotated[int | None, typer.Option("--seed", help="Seed for init, shuffling and the split [42].")]
-Output = Annotated[Path | None, typer.Option("--output", "-o", help="Output folder.")]
-Resume = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run in --output.")]
-Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
-Shots = Annotated[int | None, typer.Option("--shots", help="Few-shot: keep N training examples per class (seeded).")]
-TargetShots = Annotated[int | None, typer.Option("--target-shots", help="Add N labelled examples per class of the target eval set to training.")]
+Set = Annotated[list[str] | None, typer.Option("--set", help="Override any config key: --set train.lr=3e-4 (repeatable).", show_default="none")]
+Backbone = Annotated[str | None, typer.Option("--backbone", "-b", help="Bundled alias, local HF folder or hub id.", show_default="minilm-l6")]
+Data = Annotated[str | None, typer.Option("--data", "-d", help="Bundled dataset name or a CSV/TSV/JSONL/JSON/Parquet file.", show_default="rotten-tomatoes")]
+EvalData = Annotated[str | None, typer.Option("--eval-data", help="Evaluation file, or named sets zh=FILE,en=FILE.",
+    show_default="a stratified held-out split")]
+TextCol = Annotated[str | None, typer.Option("--text-column", help="Text column.", show_default="text")]
+PairCol = Annotated[str | None, typer.Option("--text-pair-column", help="Second text column, for pair tasks.", show_default="none")]
+LabelCol = Annotated[str | None, typer.Option("--label-column", help="Label column.", show_default="label")]
+EvalFrac = Annotated[float | None, typer.Option("--eval-fraction", help="Held-out share when no --eval-data.", show_default="0.2")]
+MaxTrain = Annotated[int | None, typer.Option("--max-train", help="Use at most N training examples.", show_default="all")]
+MaxEval = Annotated[int | None, typer.Option("--max-eval", help="Use at most N evaluation examples.", show_default="all")]
+Encoding = Annotated[str | None, typer.Option("--encoding", help="Text encoding of data files.", show_default="utf-8")]
+Epochs = Annotated[int | None, typer.Option("--epochs", help="Training epochs.", show_default="the strategy's")]
+Lr = Annotated[float | None, typer.Option("--lr", help="Peak learning rate.", show_default="the strategy's")]
+Batch = Annotated[int | None, typer.Option("--batch-size", help="Training batch size.", show_default="32")]
+Seed = Annotated[int | None, typer.Option("--seed", help="Seed for init, shuffling and the split.", show_default="42")]
+Output = Annotated[Path | None, typer.Option("--output", "-o", help="Output folder.", show_default="runs/<strategy>-<time>")]
+Resume = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run in --output.", show_default="off")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.", show_default="off")]
+Shots = Annotated[int | None, typer.Option("--shots", help="Few-shot: keep N training examples per class (seeded).", show_default="all")]
+TargetShots = Annotated[int | None, typer.Option("--target-shots", help="Add N labelled examples per class of the target eval set to training.",
+    show_default="0")]
 
 
 def _overrides(**flags) -> dict:
@@ -64,7 +66,7 @@ def _overrides(**flags) -> dict:
 @app.command()
 def train(
     recipe: Recipe = None,
-    strategy: Annotated[str | None, typer.Option("--strategy", "-s", help="Strategy name (adaptlab strategies) [lora].")] = None,
+    strategy: Annotated[str | None, typer.Option("--strategy", "-s", help="Strategy name (adaptlab strategies).", show_default="lora")] = None,
     backbone: Backbone = None, data: Data = None, eval_data: EvalData = None, text_column: TextCol = None,
     text_pair_column: PairCol = None, label_column: LabelCol = None, eval_fraction: EvalFrac = None,
     max_train: MaxTrain = None, max_eval: MaxEval = None, encoding: Encoding = None, epochs: Epochs = None,
@@ -98,7 +100,7 @@ def train(
 @app.command()
 def compare(
     recipe: Recipe = None,
-    strategies: Annotated[str | None, typer.Option("--strategies", help="Comma-separated strategy names.")] = None,
+    strategies: Annotated[str | None, typer.Option("--strategies", help="Comma-separated strategy names.", show_default="the recipe's")] = None,
     backbone: Backbone = None, data: Data = None, eval_data: EvalData = None, text_column: TextCol = None,
     text_pair_column: PairCol = None, label_column: LabelCol = None, eval_fraction: EvalFrac = None,
     max_train: MaxTrain = None, max_eval: MaxEval = None, encoding: Encoding = None, epochs: Epochs = None,
@@ -126,9 +128,10 @@ def compare(
 @app.command()
 def curve(
     recipe: Recipe = None,
-    strategies: Annotated[str | None, typer.Option("--strategies", help="Comma-separated strategy names.")] = None,
-    target_shots: Annotated[str | None, typer.Option("--target-shots", help="Ks of labelled target examples per class, e.g. 0,8,32.")] = None,
-    shots: Annotated[str | None, typer.Option("--shots", help="Ks of training examples per class, e.g. 4,8,16.")] = None,
+    strategies: Annotated[str | None, typer.Option("--strategies", help="Comma-separated strategy names.", show_default="the recipe's")] = None,
+    target_shots: Annotated[str | None, typer.Option("--target-shots", help="Ks of labelled target examples per class, e.g. 0,8,32.",
+        show_default="none")] = None,
+    shots: Annotated[str | None, typer.Option("--shots", help="Ks of training examples per class, e.g. 4,8,16.", show_default="none")] = None,
     backbone: Backbone = None, data: Data = None, eval_data: EvalData = None, text_column: TextCol = None,
     label_column: LabelCol = None, max_train: MaxTrain = None, max_eval: MaxEval = None, epochs: Epochs = None,
     lr: Lr = None, batch_size: Batch = None, seed: Seed = None, output: Output = None, set_: Set = None, quiet: Quiet = False,
@@ -149,10 +152,11 @@ def curve(
 @app.command()
 def episodic(
     recipe: Recipe = None,
-    strategies: Annotated[str | None, typer.Option("--strategies", "-s", help="Comma-separated strategies with an episodic mode [protonet].")] = None,
-    test_classes: Annotated[str | None, typer.Option("--test-classes", help="Held-out classes, comma-separated (default: drawn with the seed).")] = None,
+    strategies: Annotated[str | None, typer.Option("--strategies", "-s", help="Comma-separated strategies with an episodic mode.",
+        show_default="protonet")] = None,
+    test_classes: Annotated[str | None, typer.Option("--test-classes", help="Held-out classes, comma-separated.", show_default="drawn with the seed")] = None,
     n_test_classes: Annotated[int, typer.Option("--n-test-classes", help="How many classes to hold out when none are named.")] = 2,
-    n_way: Annotated[int | None, typer.Option("--n-way", help="Classes per test episode [all held-out classes].")] = None,
+    n_way: Annotated[int | None, typer.Option("--n-way", help="Classes per test episode.", show_default="all held-out classes")] = None,
     k_shot: Annotated[int, typer.Option("--k-shot", help="Support examples per class in a test episode.")] = 5,
     queries: Annotated[int, typer.Option("--queries", help="Query examples per class in a test episode.")] = 10,
     episodes: Annotated[int, typer.Option("--episodes", help="Test episodes.")] = 100,
@@ -184,9 +188,9 @@ def _ints(text: str) -> list[int]:
 def predict(
     run_dirs: Annotated[list[Path], typer.Argument(help="One or more run folders.", show_default=False)],
     input: Annotated[
-        Path | None, typer.Option("--input", "-i", help="CSV/TSV/JSONL/JSON/Parquet file, or stdin (one text per line).")
+        Path | None, typer.Option("--input", "-i", help="CSV/TSV/JSONL/JSON/Parquet file, or stdin (one text per line).", show_default="stdin")
     ] = None,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write here (.jsonl or .csv) instead of stdout.")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write here (.jsonl or .csv) instead of stdout.", show_default="stdout")] = None,
     text_column: TextCol = None,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Texts per batch.")] = 64,
 ) -> None:
@@ -213,7 +217,7 @@ def merge(
 
 
 @app.command()
-def strategies(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show every option.")] = False) -> None:
+def strategies(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show every option.", show_default="off")] = False) -> None:
     """List the strategies, one line each."""
     from .strategies import discover, summary
 

@@ -32,6 +32,7 @@ from .data.episodes import by_class, sample_episode, split_classes
 from .data.task import Examples, TaskData, cap, extract, label_names, load_table, stratified_split
 from .errors import AdaptlabError
 from .evaluation import model_inputs
+from .pipeline import resolve_ref
 from .runner import Setup, _as_dict, fields_to_overrides, partial_folder, run_one
 from .strategies import get_strategy
 
@@ -45,8 +46,10 @@ class EpisodicResult:
     classes: dict[str, list[str]]
 
 
-def class_split_setup(cfg: RunConfig, test_classes: list[str] | None, n_test: int) -> tuple[Setup, Examples, list[str], list[str]]:
-    """A training setup with the meta-train classes only, and the examples of the meta-test classes."""
+def class_split_setup(cfg: RunConfig, test_classes: list[str] | None, n_test: int,
+                      root: Path | None = None) -> tuple[Setup, Examples, list[str], list[str]]:
+    """A training setup with the meta-train classes only, and the examples of the meta-test classes
+    (``root``: the folder that holds the runs, where an ``@stage`` backbone is looked up)."""
     table = load_table(cfg.data.train, cfg.data.encoding)
     texts, pairs, raw = extract(table, cfg.data)
     names = label_names(raw, table.source)
@@ -60,7 +63,7 @@ def class_split_setup(cfg: RunConfig, test_classes: list[str] | None, n_test: in
     test_index = {c: i for i, c in enumerate(test_classes)}
     unseen = Examples([t for t, y in zip(texts, raw) if y in test_index], [test_index[y] for y in raw if y in test_index])
     data = TaskData(train, evaluation, train_classes, table.source, sampling={"meta_test_classes_excluded": test_classes})
-    backbone = load_backbone(cfg.backbone)
+    backbone = load_backbone(resolve_ref(cfg.backbone, root))
     rows = [encode(s, backbone.tokenizer, cfg.data.max_length, backbone.input_prefix) for s in (train, evaluation)]
     return Setup(data, backbone, *rows), unseen, train_classes, test_classes
 
@@ -125,7 +128,7 @@ def episodic(
     out = Path(output or Path("runs") / f"episodic-{time.strftime('%Y%m%d-%H%M%S')}")
     if out.exists() or partial_folder(out).exists():
         raise AdaptlabError(f"folder {out} (or {out}.partial) already exists; choose another --output")
-    setup, unseen, train_classes, held_out = class_split_setup(configs[0][1], test_classes, n_test_classes)
+    setup, unseen, train_classes, held_out = class_split_setup(configs[0][1], test_classes, n_test_classes, out)
     n_way = n_way or len(held_out)
     test_rows = encode(unseen, setup.backbone.tokenizer, configs[0][1].data.max_length, setup.backbone.input_prefix)
     work = partial_folder(out)

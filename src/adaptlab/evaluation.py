@@ -44,7 +44,10 @@ def evaluate(module: nn.Module, batches: Iterable[dict[str, torch.Tensor]], acce
     predictions: list[int] = []
     labels: list[int] = []
     loss_sum = 0.0
+    device = None if accelerator is not None else next(module.parameters()).device  # Accelerate places its batches
     for batch in batches:
+        if device is not None:
+            batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
         logits = module(**model_inputs(batch)).logits.float()
         y = batch["labels"]
         loss = F.cross_entropy(logits, y, reduction="none")

@@ -42,7 +42,36 @@ def make_accelerator(cfg: TrainConfig):
     precision = cfg.precision
     if precision == "auto":
         precision = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32"
-    return Accelerator(gradient_accumulation_steps=cfg.grad_accum, mixed_precision="no" if precision == "fp32" else precision)
+    accelerator = Accelerator(gradient_accumulation_steps=cfg.grad_accum, mixed_precision="no" if precision == "fp32" else precision)
+    destroy_process_group_at_exit()
+    return accelerator
+
+
+_exit_hook = False  # destroy_process_group_at_exit registered its handler
+
+
+def destroy_process_group_at_exit() -> None:
+    """Destroy the distributed process group (if one was set up) when the interpreter exits.
+
+    Accelerate creates the group for a ``torchrun`` / ``accelerate launch`` process and leaves
+    destroying it to the script (``Accelerator.end_training``). Left to the end of the process,
+    the group is torn down during interpreter shutdown, with its gloo/NCCL threads still attached,
+    and now and then the C++ runtime aborts a process that finished its work ("terminate called
+    without an active exception", SIGABRT: torchrun then reports the run as failed). Registered
+    once; a no-op outside distributed runs.
+    """
+    global _exit_hook
+    if _exit_hook or not torch.distributed.is_available() or not torch.distributed.is_initialized():
+        return
+    import atexit
+
+    def destroy() -> None:
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+    atexit.register(destroy)
+    _exit_hook = True
+
 
 
 @dataclass
@@ -95,7 +124,7 @@ def fit(
         model, eval_loader = accelerator.prepare(module, eval_loader)
         state.history.append({"epoch": 0, "train_loss": None, **_evaluate(strategy, model, eval_loader, accelerator)})
         state.best_epoch = 1
-        return module, state
+        return _released(accelerator, model), state
     optimizer = torch.optim.AdamW(hook(strategy, "param_groups", param_groups)(module, cfg.lr, cfg.weight_decay), lr=cfg.lr)
     model, optimizer, train_loader, eval_loader = accelerator.prepare(module, optimizer, train_loader, eval_loader)
     total = math.ceil(len(train_loader) / cfg.grad_accum) * cfg.epochs
@@ -128,7 +157,14 @@ def fit(
     if cfg.keep_best:
         best.restore(module)
     accelerator.wait_for_everyone()
-    return module, state
+    return _released(accelerator, run.model), state
+
+
+def _released(accelerator: Any, model: nn.Module) -> nn.Module:
+    """The trained module as the caller gave it: no DDP wrapper, and no mixed-precision autocast left on its
+    ``forward`` (Accelerate patches it in place under bf16/fp16), so what follows -- saving, scoring, a
+    test comparing with fp32 weights -- sees the plain fp32 module. It stays on the training device."""
+    return accelerator.unwrap_model(model, keep_fp32_wrapper=False)
 
 
 def train_epoch(run: Run, state: LoopState, epoch: int, best: BestWeights, bar: tqdm) -> None:

@@ -27,6 +27,7 @@ from torch import nn
 
 from .backbones import Backbone, load_backbone
 from .errors import AdaptlabError
+from .pipeline import resolve_ref
 from .predict import Prediction, Predictor, read_run
 
 
@@ -92,10 +93,11 @@ class ManyPredictor:
             name = str(run_dir)
             if name in self.predictors:
                 raise AdaptlabError(f"run folder given twice: {name}")
-            _, cfg, _ = read_run(run_dir)
-            if cfg.backbone not in backbones:  # config and tokenizer once per backbone name
-                backbones[cfg.backbone] = load_backbone(cfg.backbone)
-            predictor = Predictor(run_dir, device, backbone=backbones[cfg.backbone])
+            run, cfg, _ = read_run(run_dir)
+            source = resolve_ref(cfg.backbone, run.parent)  # "@stage" backbones live beside the run
+            if source not in backbones:  # config and tokenizer once per backbone
+                backbones[source] = load_backbone(source)
+            predictor = Predictor(run_dir, device, backbone=backbones[source])
             share_weights(predictor.module, self.pool)
             self.predictors[name] = predictor
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from .config import RunConfig
@@ -21,7 +22,20 @@ tokenizer = AutoTokenizer.from_pretrained("model")
 }
 
 
+def artifact_kind(folder: Path) -> str:
+    """What a run's ``model/`` folder holds, read from the files the strategy wrote (not from its name):
+    ``peft`` (an adapter folder), ``transformers`` (a whole ``save_pretrained`` model) or ``adaptlab``
+    (only the trained tensors -- a head, bottleneck adapters -- which adaptlab puts back on the backbone)."""
+    if (folder / "adapter_config.json").is_file():
+        return "peft"
+    weights = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
+    if (folder / "config.json").is_file() and any((folder / w).is_file() for w in weights):
+        return "transformers"
+    return "adaptlab"
+
+
 def model_card(metrics: dict[str, Any], cfg: RunConfig, artifact: str = "transformers", source: str = "") -> str:
+    """The card's text; ``artifact`` (see :func:`artifact_kind`) picks the loading snippet, ``source`` is the backbone's."""
     ev = metrics["eval"]
     labels = metrics["task"]["labels"]
     lines = [
@@ -52,5 +66,8 @@ def model_card(metrics: dict[str, Any], cfg: RunConfig, artifact: str = "transfo
     ]
     if artifact in LOADING:
         lines += ["", "Without adaptlab (from this folder):", "", LOADING[artifact].format(source=source, num_labels=len(labels))]
+    else:
+        lines += ["", f"`model/` holds only what trained, not a whole model: adaptlab rebuilds `{metrics['backbone']}` "
+                  "and puts these tensors on it (safetensors files; the `.json` beside them has the options)."]
     lines += ["", "The full configuration is in `config.yaml`; per-epoch scores in `metrics.json`."]
     return "\n".join(lines) + "\n"

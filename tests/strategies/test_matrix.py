@@ -167,7 +167,7 @@ def trained(backbones, toy_csv, scratch):
             task = Task(setup.data.labels, setup.backbone, resolve_train(cfg))
             rows = hook(strategy, "dataset", lambda data, task: (setup.train_rows, setup.eval_rows))(setup.data, task)
             module = prepare_module(strategy, task)
-            before = {n: p.detach().clone() for n, p in module.named_parameters()}
+            before = {n: p.detach().cpu().clone() for n, p in module.named_parameters()}
             module, state = fit(strategy, module, *rows, task.train_config)
             cache[name] = dict(strategy=strategy, task=task, module=module, state=state, before=before, setup=setup, cfg=cfg)
         return cache[name]
@@ -178,6 +178,12 @@ def trained(backbones, toy_csv, scratch):
 STRATEGIES = sorted(CASES)
 
 
+def on_device_of(module: torch.nn.Module, batch: dict) -> dict:
+    """The batch on the device the module trained on (a GPU where one is visible)."""
+    device = next(module.parameters()).device
+    return {k: v.to(device) for k, v in batch.items()}
+
+
 @pytest.mark.parametrize("name", STRATEGIES)
 def test_only_intended_parameters_train(trained, name):
     t = trained(name)
@@ -185,7 +191,7 @@ def test_only_intended_parameters_train(trained, name):
     expected = {n for n in after if CASES[name].trains(n)}
     assert bool(expected) == CASES[name].learns, "a learning case must expect some parameters to train, a non-learning one none"
     assert set(t["state"].ever_trainable) == expected
-    changed = {n for n, p in after.items() if not torch.equal(p.detach(), t["before"][n])}
+    changed = {n for n, p in after.items() if not torch.equal(p.detach().cpu(), t["before"][n])}
     frozen = set(after) - expected
     assert not (changed & frozen), f"frozen parameters changed: {sorted(changed & frozen)[:5]}"
     assert changed == expected, f"trainable parameters that never changed: {sorted(expected - changed)[:5]}"
@@ -215,7 +221,8 @@ def test_save_load_round_trip(trained, name, tmp_path):
     from adaptlab.data.batching import Collate
     from adaptlab.evaluation import model_inputs
 
-    batch = model_inputs(Collate(task.backbone.tokenizer.pad_token_id)(t["setup"].eval_rows[:16]))
+    batch = on_device_of(module, model_inputs(Collate(task.backbone.tokenizer.pad_token_id)(t["setup"].eval_rows[:16])))
+    loaded.to(next(module.parameters()).device)
     with torch.inference_mode():
         torch.testing.assert_close(loaded(**batch).logits, module(**batch).logits, rtol=0, atol=1e-5)
 
@@ -247,13 +254,13 @@ def test_merge_round_trip(trained, name, tmp_path):
     t = trained(name)
     strategy, task, module = t["strategy"], t["task"], t["module"]
     hook(strategy, "save", save_pretrained)(module, tmp_path / "adapter", task)
-    batch = model_inputs(Collate(task.backbone.tokenizer.pad_token_id)(t["setup"].eval_rows[:16]))
+    batch = on_device_of(module, model_inputs(Collate(task.backbone.tokenizer.pad_token_id)(t["setup"].eval_rows[:16])))
     module.eval()
     with torch.inference_mode():
         before = module(**batch).logits
     merged = strategy.merge(hook(strategy, "load", load_pretrained)(tmp_path / "adapter", task))
     merged.save_pretrained(tmp_path / "merged")
-    plain = AutoModelForSequenceClassification.from_pretrained(tmp_path / "merged").eval()
+    plain = AutoModelForSequenceClassification.from_pretrained(tmp_path / "merged").eval().to(before.device)
     assert not any("lora" in n or "ia3" in n or ".adapter." in n for n, _ in plain.named_parameters())
     with torch.inference_mode():
         torch.testing.assert_close(plain(**batch).logits, before, rtol=0, atol=1e-4)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from adaptlab.backbones import load_backbone
@@ -33,3 +34,18 @@ def test_random_init_keeps_peft_default(tiny_backbone):
     strategy = PrefixTuning(PrefixTuningConfig(num_virtual_tokens=3, init="random"))
     prefix = strategy.prepare(build_classifier(task), task).prompt_encoder["default"].embedding.weight
     assert 0.8 < prefix.std().item() < 1.2  # peft's nn.Embedding: unit Gaussian
+
+
+@pytest.mark.parametrize("family", ["tiny_backbone", "tiny_llama"])
+def test_prefixes_reach_every_layer(family, request):
+    """Gradient flows into every layer's key and value block: peft handed the prefixes to the attention
+    (whatever the transformers release calls the cache argument: ``past_key_values`` or ``cache``)."""
+    task = Task(["neg", "pos"], load_backbone(str(request.getfixturevalue(family))))
+    torch.manual_seed(0)
+    model = PrefixTuning(PrefixTuningConfig(num_virtual_tokens=3)).prepare(build_classifier(task), task)
+    enc = task.backbone.tokenizer(["good film", "bad plot"], padding=True, return_tensors="pt")
+    out = model(**enc, labels=torch.tensor([1, 0]))
+    out.loss.backward()
+    grad = model.prompt_encoder["default"].embedding.weight.grad
+    blocks = grad.abs().sum(0).reshape(-1, grad.shape[1] // (2 * model.peft_config["default"].num_layers)).sum(-1)
+    assert blocks.shape[0] == 2 * model.peft_config["default"].num_layers and bool((blocks > 0).all())

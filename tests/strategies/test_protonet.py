@@ -10,7 +10,7 @@ from adaptlab.runner import make_setup, run_one
 
 def test_frozen_protonet_is_nearest_class_mean(tiny_backbone, toy_csv, tmp_path):
     cfg = load_config({"strategy": {"name": "protonet", "episodic": False}, "backbone": str(tiny_backbone),
-                       "data": {"train": str(toy_csv), "shots": 5}, "train": {"progress": False}})
+                       "data": {"train": str(toy_csv), "shots": 5}, "train": {"progress": False, "precision": "fp32"}})
     setup = make_setup(cfg)
     result = run_one(cfg, setup, tmp_path / "run")
     module = result.module.eval()
@@ -18,12 +18,13 @@ def test_frozen_protonet_is_nearest_class_mean(tiny_backbone, toy_csv, tmp_path)
     from adaptlab.data.batching import Collate
     from adaptlab.evaluation import model_inputs
 
-    batch = Collate(0)(setup.train_rows)
+    device = module.prototypes.device  # the training device: a GPU where one is visible
+    batch = {k: v.to(device) for k, v in Collate(0)(setup.train_rows).items()}
     with torch.no_grad():
         emb = module.embed(model_inputs(batch))
         means = torch.stack([emb[batch["labels"] == c].mean(0) for c in range(2)])
         torch.testing.assert_close(module.prototypes, means, rtol=1e-5, atol=1e-6)
-        queries = model_inputs(Collate(0)(setup.eval_rows[:8]))
+        queries = {k: v.to(device) for k, v in model_inputs(Collate(0)(setup.eval_rows[:8])).items()}
         distances = torch.cdist(module.embed(queries), means) ** 2
         torch.testing.assert_close(module(**queries).logits, -distances, rtol=1e-4, atol=1e-4)
     assert not (tmp_path / "run" / "model" / "encoder").exists(), "a frozen encoder is not saved again"

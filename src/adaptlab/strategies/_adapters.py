@@ -164,6 +164,7 @@ def fit_language_adapter(model: nn.Module, language: str, text: str, config: Any
     mlm = MaskedLM(model)
     train = task.train_config or TrainConfig()
     started, losses = time.perf_counter(), []
+    device = next(model.parameters()).device  # fit trains on the accelerator's device; prepare hands back where it got
     # the MLM head is new when the backbone has none (e5): it first learns alone, so that the
     # language adapter then gets gradients through a meaningful head
     for stage, epochs in (("head", config.mlm_head_epochs), ("adapter", config.mlm_epochs)):
@@ -177,6 +178,7 @@ def fit_language_adapter(model: nn.Module, language: str, text: str, config: Any
         _, state = fit(MLMStage(mlm, tokenizer, config.mlm_probability), mlm, rows[n_eval:], rows[:n_eval], cfg,
                        pad_token_id=tokenizer.pad_token_id or 0)
         losses += [round(h["loss"], 4) for h in state.history]
+    model.to(device)
     freeze(model)
     params = sum(p.numel() for n, p in model.named_parameters() if f".adapters.{language}." in n)
     report = {"text": text, "texts": len(rows) - n_eval, "params": params, "seconds": round(time.perf_counter() - started, 1),

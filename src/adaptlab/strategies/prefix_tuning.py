@@ -12,11 +12,21 @@ attention saturates on them and every input gets the same output.
 initialisation). The new classification head trains too, at ``head_lr``.
 Works on encoders and on causal LMs (the classifier still sees the token ids,
 so it finds the last real token). The artefact is a peft adapter folder.
+
+transformers 5.24 renamed the models' ``past_key_values`` argument to ``cache``
+(the old name stays a deprecated alias until 5.40), while peft (0.21.2) still
+looks for a parameter called ``past_key_values`` in ``forward``'s signature
+before it hands the prefixes over, and refuses otherwise.
+:func:`accept_past_key_values` gives the model a ``forward`` that takes the old
+name and passes it on under the one the model uses, so prefix tuning works with
+transformers releases before and after the rename.
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
+import types
 from pathlib import Path
 from typing import Any, Literal
 
@@ -26,8 +36,8 @@ from torch import nn
 
 from ..config import StrategyConfig
 from ..modeling import find_blocks
-from .base import Task, register
-from .lora import load_adapter, peft_classifier, save_adapter
+from .base import Task, build_classifier, register
+from .lora import peft_classifier, save_adapter
 from .prompt_tuning import prompt_and_head_groups
 
 log = logging.getLogger("adaptlab")
@@ -55,6 +65,26 @@ class PrefixTuningConfig(StrategyConfig):
     """Start from the keys/values of real words (``init_text``), or peft's random prefixes."""
     init_text: str | None = None
     """Words whose activations start the prefixes; ``null``: "Classify as" and the label names."""
+
+
+def _forward_with_past_key_values(self: nn.Module, *args: Any, past_key_values: Any = None, **kwargs: Any) -> Any:
+    if past_key_values is not None:
+        kwargs[self._adaptlab_cache_argument] = past_key_values
+    return type(self).forward(self, *args, **kwargs)
+
+
+def accept_past_key_values(model: nn.Module) -> nn.Module:
+    """Let ``model.forward`` take ``past_key_values`` when its transformers release calls the argument ``cache``.
+
+    A no-op where ``forward`` already names ``past_key_values`` (transformers < 5.24).
+    """
+    if "past_key_values" in inspect.signature(model.forward).parameters:
+        return model
+    inner = getattr(model, "base_model", model)  # transformers: the backbone under the task head
+    names = set(inspect.signature(model.forward).parameters) | set(inspect.signature(inner.forward).parameters)
+    model._adaptlab_cache_argument = "cache" if "cache" in names else "past_key_values"
+    model.forward = types.MethodType(_forward_with_past_key_values, model)
+    return model
 
 
 @torch.no_grad()
@@ -106,7 +136,7 @@ class PrefixTuning:
                                       prefix_projection=c.prefix_projection, encoder_hidden_size=c.encoder_hidden_size)
 
     def prepare(self, model: nn.Module, task: Task) -> nn.Module:
-        peft_model = peft_classifier(model, self.peft_config(task))
+        peft_model = peft_classifier(accept_past_key_values(model), self.peft_config(task))
         c = self.config
         if c.init == "activations" and not c.prefix_projection:
             text = c.init_text or "Classify as " + " or ".join(task.labels)
@@ -121,4 +151,6 @@ class PrefixTuning:
         save_adapter(module, folder, task)
 
     def load(self, folder: Path, task: Task) -> nn.Module:
-        return load_adapter(folder, task)
+        from peft import PeftModel
+
+        return PeftModel.from_pretrained(accept_past_key_values(build_classifier(task)), folder)
