@@ -17,7 +17,7 @@ from adaptlab.runner import make_setup, prepare_module, resolve_train
 from adaptlab.strategies import Task, get_strategy
 
 backbone, data, out = sys.argv[1:4]
-cfg = load_config({"strategy": {"name": "gradual_unfreeze"}, "backbone": backbone, "data": {"train": data},
+cfg = load_config({"strategy": {"name": "gradual_unfreeze"}, "backbone": backbone, "data": {"train": data, "validation_fraction": 0},
                    "train": {"epochs": 3, "lr": 3e-3, "progress": False, "checkpoint_every": None, "keep_best": False}})
 setup = make_setup(cfg)
 strategy = get_strategy("gradual_unfreeze")(cfg.strategy)

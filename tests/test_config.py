@@ -26,7 +26,9 @@ def test_strategy_defaults_fill_only_unset_fields():
     cfg = load_config({"strategy": "linear_probe", "train": {"epochs": 2}})
     train = resolve_train(cfg)
     assert train.epochs == 2  # the user's
-    assert train.lr == 1e-2 and train.weight_decay == 0.0  # the strategy's
+    assert train.lr == "auto" and train.weight_decay == 0.0  # the data decides the rate; the strategy the rest
+    assert resolve_train(load_config({"strategy": "maml"})).lr == 2e-5  # an episodic sampler: the strategy's rate
+    assert resolve_train(load_config({"strategy": "gradual_unfreeze"})).epochs == 4  # its epochs open the layer groups
     assert resolve_train(load_config({"strategy": "full", "train": {"weight_decay": 0.1}})).weight_decay == 0.1
 
 

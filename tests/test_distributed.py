@@ -37,4 +37,5 @@ def test_cli_train_writes_one_run_folder(tmp_path, tiny_backbone, toy_csv):
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count("run folder: run") == 1
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
-    assert metrics["train_examples"] == 320 and metrics["history"][0]["examples"] == 80
+    assert metrics["train_examples"] == 288 and metrics["task"]["validation_examples"] == 32  # 400: 80 eval, 32 validation
+    assert metrics["history"][0]["examples"] == 32 and metrics["eval"]["accuracy"] is not None

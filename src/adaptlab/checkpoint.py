@@ -38,8 +38,18 @@ class LoopState:
     best_epoch: int = -1
     best_score: float = float("-inf")
     stale_epochs: int = 0
+    best_loss: float = float("inf")
+    """Lowest validation loss so far: early stopping waits while either it or the metric improves."""
     history: list[dict[str, Any]] = field(default_factory=list)
     ever_trainable: list[str] = field(default_factory=list)
+    lr: float | None = None
+    """The peak learning rate used (given, or chosen by the range test: a resume keeps it)."""
+    epochs: int | None = None
+    """The epochs planned (given, or set from the data size)."""
+    patience: int | None = None
+    warmup_steps: int = 0
+    lr_find: dict[str, Any] | None = None
+    """The range test's curve and choice, when it ran."""
 
 
 class BestWeights:

@@ -36,8 +36,9 @@ EvalFrac = Annotated[float | None, typer.Option("--eval-fraction", help="Held-ou
 MaxTrain = Annotated[int | None, typer.Option("--max-train", help="Use at most N training examples.", show_default="all")]
 MaxEval = Annotated[int | None, typer.Option("--max-eval", help="Use at most N evaluation examples.", show_default="all")]
 Encoding = Annotated[str | None, typer.Option("--encoding", help="Text encoding of data files.", show_default="utf-8")]
-Epochs = Annotated[int | None, typer.Option("--epochs", help="Training epochs.", show_default="the strategy's")]
-Lr = Annotated[float | None, typer.Option("--lr", help="Peak learning rate.", show_default="the strategy's")]
+Epochs = Annotated[str | None, typer.Option("--epochs", help="Training epochs, or auto: from the data size, early stopping.",
+                                             show_default="auto")]
+Lr = Annotated[str | None, typer.Option("--lr", help="Peak learning rate, or auto: a range test picks it.", show_default="auto")]
 Batch = Annotated[int | None, typer.Option("--batch-size", help="Training batch size.", show_default="32")]
 Seed = Annotated[int | None, typer.Option("--seed", help="Seed for init, shuffling and the split.", show_default="42")]
 Output = Annotated[Path | None, typer.Option("--output", "-o", help="Output folder.", show_default="runs/<strategy>-<time>")]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator
@@ -30,7 +30,8 @@ class DataConfig(Section):
     eval: str | dict[str, str] | None = None
     """Evaluation file or bundled dataset; without it a stratified ``eval_fraction`` of ``train`` is held out.
     Several named sets (``{zh: FILE, en: FILE}``; CLI ``zh=FILE,en=FILE``) are each scored: the first is
-    the main one (best epoch, ``metrics["eval"]``); a set whose source is ``train`` is its held-out split."""
+    the main one (``metrics["eval"]``); a set whose source is ``train`` is its held-out split. None of them
+    chooses anything during training (``validation_fraction`` does)."""
     text_column: str = "text"
     """Column holding the input text."""
     text_pair_column: str | None = None
@@ -39,6 +40,12 @@ class DataConfig(Section):
     """Column holding the label (strings or integers)."""
     eval_fraction: float = Field(0.2, gt=0, lt=1)
     """Share of ``train`` held out for evaluation when no ``eval`` file is given."""
+    validation_fraction: float = Field(0.1, ge=0, lt=1)
+    """Share of the training examples set aside as a validation split: the best epoch and early stopping
+    are chosen on it, never on the evaluation data the report shows. Not carved below
+    ``min_validation_train`` training examples (then the last epoch is kept); 0 disables it."""
+    min_validation_train: int = Field(100, ge=2)
+    """Training sets smaller than this get no validation split (few-shot: every example trains)."""
     max_train: int | None = Field(None, ge=1)
     """Use at most this many training examples (stratified, seeded), for quick runs."""
     max_eval: int | None = Field(None, ge=1)
@@ -64,10 +71,19 @@ class DataConfig(Section):
 
 
 class TrainConfig(Section):
-    epochs: int | None = Field(None, ge=1)
-    """Passes over the training data; ``null`` uses the strategy's recommended value."""
-    lr: float | None = Field(None, gt=0)
-    """Peak learning rate; ``null`` uses the strategy's recommended value."""
+    epochs: Annotated[int, Field(ge=1)] | Literal["auto"] | None = None
+    """Passes over the training data. ``auto`` (what ``null`` means for most strategies): enough for at
+    least ``min_steps`` optimiser steps, at most ``max_epochs``, stopping early (patience 2) when the
+    validation split stops improving -- small data gets more epochs, large data fewer."""
+    lr: Annotated[float, Field(gt=0)] | Literal["auto"] | None = None
+    """Peak learning rate. ``auto`` (what ``null`` means for most strategies): chosen by a learning-rate
+    range test before training (Smith 2017; ``lr_find.py``), recorded in metrics.json."""
+    lr_find_steps: int = Field(40, ge=5)
+    """Steps of the learning-rate range test (each one training batch, exponentially rising rate)."""
+    min_steps: int = Field(150, ge=1)
+    """With ``epochs: auto``: the fewest optimiser steps a run gets (epochs are added until it has them)."""
+    max_epochs: int = Field(10, ge=1)
+    """With ``epochs: auto``: the most epochs a run gets, however small the data."""
     batch_size: int = Field(32, ge=1)
     """Examples per optimisation step (per device, before accumulation)."""
     eval_batch_size: int = Field(64, ge=1)
@@ -91,7 +107,8 @@ class TrainConfig(Section):
     keep_best: bool = True
     """End with the weights of the best epoch (by ``metric``), not those of the last."""
     patience: int | None = Field(None, ge=1)
-    """Stop after this many epochs without improvement; ``null`` never stops early."""
+    """Stop after this many epochs without improvement on the validation split; ``null``: 2 with
+    ``epochs: auto``, else never stop early."""
     bucket: bool = True
     """Group examples of similar length into batches (2-3x faster than padding to max)."""
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
@@ -211,18 +228,27 @@ def build_config(data: dict[str, Any]) -> RunConfig:
 
 def describe_validation_error(error: ValidationError, data: dict[str, Any]) -> str:
     """Turn pydantic's report into one line: the field, the problem, a suggestion."""
-    first = error.errors()[0]
-    loc = [str(p) for p in first["loc"]]
+    errors = error.errors()
+    first = errors[0]
+    loc = [str(p) for p in first["loc"] if not _union_branch(p)]
     field = ".".join(loc)
+    others = sum(1 for e in errors[1:] if [str(p) for p in e["loc"] if not _union_branch(p)] != loc)
     if first["type"] == "extra_forbidden":
         prefix = ".".join(loc[:-1])
         known = [f"{prefix}.{k}" if prefix else k for k in _known_keys(loc[:-1], data)]
         return f"unknown config key '{field}'{did_you_mean(field, known)}"
     message = first["msg"].removeprefix("Value error, ")
+    if any(e["type"] == "literal_error" and "'auto'" in e["msg"] for e in errors[1:]):
+        message += ", or 'auto'"  # a number-or-auto field: say both
     if "input" in first and not isinstance(first["input"], dict):
         message += f" (got {first['input']!r})"
-    more = f" (and {len(error.errors()) - 1} more)" if len(error.errors()) > 1 else ""
+    more = f" (and {others} more)" if others else ""
     return f"invalid config '{field}': {message}{more}"
+
+
+def _union_branch(part: Any) -> bool:
+    """pydantic names the branch of a union in an error's location (``constrained-int``, ``literal['auto']``)."""
+    return isinstance(part, str) and ("-" in part or "[" in part or part in ("int", "float", "str", "bool"))
 
 
 def _known_keys(parents: list[str], data: dict[str, Any]) -> list[str]:

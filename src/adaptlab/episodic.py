@@ -65,7 +65,8 @@ def class_split_setup(cfg: RunConfig, test_classes: list[str] | None, n_test: in
     data = TaskData(train, evaluation, train_classes, table.source, sampling={"meta_test_classes_excluded": test_classes})
     backbone = load_backbone(resolve_ref(cfg.backbone, root))
     rows = [encode(s, backbone.tokenizer, cfg.data.max_length, backbone.input_prefix) for s in (train, evaluation)]
-    return Setup(data, backbone, *rows), unseen, train_classes, test_classes
+    # the held-out examples of the meta-train classes choose the epoch; the report scores unseen classes
+    return Setup(data, backbone, *rows, val_rows=rows[1]), unseen, train_classes, test_classes
 
 
 def episode_accuracies(strategy: Any, module: torch.nn.Module, rows: list[dict], n_way: int, k_shot: int,

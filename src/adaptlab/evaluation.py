@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 
 import torch
@@ -33,6 +34,7 @@ def scores(predictions: list[int], labels: list[int], loss_sum: float) -> dict[s
         "macro_f1": macro_f1(predictions, labels),
         "loss": loss_sum / n if n else 0.0,
         "examples": n,
+        "top_prediction_share": max(Counter(predictions).values()) / n if n else 0.0,
     }
 
 

@@ -12,6 +12,7 @@ Hooks a strategy may define (see ``strategies.base.Strategy``): ``precompute``,
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
 from dataclasses import dataclass
@@ -30,6 +31,8 @@ from .data.batching import BucketBatchSampler, Collate, lengths_of
 from .evaluation import evaluate, model_inputs
 from .schedules import lr_multiplier
 from .strategies.base import batch_sampler, hook, param_groups
+
+log = logging.getLogger("adaptlab")
 
 
 def cross_entropy(outputs: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -113,24 +116,29 @@ def fit(
     precompute = hook(strategy, "precompute", None)
     if precompute:  # frozen computation done once, not every epoch
         train_rows = precompute(module, train_rows, cfg.eval_batch_size, accelerator.device)
-        eval_rows = precompute(module, eval_rows, cfg.eval_batch_size, accelerator.device)
+        eval_rows = precompute(module, eval_rows, cfg.eval_batch_size, accelerator.device) if eval_rows else eval_rows
     collate = hook(strategy, "collate", lambda pad: Collate(pad))(pad_token_id)
     sampler = hook(strategy, "batch_sampler", batch_sampler)(train_rows, cfg)
     eval_sampler = BucketBatchSampler(lengths_of(eval_rows), cfg.eval_batch_size, False, bucket=cfg.bucket)
     train_loader = DataLoader(train_rows, batch_sampler=sampler, collate_fn=collate)
-    eval_loader = DataLoader(eval_rows, batch_sampler=eval_sampler, collate_fn=collate)
+    eval_loader = DataLoader(eval_rows, batch_sampler=eval_sampler, collate_fn=collate) if eval_rows else None
     state = LoopState(train_seconds=time.perf_counter() - started)
     if not any(p.requires_grad for p in module.parameters()):  # nothing trains (zero-shot): score once
-        model, eval_loader = accelerator.prepare(module, eval_loader)
-        state.history.append({"epoch": 0, "train_loss": None, **_evaluate(strategy, model, eval_loader, accelerator)})
+        model = accelerator.prepare(module)
+        scores = _evaluate(strategy, model, accelerator.prepare(eval_loader), accelerator) if eval_loader is not None else {}
+        state.history.append({"epoch": 0, "train_loss": None, **scores})
         state.best_epoch = 1
         return _released(accelerator, model), state
+    ckpt = Checkpointer(run_dir / "checkpoint") if run_dir else None
+    cfg = plan(strategy, module, train_loader, cfg, accelerator, state,
+               ckpt.peek() if resume and ckpt and ckpt.exists() else None, has_validation=eval_loader is not None)
     optimizer = torch.optim.AdamW(hook(strategy, "param_groups", param_groups)(module, cfg.lr, cfg.weight_decay), lr=cfg.lr)
-    model, optimizer, train_loader, eval_loader = accelerator.prepare(module, optimizer, train_loader, eval_loader)
+    model, optimizer, train_loader = accelerator.prepare(module, optimizer, train_loader)
+    eval_loader = accelerator.prepare(eval_loader) if eval_loader is not None else None
     total = math.ceil(len(train_loader) / cfg.grad_accum) * cfg.epochs
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_multiplier(cfg.schedule, total, round(cfg.warmup_ratio * total)))
-    run = Run(strategy, module, model, cfg, accelerator, train_loader, eval_loader, sampler, optimizer, scheduler,
-              Checkpointer(run_dir / "checkpoint") if run_dir else None,
+    state.warmup_steps = round(cfg.warmup_ratio * total)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_multiplier(cfg.schedule, total, state.warmup_steps))
+    run = Run(strategy, module, model, cfg, accelerator, train_loader, eval_loader, sampler, optimizer, scheduler, ckpt,
               StepLog(run_dir / "steps.jsonl" if run_dir and accelerator.is_main_process else None, cfg.log_every))
     best = BestWeights()
     on_epoch_start = hook(strategy, "on_epoch_start", lambda epoch, module: None)
@@ -167,10 +175,45 @@ def _released(accelerator: Any, model: nn.Module) -> nn.Module:
     return accelerator.unwrap_model(model, keep_fp32_wrapper=False)
 
 
+def plan(strategy: Any, module: nn.Module, loader: Any, cfg: TrainConfig, accelerator: Any, state: LoopState,
+         saved: LoopState | None, has_validation: bool) -> TrainConfig:
+    """Settle ``lr: auto`` (the range test) and ``epochs: auto`` (from the data size); record both in ``state``.
+
+    A resumed run takes what its first part chose, so it continues the same schedule.
+    """
+    auto_epochs = cfg.epochs in (None, "auto")
+    if saved is not None and saved.lr is not None:
+        state.lr, state.epochs, state.lr_find = saved.lr, saved.epochs, saved.lr_find
+    else:
+        state.lr = cfg.lr if isinstance(cfg.lr, float) else None
+        if state.lr is None:
+            state.lr_find = _range_test(strategy, module, loader, cfg, accelerator)
+            state.lr = state.lr_find["lr"]
+            state.train_seconds += state.lr_find["seconds"]  # part of what the strategy costs
+        steps_per_epoch = max(1, math.ceil(math.ceil(len(loader) / accelerator.num_processes) / cfg.grad_accum))
+        state.epochs = min(cfg.max_epochs, max(1, math.ceil(cfg.min_steps / steps_per_epoch))) if auto_epochs else cfg.epochs
+    state.patience = cfg.patience or (2 if auto_epochs and has_validation else None)
+    return cfg.model_copy(update={"lr": state.lr, "epochs": state.epochs, "patience": state.patience})
+
+
+def _range_test(strategy: Any, module: nn.Module, loader: Any, cfg: TrainConfig, accelerator: Any) -> dict[str, Any]:
+    from .lr_find import range_test
+
+    fallback = getattr(strategy, "train_defaults", {}).get("lr", 1e-3)
+    groups = hook(strategy, "param_groups", param_groups)(module, 1.0, cfg.weight_decay)  # rates as multipliers
+    result = range_test(strategy, module, loader, cfg, accelerator, groups, hook(strategy, "loss", cross_entropy), fallback)
+    log.info("%s: learning-rate range test over %d steps chose %.2e (%s)", strategy.name, result["steps"], result["lr"], result["rule"])
+    return result
+
+
 def train_epoch(run: Run, state: LoopState, epoch: int, best: BestWeights, bar: tqdm) -> None:
     """One pass over the training batches (continuing mid-epoch after a resume)."""
     acc, cfg = run.accelerator, run.cfg
     loss_fn = hook(run.strategy, "loss", cross_entropy)
+    if hasattr(run.train_loader, "set_epoch"):
+        # Accelerate's loader calls set_epoch(<its own pass count>) on every pass; after a resume that count
+        # starts again at 0, so the order of every later epoch would repeat the first's (issue 12)
+        run.train_loader.set_epoch(epoch)
     run.sampler.set_epoch(epoch)
     run.model.train()
     batches = acc.skip_first_batches(run.train_loader, state.batch) if state.batch else run.train_loader
@@ -201,15 +244,23 @@ def train_epoch(run: Run, state: LoopState, epoch: int, best: BestWeights, bar: 
 
 
 def end_epoch(run: Run, state: LoopState, epoch: int, best: BestWeights) -> bool:
-    """Evaluate, keep the best weights, checkpoint; return True to stop early."""
-    metrics = _evaluate(run.strategy, run.model, run.eval_loader, run.accelerator)
+    """Score the validation split, keep the best weights, checkpoint; return True to stop early.
+
+    Without a validation split every epoch counts as the best so far: the run ends with its last weights.
+    """
+    metrics = _evaluate(run.strategy, run.model, run.eval_loader, run.accelerator) if run.eval_loader is not None else {}
     state.history.append({"epoch": epoch + 1, "train_loss": run.log.epoch_loss(), **metrics})
-    score = metrics[run.cfg.metric] if run.cfg.metric in metrics else -metrics["loss"]
-    if score > state.best_score:
-        state.best_score, state.best_epoch, state.stale_epochs = score, epoch + 1, 0
+    score = metrics[run.cfg.metric] if run.cfg.metric in metrics else -metrics.get("loss", -(epoch + 1))
+    loss = metrics.get("loss", float("inf"))
+    kept_loss = state.history[state.best_epoch - 1].get("loss", float("inf")) if state.best_epoch > 0 else float("inf")
+    if score > state.best_score or (score == state.best_score and loss < kept_loss):  # ties: the lower loss
+        state.best_score, state.best_epoch = score, epoch + 1
         best.update(run.module, set(state.ever_trainable))
-    else:
-        state.stale_epochs += 1
+    # patience runs out only when neither the metric nor the loss improves (an accuracy plateau at the
+    # majority class often comes before the loss-driven climb out of it)
+    improved = state.best_epoch == epoch + 1 or loss < state.best_loss
+    state.best_loss = min(state.best_loss, loss)
+    state.stale_epochs = 0 if improved else state.stale_epochs + 1
     state.epoch, state.batch = epoch + 1, 0
     if run.ckpt:
         _save(run, best, state)

@@ -22,6 +22,11 @@ COLUMNS = [
     ("run", "strategy", "{}"),
     ("accuracy", "accuracy", "{:.4f}"),
     ("macro_f1", "macro-F1", "{:.4f}"),
+    ("learned", "learned?", "{}"),
+    ("lr", "lr", "{:.1e}"),
+    ("lr_source", "lr from", "{}"),
+    ("epochs_run", "epochs", "{}"),
+    ("optimizer_steps", "steps", "{}"),
     ("trainable_params", "trainable params", "{:,}"),
     ("trainable_share", "trainable share", "{:.2%}"),
     ("train_seconds", "train time (s)", "{:.1f}"),
@@ -38,6 +43,10 @@ def flat(row: dict[str, Any]) -> dict[str, Any]:
     out = {k: row.get(k) for k, _, _ in COLUMNS}
     out.update(accuracy=row["eval"]["accuracy"], macro_f1=row["eval"]["macro_f1"], eval_loss=row["eval"]["loss"])
     out.update(strategy=row["strategy"], total_params=row["total_params"], epochs=row.get("epochs"))
+    settings = row.get("train_settings") or {}
+    out.update(lr=settings.get("lr"), lr_source=settings.get("lr_source"), epochs_run=settings.get("epochs_run"),
+               optimizer_steps=settings.get("optimizer_steps"), lr_find_seconds=(settings.get("lr_find") or {}).get("seconds"))
+    out["learned"] = "no" if row.get("did_not_learn") else "yes" if settings.get("optimizer_steps") else "–"
     out["forgetting_text_loss"], out["forgetting_similarity"] = forgetting_summary(row.get("forgetting"))
     for name, scores in (row.get("eval_sets") or {}).items():
         if len(row["eval_sets"]) > 1:
@@ -62,7 +71,7 @@ def eval_set_table(runs: list[dict[str, Any]]) -> list[str]:
         return []
     main = next(iter(runs[0]["eval_sets"]))
     lines = ["## Accuracy per evaluation set", "",
-             f"`{main}` is the main set (it picks the best epoch); the others are scored once, with the kept weights.", "",
+             f"`{main}` is the main set; every set is scored once, with the weights the validation split kept.", "",
              "| strategy | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
     for r in runs:
         sets = r.get("eval_sets") or {}
@@ -80,6 +89,11 @@ def human_bytes(n: int) -> str:
 
 
 def recommend(rows: list[dict[str, Any]], tolerance: float = 0.01) -> str:
+    """Never a run that did not learn: it ties the majority class, whatever it cost."""
+    failed = [r["run"] for r in rows if r.get("learned") == "no"]
+    rows = [r for r in rows if r.get("learned") != "no"]
+    if not rows:
+        return f"No recommendation: no run learned more than the majority class ({', '.join(failed)}); see below."
     best = max(rows, key=lambda r: r["accuracy"])
     close = [r for r in rows if r["accuracy"] >= best["accuracy"] - tolerance]
     cheap = min(close, key=lambda r: r["train_seconds"])
@@ -95,7 +109,33 @@ def recommend(rows: list[dict[str, Any]], tolerance: float = 0.01) -> str:
         )
     else:
         text += " No cheaper strategy comes within one point of it: the recommendation."
+    if failed:
+        text += f" Not considered, because they did not learn: {', '.join(failed)}."
     return text
+
+
+def did_not_learn_section(runs: list[dict[str, Any]]) -> list[str]:
+    """Each run flagged as not learning, with its evidence and the next thing to try (``diagnosis.py``)."""
+    flagged = [r for r in runs if r.get("did_not_learn")]
+    if not flagged:
+        return []
+    lines = ["", "## Runs that did not learn", ""]
+    for r in flagged:
+        d = r["did_not_learn"]
+        lines += [f"- **{r['run']}**: " + "; ".join(d["evidence"]) + f". Next: {d['next']}."]
+    return lines
+
+
+def lr_note(rows: list[dict[str, Any]]) -> list[str]:
+    timed = [r for r in rows if r.get("lr_find_seconds")]
+    if not timed:
+        return []
+    parts = ", ".join(f"{r['run']} {r['lr_find_seconds']:.0f} s" for r in timed)
+    return ["", f"Learning rates from the *range test* were chosen from the loss of a few dozen steps at rising rates "
+            f"(Smith 2017; the curve is in each run's `metrics.json`); the test's time is in the train time ({parts}). "
+            "Epochs the recipe left unset come from the data size (at least `train.min_steps` optimiser steps), "
+            "stopping early when the validation split (carved from the training data, never the evaluation data above) "
+            "stops improving."]
 
 
 def zero_shot_note(rows: list[dict[str, Any]], runs: list[dict[str, Any]]) -> list[str]:
@@ -157,6 +197,8 @@ def write_report(folder: Path, runs: list[dict[str, Any]], baseline: float) -> N
         "",
         recommend(rows),
         *zero_shot_note(rows, runs),
+        *did_not_learn_section(runs),
+        *lr_note(rows),
         "",
         "Trainable parameters are counted after each strategy prepared the model; time is training only "
         "(feature caching included, evaluation excluded); memory is the peak while the strategy ran; size on "

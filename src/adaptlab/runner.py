@@ -25,6 +25,7 @@ from .backbones import Backbone, load_backbone
 from .config import RunConfig, TrainConfig, dump_config, load_config
 from .data.batching import encode
 from .data.task import TaskData, build_task
+from .diagnosis import did_not_learn
 from .errors import AdaptlabError
 from .forgetting import Probe
 from .loop import fit, score
@@ -36,6 +37,8 @@ from .strategies.base import Task, build_classifier, get_strategy, hook, save_pr
 log = logging.getLogger("adaptlab")
 
 FALLBACK_TRAIN = {"epochs": 3, "lr": 5e-5, "schedule": "linear"}
+AUTO = ("lr", "epochs")
+"""Settings the data decides when the user leaves them unset (a strategy's ``auto`` attribute narrows this)."""
 
 
 @dataclass
@@ -48,6 +51,8 @@ class Setup:
     eval_rows: list[dict]
     extra_eval_rows: dict[str, list[dict]] = field(default_factory=dict)
     """Tokenised further evaluation sets (``data.extra_evals``), scored after training."""
+    val_rows: list[dict] = field(default_factory=list)
+    """Tokenised validation split (carved from training), where the best epoch is chosen; may be empty."""
 
 
 @dataclass
@@ -60,8 +65,10 @@ class RunResult:
 
 
 def resolve_train(cfg: RunConfig) -> TrainConfig:
-    """Fill what the user left unset from the strategy's recommended values."""
-    defaults = {**FALLBACK_TRAIN, **get_strategy(cfg.strategy.name).train_defaults}
+    """Fill what the user left unset: ``auto`` for the learning rate and epochs (``lr_find.py``, the loop's
+    ``plan``) where the strategy allows it, the strategy's recommended values for the rest."""
+    cls = get_strategy(cfg.strategy.name)
+    defaults = {**FALLBACK_TRAIN, **cls.train_defaults, **dict.fromkeys(getattr(cls, "auto", AUTO), "auto")}
     unset = {k: v for k, v in defaults.items() if k not in cfg.train.model_fields_set or getattr(cfg.train, k) is None}
     return cfg.train.model_copy(update=unset)
 
@@ -74,7 +81,8 @@ def make_setup(cfg: RunConfig, root: Path | None = None) -> Setup:
     backbone = load_backbone(resolve_ref(cfg.backbone, root))
     rows = [encode(split, backbone.tokenizer, cfg.data.max_length, backbone.input_prefix) for split in (data.train, data.eval)]
     extra = {name: encode(split, backbone.tokenizer, cfg.data.max_length, backbone.input_prefix) for name, split in data.extra_evals.items()}
-    return Setup(data, backbone, *rows, extra)
+    val = encode(data.validation, backbone.tokenizer, cfg.data.max_length, backbone.input_prefix) if data.validation else []
+    return Setup(data, backbone, *rows, extra, val)
 
 
 def output_folder(cfg: RunConfig, resume: bool) -> Path:
@@ -141,7 +149,9 @@ def run_one(cfg: RunConfig, setup: Setup, out: Path, resume: bool = False) -> Ru
     resolved = cfg.model_copy(update={"train": train_cfg, "output": cfg.output or str(out)})
     task = Task(setup.data.labels, setup.backbone, train_cfg, root=out.parent)
     hook(strategy, "check", lambda task: None)(task)  # input errors before any folder exists
-    train_rows, eval_rows = hook(strategy, "dataset", lambda data, task: (setup.train_rows, setup.eval_rows))(setup.data, task)
+    own = hook(strategy, "dataset", None)  # a strategy with its own data (dapt's corpus) selects and scores on its held-out part
+    train_rows, select_rows = own(setup.data, task) if own else (setup.train_rows, setup.val_rows)
+    eval_rows = select_rows if own else setup.eval_rows
     probe = Probe.for_backbone(setup.backbone)
     partial = partial_folder(out)
     started = time.perf_counter()
@@ -155,16 +165,17 @@ def run_one(cfg: RunConfig, setup: Setup, out: Path, resume: bool = False) -> Ru
             (partial / "config.yaml").write_text(dump_config(resolved), encoding="utf-8")
         log.info("%s: %d train / %d eval examples, backbone %s", strategy.name, len(train_rows), len(eval_rows), cfg.backbone)
         with _cleanup_on_failure(partial):
-            module, state = fit(strategy, module, train_rows, eval_rows, train_cfg,
+            module, state = fit(strategy, module, train_rows, select_rows, train_cfg,
                                 pad_token_id=setup.backbone.tokenizer.pad_token_id or 0, run_dir=partial, resume=resume)
     forgetting = probe.compare(before, probe.measure(module))
-    eval_sets = score_eval_sets(strategy, module, setup, state, train_cfg)
+    final = kept_scores(state, train_cfg) if eval_rows is select_rows else score(
+        strategy, module, eval_rows, train_cfg, pad_token_id=setup.backbone.tokenizer.pad_token_id or 0)
+    eval_sets = score_eval_sets(strategy, module, setup, final, train_cfg)
     trainable = count_named(module, set(state.ever_trainable))
     if not main:  # other processes of a distributed run: the main one writes the folder
         return RunResult(out, {}, resolved, module)
     extra = hook(strategy, "extra_metrics", lambda *args: {})(module, state.history, eval_rows, _device())
     _save_artifact(strategy, module, partial / "model", task)
-    best = kept_scores(state, train_cfg)
     metrics = {
         "strategy": strategy.name,
         "backbone": cfg.backbone,
@@ -183,15 +194,24 @@ def run_one(cfg: RunConfig, setup: Setup, out: Path, resume: bool = False) -> Ru
         "wall_seconds": round(time.perf_counter() - started, 3),
         "peak_memory_mb": memory.mb,
         "device": "cuda" if torch.cuda.is_available() else "cpu",
-        "eval": {k: best.get(k) for k in ("accuracy", "macro_f1", "loss")},
+        "eval": {k: final.get(k) for k in ("accuracy", "macro_f1", "loss")},
+        "validation": {k: v for k, v in kept_scores(state, train_cfg).items() if k != "epoch"} if setup.val_rows and not own else None,
+        "train_settings": train_settings(state, train_cfg),
         "eval_sets": eval_sets,
         "majority_baseline": setup.data.majority_baseline,
         "history": state.history,
         "artifact_bytes": folder_bytes(partial / "model"),
         "versions": versions(),
         "forgetting": forgetting,
+        "did_not_learn": did_not_learn(final.get("accuracy"), setup.data.majority_baseline, final.get("examples") or 0,
+                                       final.get("top_prediction_share"),
+                                       [h["train_loss"] for h in state.history if h.get("train_loss") is not None],
+                                       state.lr, bool(state.ever_trainable)),
         **extra,
     }
+    if metrics["did_not_learn"]:
+        log.warning("%s did not learn: %s. Next: %s", strategy.name, "; ".join(metrics["did_not_learn"]["evidence"]),
+                    metrics["did_not_learn"]["next"])
     _finish(partial, out, metrics, resolved, setup)
     log.info("%s: accuracy %.3f, macro-F1 %.3f, eval loss %.4f -> %s", strategy.name, metrics["eval"]["accuracy"] or 0,
              metrics["eval"]["macro_f1"] or 0, metrics["eval"]["loss"] or 0, out)
@@ -219,10 +239,16 @@ def kept_scores(state: Any, cfg: TrainConfig) -> dict[str, Any]:
     return state.history[state.best_epoch - 1] if cfg.keep_best else state.history[-1]
 
 
-def score_eval_sets(strategy: Any, module: torch.nn.Module, setup: Setup, state: Any, cfg: TrainConfig) -> dict[str, dict]:
-    """Accuracy, macro-F1 and loss on every evaluation set: the main one as selected, the others scored now."""
-    best = kept_scores(state, cfg)
-    out = {setup.data.eval_name: {k: best.get(k) for k in ("accuracy", "macro_f1", "loss", "examples")}}
+def train_settings(state: Any, cfg: TrainConfig) -> dict[str, Any]:
+    """What the run trained with, as settled by the loop: the lr (and how it was found), epochs, steps."""
+    return {"lr": state.lr, "lr_source": "range test" if state.lr_find else "given", "epochs_planned": state.epochs,
+            "epochs_run": sum(1 for h in state.history if h["epoch"] > 0), "optimizer_steps": state.step,
+            "warmup_steps": state.warmup_steps, "patience": state.patience, "batch_size": cfg.batch_size, "lr_find": state.lr_find}
+
+
+def score_eval_sets(strategy: Any, module: torch.nn.Module, setup: Setup, final: dict[str, Any], cfg: TrainConfig) -> dict[str, dict]:
+    """Accuracy, macro-F1 and loss on every evaluation set: the main one as scored at the end, the others now."""
+    out = {setup.data.eval_name: {k: final.get(k) for k in ("accuracy", "macro_f1", "loss", "examples")}}
     for name, rows in setup.extra_eval_rows.items():
         out[name] = score(strategy, module, rows, cfg, pad_token_id=setup.backbone.tokenizer.pad_token_id or 0)
         log.info("%s: accuracy %.3f on eval set %r", strategy.name, out[name]["accuracy"], name)

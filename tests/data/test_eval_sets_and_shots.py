@@ -30,7 +30,7 @@ def test_parse_eval_sets():
 
 def test_named_sets_and_the_held_out_split(two_languages):
     source, target = two_languages
-    data = build_task(DataConfig(train=str(source), eval={"src": str(source), "tgt": str(target)}, max_eval=50))
+    data = build_task(DataConfig(train=str(source), eval={"src": str(source), "tgt": str(target)}, max_eval=50, validation_fraction=0))
     assert data.eval_name == "src" and list(data.extra_evals) == ["tgt"]
     assert len(data.eval) == 50 and len(data.extra_evals["tgt"]) == 50
     # the set named after the training file is its held-out split, taken out of training

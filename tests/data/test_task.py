@@ -21,8 +21,8 @@ def test_split_is_stratified_seeded_and_disjoint(tmp_path):
     rows = [{"text": f"{r['text']} #{i}", "label": r["label"]} for i, r in enumerate(toy_rows(300))]
     rows += [{"text": f"rare {i}", "label": "rare"} for i in range(30)]
     data = write_csv(tmp_path / "d.csv", rows)
-    a = build_task(cfg(data, eval_fraction=0.2), seed=1)
-    b = build_task(cfg(data, eval_fraction=0.2), seed=1)
+    a = build_task(cfg(data, eval_fraction=0.2, validation_fraction=0), seed=1)
+    b = build_task(cfg(data, eval_fraction=0.2, validation_fraction=0), seed=1)
     assert a.eval.texts == b.eval.texts
     assert len(a.eval) == 66 and len(a.train) == 264
     assert Counter(a.eval.labels)[a.labels.index("rare")] == 6  # 10 % of the data, 10 % of the eval split

@@ -71,7 +71,8 @@ def test_tapt_excludes_eval_texts_and_reports_perplexity(tiny_backbone, toy_csv,
     setup = make_setup(cfg)
     strategy = Dapt(DaptConfig(corpus=str(toy_csv), block_size=32))
     strategy.dataset(setup.data, Task(setup.data.labels, setup.backbone, cfg.train))
-    assert strategy.info["documents"] == len(set(setup.data.train.texts) - set(setup.data.eval.texts))
+    training_texts = set(setup.data.train.texts) | set(setup.data.validation.texts)  # unlabelled: validation texts too
+    assert strategy.info["documents"] == len(training_texts - set(setup.data.eval.texts))
 
 
 def test_predict_refuses_a_domain_stage(tiny_backbone, toy_csv, tmp_path):

@@ -44,8 +44,8 @@ def test_teacher_runs_once_not_every_epoch(tiny_backbone, toy_csv, teacher_run, 
 
     monkeypatch.setattr(Teacher, "annotate", counted)
     result = train(student_recipe(tiny_backbone, toy_csv, tmp_path / "s", teacher=str(teacher_run), hidden_weight=1.0))
-    assert len(calls) == 2  # the training rows and the evaluation rows, once each, for 3 epochs
-    assert calls == [result.metrics["train_examples"], result.metrics["eval_examples"]]
+    assert len(calls) == 3  # the training, validation and evaluation rows, once each, for 3 epochs
+    assert calls == [result.metrics["train_examples"], result.metrics["task"]["validation_examples"], result.metrics["eval_examples"]]
 
 
 def test_report_block_compares_student_and_teacher(tiny_backbone, toy_csv, teacher_run, tmp_path):

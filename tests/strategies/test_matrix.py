@@ -139,7 +139,7 @@ def case_config(name: str, backbone, data, scratch: Path | None = None) -> Any:
     return load_config({
         "strategy": {"name": case.name_of(name), **options, **extra},
         "backbone": str(backbone),
-        "data": {"train": str(data), "eval_fraction": 0.25, **case.data},
+        "data": {"train": str(data), "eval_fraction": 0.25, "validation_fraction": 0, **case.data},  # fit scores eval_rows here
         "train": {**DEFAULT_TRAIN, **case.train},
     })
 

@@ -54,6 +54,8 @@ class TaskData:
     """Further named evaluation sets (e.g. other languages), scored after training."""
     sampling: dict[str, Any] = field(default_factory=dict)
     """How the training set was sampled (shots, target shots), for metrics.json."""
+    validation: Examples | None = None
+    """Set aside from the training examples: the best epoch and early stopping are chosen on it."""
 
     @property
     def majority_baseline(self) -> float:
@@ -169,12 +171,24 @@ def build_task(cfg: DataConfig, seed: int = 42) -> TaskData:
     if cfg.shots:
         train = per_class(train, cfg.shots, seed, f"the training data of {train_table.source}", names)
         sampling["shots"] = cfg.shots
+    train, validation = carve_validation(train, cfg, seed)  # before target shots: every one of those trains
+    if validation is not None:
+        sampling["validation_examples"] = len(validation)
     if cfg.target_shots is not None:
         train, sets = add_target_shots(cfg, train, pools, sets, seed, names, sampling)
     if len(set(train.labels)) < 2:
         raise AdaptlabError(f"the training split of {train_table.source} has only one class; use more examples")
     main, *rest = sets
-    return TaskData(train, sets[main], names, train_table.source, main, {n: sets[n] for n in rest}, sampling)
+    return TaskData(train, sets[main], names, train_table.source, main, {n: sets[n] for n in rest}, sampling, validation)
+
+
+def carve_validation(train: Examples, cfg: DataConfig, seed: int) -> tuple[Examples, Examples | None]:
+    """A stratified ``validation_fraction`` of the training examples, for choices made during training."""
+    if not cfg.validation_fraction or len(train) < cfg.min_validation_train:
+        return train, None
+    n = max(len(set(train.labels)), round(len(train) * cfg.validation_fraction))
+    held, kept = stratified_split(train.labels, n, seed)
+    return train.subset(kept), train.subset(held)
 
 
 def parse_eval_sets(value: Any) -> Any:

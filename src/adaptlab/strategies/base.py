@@ -72,8 +72,14 @@ class Strategy(Protocol):
       weights, giving a plain ``transformers`` model (``adaptlab merge``);
       strategies without it cannot be merged.
     - ``dataset(data, task) -> (train_rows, eval_rows)``: rows of the strategy's
-      own making (default: the task's tokenised rows), e.g. unlabelled text
-      packed into blocks for domain-adaptive pretraining.
+      own making (default: the task's tokenised training rows and its validation
+      split), e.g. unlabelled text packed into blocks for domain-adaptive
+      pretraining; the held-out rows then both choose the epoch and are scored.
+    - ``auto`` (class attribute, default ``("lr", "epochs")``): the training
+      settings the data decides when the user leaves them unset -- the learning
+      rate by a range test, the epochs from the data size. Episodic and pair
+      samplers, whose steps are not batches of the task, set fewer or none.
+      ``train_defaults["lr"]`` is the range test's fallback.
     - ``extra_metrics(module, history, eval_rows, device) -> dict``: more
       entries for metrics.json, measured after training (default: none).
     - ``kind`` (class attribute): ``"classification"`` (default) or another

@@ -74,6 +74,7 @@ class Contrastive:
 
     Config = ContrastiveConfig
     train_defaults = {"lr": 2e-5, "epochs": 20, "schedule": "linear", "batch_size": 16, "weight_decay": 0.0}
+    auto = ()
 
     def __init__(self, config: ContrastiveConfig):
         self.config = config

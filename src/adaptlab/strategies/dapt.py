@@ -63,6 +63,7 @@ class Dapt:
 
     Config = DaptConfig
     train_defaults = {"lr": 1e-4, "epochs": 2, "schedule": "linear"}
+    auto = ("epochs",)  # a fresh MLM head trains alone first: a range test would measure the head, not the stage
     kind = "language-modelling"
 
     def __init__(self, config: DaptConfig):
@@ -79,7 +80,8 @@ class Dapt:
     def dataset(self, data: Any, task: Task) -> tuple[list[dict], list[dict]]:
         """The corpus (never an evaluation text of the task), packed, with a held-out share."""
         c, seed = self.config, task.train_config.seed
-        texts = read_corpus(c.corpus, c.text_column) if c.corpus else list(data.train.texts)
+        own = list(data.train.texts) + (list(data.validation.texts) if data.validation else [])  # TAPT: every training text
+        texts = read_corpus(c.corpus, c.text_column) if c.corpus else own
         held_out = set(data.eval.texts)
         texts = [t for t in dict.fromkeys(texts) if t not in held_out]
         if c.max_documents and len(texts) > c.max_documents:

@@ -80,7 +80,9 @@ class LinearProbe:
     """Frozen backbone, features cached once, a linear (or MLP) head trained on the cache."""
 
     Config = LinearProbeConfig
-    train_defaults = {"lr": 1e-2, "epochs": 30, "schedule": "linear", "weight_decay": 0.0}
+    # cached features make a step almost free: many more of them, and patience for a noisy validation score
+    train_defaults = {"lr": 1e-2, "epochs": 30, "schedule": "linear", "weight_decay": 0.0, "min_steps": 1500, "max_epochs": 50,
+                      "patience": 5}
 
     def __init__(self, config: LinearProbeConfig):
         self.config = config

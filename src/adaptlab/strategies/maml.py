@@ -99,6 +99,7 @@ class MAML:
 
     Config = MAMLConfig
     train_defaults = {"lr": 2e-5, "epochs": 5, "schedule": "linear", "weight_decay": 0.0}
+    auto = ()
 
     def __init__(self, config: MAMLConfig):
         self.config = config

@@ -71,6 +71,7 @@ class ProtoNet:
 
     Config = ProtoNetConfig
     train_defaults = {"lr": 2e-5, "epochs": 5, "schedule": "linear", "weight_decay": 0.0}
+    auto = ()
 
     def __init__(self, config: ProtoNetConfig):
         self.config = config
