@@ -135,3 +135,25 @@ def test_validation_is_carved_from_training_never_from_evaluation(tmp_path):
     assert len(data.validation) == 32 and len(data.train) == 288 and len(data.eval) == 80
     assert not set(data.validation.texts) & (set(data.eval.texts) | set(data.train.texts))
     assert build_task(DataConfig(train=str(toy_csv), shots=8)).validation is None  # few-shot: every example trains
+
+
+def test_a_head_at_its_own_rate_is_not_swept(monkeypatch):
+    """prompt_tuning / prefix_tuning train their head at an absolute ``head_lr``: the range test keeps it there."""
+    from torch import nn
+
+    import adaptlab.lr_find
+    from adaptlab.config import TrainConfig
+    from adaptlab.loop import _range_test
+
+    class Strategy:
+        name, train_defaults = "fake", {"lr": 1e-3}
+
+        def param_groups(self, module, lr, weight_decay):
+            return [{"params": [module.weight], "lr": lr}, {"params": [module.bias], "lr": 1e-2}]
+
+    seen = {}
+    monkeypatch.setattr(adaptlab.lr_find, "range_test",
+                        lambda s, m, loader, cfg, acc, groups, loss, fallback: seen.setdefault("groups", groups) and
+                        {"lr": 1e-3, "steps": 0, "rule": "-", "seconds": 0})
+    _range_test(Strategy(), nn.Linear(2, 2), [], TrainConfig(), None)
+    assert [g["fixed"] for g in seen["groups"]] == [False, True]

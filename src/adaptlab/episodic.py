@@ -29,7 +29,7 @@ from .comparison import load_recipe, plan
 from .config import RunConfig
 from .data.batching import Collate, encode
 from .data.episodes import by_class, sample_episode, split_classes
-from .data.task import Examples, TaskData, cap, extract, label_names, load_table, stratified_split
+from .data.task import Examples, TaskData, cap, carve_validation, extract, label_names, load_table, stratified_split
 from .errors import AdaptlabError
 from .evaluation import model_inputs
 from .pipeline import resolve_ref
@@ -62,11 +62,13 @@ def class_split_setup(cfg: RunConfig, test_classes: list[str] | None, n_test: in
         train = train.subset(stratified_split(train.labels, cfg.data.max_train, cfg.train.seed)[0])
     test_index = {c: i for i, c in enumerate(test_classes)}
     unseen = Examples([t for t, y in zip(texts, raw) if y in test_index], [test_index[y] for y in raw if y in test_index])
-    data = TaskData(train, evaluation, train_classes, table.source, sampling={"meta_test_classes_excluded": test_classes})
+    train, validation = carve_validation(train, cfg.data, cfg.train.seed)  # chooses the epoch; `evaluation` is reported
+    data = TaskData(train, evaluation, train_classes, table.source, sampling={"meta_test_classes_excluded": test_classes},
+                    validation=validation)
     backbone = load_backbone(resolve_ref(cfg.backbone, root))
     rows = [encode(s, backbone.tokenizer, cfg.data.max_length, backbone.input_prefix) for s in (train, evaluation)]
-    # the held-out examples of the meta-train classes choose the epoch; the report scores unseen classes
-    return Setup(data, backbone, *rows, val_rows=rows[1]), unseen, train_classes, test_classes
+    val = encode(validation, backbone.tokenizer, cfg.data.max_length, backbone.input_prefix) if validation else []
+    return Setup(data, backbone, *rows, val_rows=val), unseen, train_classes, test_classes
 
 
 def episode_accuracies(strategy: Any, module: torch.nn.Module, rows: list[dict], n_way: int, k_shot: int,

@@ -184,6 +184,11 @@ def plan(strategy: Any, module: nn.Module, loader: Any, cfg: TrainConfig, accele
     auto_epochs = cfg.epochs in (None, "auto")
     if saved is not None and saved.lr is not None:
         state.lr, state.epochs, state.lr_find = saved.lr, saved.epochs, saved.lr_find
+    elif saved is not None:  # a checkpoint from before lr/epochs "auto": continue with what that version used
+        defaults = getattr(strategy, "train_defaults", {})
+        state.lr = cfg.lr if isinstance(cfg.lr, float) else defaults.get("lr", 5e-5)
+        state.epochs = cfg.epochs if isinstance(cfg.epochs, int) else defaults.get("epochs", 3)
+        auto_epochs = False
     else:
         state.lr = cfg.lr if isinstance(cfg.lr, float) else None
         if state.lr is None:
@@ -200,7 +205,10 @@ def _range_test(strategy: Any, module: nn.Module, loader: Any, cfg: TrainConfig,
     from .lr_find import range_test
 
     fallback = getattr(strategy, "train_defaults", {}).get("lr", 1e-3)
-    groups = hook(strategy, "param_groups", param_groups)(module, 1.0, cfg.weight_decay)  # rates as multipliers
+    make_groups = hook(strategy, "param_groups", param_groups)
+    groups = make_groups(module, 1.0, cfg.weight_decay)  # rates as multipliers of the swept rate...
+    for group, doubled in zip(groups, make_groups(module, 2.0, cfg.weight_decay)):
+        group["fixed"] = doubled["lr"] != 2 * group["lr"]  # ...except a group at a rate of its own (a head's head_lr)
     result = range_test(strategy, module, loader, cfg, accelerator, groups, hook(strategy, "loss", cross_entropy), fallback)
     log.info("%s: learning-rate range test over %d steps chose %.2e (%s)", strategy.name, result["steps"], result["lr"], result["rule"])
     return result

@@ -74,25 +74,28 @@ def range_test(strategy: Any, module: nn.Module, loader: Any, cfg: TrainConfig, 
     """Sweep the learning rate over ``cfg.lr_find_steps`` batches of ``loader``; return the chosen rate and the curve.
 
     ``groups`` are the strategy's parameter groups built for a peak rate of 1, so each group's
-    rate is its multiplier times the swept rate. ``fallback`` is used when the curve shows no
-    falling stretch (the reason is recorded).
+    rate is its multiplier times the swept rate; a group marked ``fixed`` (a head at its own
+    ``head_lr``) keeps its rate, as it will in training. ``fallback`` is used when the loss never
+    fell (the reason is recorded).
     """
     started = time.perf_counter()
     steps = cfg.lr_find_steps
     trainable = [p for p in module.parameters() if p.requires_grad]
-    saved = [p.detach().clone() for p in trainable]
+    saved = [p.detach().to("cpu", copy=True) for p in trainable]  # on the host: no second copy in GPU memory
     rng = torch.get_rng_state(), (torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None)
     optimizer = torch.optim.AdamW(groups, lr=1.0)
     for g in optimizer.param_groups:
         g["multiplier"] = g["lr"]
+        g.setdefault("fixed", False)
     module.train()
     lrs, losses = [], []
     for i, batch in enumerate(islice(cycle(loader), steps)):
         lr = lr_at(i, steps)
         for g in optimizer.param_groups:
-            g["lr"] = g["multiplier"] * lr
+            g["lr"] = g["multiplier"] if g["fixed"] else g["multiplier"] * lr
         batch = {k: v.to(accelerator.device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
-        loss = loss_fn(module(**model_inputs(batch)), batch)
+        with accelerator.autocast():  # the precision training will use
+            loss = loss_fn(module(**model_inputs(batch)), batch)
         loss.backward()
         if cfg.max_grad_norm:
             torch.nn.utils.clip_grad_norm_(trainable, cfg.max_grad_norm)
@@ -111,16 +114,19 @@ def range_test(strategy: Any, module: nn.Module, loader: Any, cfg: TrainConfig, 
     torch.set_rng_state(rng[0])
     if rng[1] is not None:
         torch.cuda.set_rng_state_all(rng[1])
+    finite = [i for i, x in enumerate(losses) if math.isfinite(x)]
+    lrs, losses = [lrs[i] for i in finite], [losses[i] for i in finite]  # a diverged last step says nothing more
     smoothed = smooth(losses)
-    best = min(range(len(smoothed)), key=smoothed.__getitem__)
-    chosen, reason = lrs[best] / 10, "a tenth of the rate at the lowest loss"
-    if smoothed[best] > 0.98 * smoothed[0]:
+    best = min(range(len(smoothed)), key=smoothed.__getitem__) if smoothed else None
+    if best is None or smoothed[best] > 0.98 * smoothed[0]:
         chosen, reason = fallback, "the loss never fell by 2%: the strategy's default rate"
+    else:
+        chosen, reason = lrs[best] / 10, "a tenth of the rate at the lowest loss"
     return {
         "lr": chosen,
         "rule": reason,
         "valley_lr": valley(lrs, smoothed),
-        "steps": len(losses),
+        "steps": len(finite),
         "seconds": round(time.perf_counter() - started, 2),
         "curve": [[float(f"{lr:.3g}"), round(loss, 5)] for lr, loss in zip(lrs, smoothed)],
     }

@@ -183,11 +183,17 @@ def build_task(cfg: DataConfig, seed: int = 42) -> TaskData:
 
 
 def carve_validation(train: Examples, cfg: DataConfig, seed: int) -> tuple[Examples, Examples | None]:
-    """A stratified ``validation_fraction`` of the training examples, for choices made during training."""
-    if not cfg.validation_fraction or len(train) < cfg.min_validation_train:
+    """A stratified ``validation_fraction`` of the training examples, for choices made during training.
+
+    None for few-shot runs (every shot trains), small training sets, or when a class would lose
+    its last training example to it.
+    """
+    if not cfg.validation_fraction or cfg.shots or len(train) < cfg.min_validation_train:
         return train, None
     n = max(len(set(train.labels)), round(len(train) * cfg.validation_fraction))
     held, kept = stratified_split(train.labels, n, seed)
+    if set(train.labels[i] for i in kept) != set(train.labels):
+        return train, None
     return train.subset(kept), train.subset(held)
 
 
