@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from .conftest import toy_rows, write_csv
@@ -76,6 +78,7 @@ def test_eval_labels_unseen(cli, tmp_path, tiny_backbone):
         (["--set", "train.epochs=-1"], "invalid config 'train.epochs'"),
         (["--set", "strategy.k=99", "-s", "top_k"], "strategy.k=99 but the backbone has only 2 layers"),
         (["--bogus-flag"], "No such option: --bogus-flag"),
+        (["--seed", "-5"], "invalid config 'train.seed': Input should be greater than or equal to 0"),
     ],
 )
 def test_bad_options(cli, tmp_path, tiny_backbone, toy_csv, args, pattern):
@@ -113,3 +116,12 @@ def test_compare_unknown_strategy(cli, tmp_path, tiny_backbone, toy_csv):
 def test_predict_on_a_non_run_folder(cli, tmp_path):
     (tmp_path / "x").mkdir()
     assert_clean_failure(cli("predict", tmp_path / "x", "--input", tmp_path / "in.csv"), "not a finished adaptlab run", tmp_path)
+
+
+def test_diverging_training_stops_with_one_error_line(cli, tmp_path, tiny_backbone, toy_csv):
+    code, out, err = cli("train", "-s", "full", "-b", tiny_backbone, "-d", toy_csv, "--lr", "1e6", "--epochs", "3", "-q")
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and "Traceback" not in err, err
+    assert re.match(r"error: training loss became (nan|inf) at step \d+ \(epoch 1\) with learning rate", lines[-1]), err
+    assert not [line for line in lines if line.startswith("error: ")][:-1]  # one error line (progress lines before it)
+    assert not (tmp_path / "runs").exists() and not list(tmp_path.glob("runs/*.partial"))

@@ -50,6 +50,10 @@ class LoopState:
     warmup_steps: int = 0
     lr_find: dict[str, Any] | None = None
     """The range test's curve and choice, when it ran."""
+    epoch_losses: list[float] = field(default_factory=list)
+    """Training losses of the current epoch's batches so far (its mean goes into the history)."""
+    log_window: list[float] = field(default_factory=list)
+    """Losses since the last steps.jsonl line (that line averages them)."""
 
 
 class BestWeights:

@@ -22,7 +22,7 @@ from .config import RunConfig, apply_overrides, build_config, read_yaml
 from .errors import AdaptlabError
 from .pipeline import Setups, plan_stages, run_stages
 from .report import write_report
-from .runner import RunResult, _as_dict, _is_main_process, fields_to_overrides, partial_folder, run_one
+from .runner import RunResult, _as_dict, _is_main_process, exclusive, fields_to_overrides, partial_folder, run_one
 
 log = logging.getLogger("adaptlab")
 
@@ -112,6 +112,12 @@ def compare(
     data = load_recipe(recipe)
     configs = plan(data, strategies, more)
     out = Path(output or data.get("output") or Path("runs") / f"compare-{time.strftime('%Y%m%d-%H%M%S')}")
+    with exclusive(out):
+        return _compare_into(out, data, configs, more, resume)
+
+
+def _compare_into(out: Path, data: dict[str, Any], configs: list, more: dict[str, Any], resume: bool) -> Comparison:
+    """Run the comparison into ``out`` (its caller holds the folder's lock)."""
     work = partial_folder(out)
     if out.exists():
         raise AdaptlabError(f"comparison folder {out} already exists; choose another --output")

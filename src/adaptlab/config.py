@@ -100,8 +100,8 @@ class TrainConfig(Section):
     """Clip the gradient norm to this value; ``null`` disables clipping."""
     dropout: float | None = Field(None, ge=0, lt=1)
     """Override every dropout probability of the backbone; ``null`` keeps the backbone's."""
-    seed: int = 42
-    """Seed for initialisation, shuffling and the train/eval split."""
+    seed: int = Field(42, ge=0, lt=2**32)
+    """Seed for initialisation, shuffling and the train/eval split (0 to 2**32 - 1, as numpy takes)."""
     metric: Literal["accuracy", "macro_f1"] = "accuracy"
     """Evaluation metric used to keep the best epoch and for early stopping."""
     keep_best: bool = True

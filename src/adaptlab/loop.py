@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 from .checkpoint import BestWeights, Checkpointer, LoopState
 from .config import TrainConfig
 from .data.batching import BucketBatchSampler, Collate, lengths_of
+from .errors import AdaptlabError
 from .evaluation import evaluate, model_inputs
 from .schedules import lr_multiplier
 from .strategies.base import batch_sampler, hook, param_groups
@@ -146,6 +147,8 @@ def fit(
         for epoch in range(run.ckpt.peek().epoch):
             on_epoch_start(epoch, module)  # replay what trains up to the saved epoch
         state = run.ckpt.load(module, optimizer, scheduler, best)
+        run.log.truncate(state.step)  # steps after the checkpoint are trained (and logged) again
+        run.log.epoch_losses, run.log.window = list(state.epoch_losses), list(state.log_window)
     show = None if cfg.progress and accelerator.is_local_main_process else True  # None: only in a terminal
     bar = tqdm(total=len(train_loader) * cfg.epochs, initial=len(train_loader) * state.epoch + state.batch, unit="batch",
                disable=show, mininterval=0.5, dynamic_ncols=True, leave=False)
@@ -224,7 +227,7 @@ def train_epoch(run: Run, state: LoopState, epoch: int, best: BestWeights, bar: 
         run.train_loader.set_epoch(epoch)
     run.sampler.set_epoch(epoch)
     run.model.train()
-    batches = acc.skip_first_batches(run.train_loader, state.batch) if state.batch else run.train_loader
+    batches = _rng_neutral(acc.skip_first_batches(run.train_loader, state.batch)) if state.batch else run.train_loader
     tick = time.perf_counter()
     for batch in batches:
         with acc.accumulate(run.model):
@@ -237,7 +240,11 @@ def train_epoch(run: Run, state: LoopState, epoch: int, best: BestWeights, bar: 
         examples = len(batch["labels"]) * acc.num_processes
         state.batch += 1
         state.examples += examples
-        run.log.add(loss.item(), examples)
+        value = loss.item()
+        if not math.isfinite(value):
+            raise AdaptlabError(f"training loss became {value} at step {state.step + 1} (epoch {epoch + 1}) with learning rate "
+                                f"{run.scheduler.get_last_lr()[0]:.2e}: lower it (--lr), or let the range test choose (--lr auto)")
+        run.log.add(value, examples)
         bar.update()
         if acc.sync_gradients:
             run.scheduler.step()
@@ -249,6 +256,24 @@ def train_epoch(run: Run, state: LoopState, epoch: int, best: BestWeights, bar: 
                 tick = time.perf_counter()
                 _save(run, best, state)
     state.train_seconds += time.perf_counter() - tick
+
+
+def _rng_neutral(loader: Any) -> Any:
+    """Iterate ``loader`` without its start-up drawing from the global RNG (a mid-epoch resume).
+
+    A DataLoader draws a base seed from the global RNG when its iterator is built. The killed run
+    drew it at the start of the epoch, before the checkpoint saved the RNG; the resumed run builds
+    its iterator after restoring that state, so without this every later dropout mask would shift.
+    """
+    rng = torch.get_rng_state(), (torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None)
+    batches = iter(loader)
+    first = next(batches, None)  # Accelerate builds the DataLoader iterator on the first batch
+    torch.set_rng_state(rng[0])
+    if rng[1] is not None:
+        torch.cuda.set_rng_state_all(rng[1])
+    if first is not None:
+        yield first
+        yield from batches
 
 
 def end_epoch(run: Run, state: LoopState, epoch: int, best: BestWeights) -> bool:
@@ -297,6 +322,7 @@ def _evaluate(strategy: Any, model: nn.Module, loader: Any, accelerator: Any) ->
 
 
 def _save(run: Run, best: BestWeights, state: LoopState) -> None:
+    state.epoch_losses, state.log_window = list(run.log.epoch_losses), list(run.log.window)
     if run.accelerator.is_main_process:
         run.ckpt.save(run.module, run.optimizer, run.scheduler, best, state)
     run.accelerator.wait_for_everyone()
@@ -311,6 +337,12 @@ class StepLog:
         self.epoch_losses: list[float] = []
         self.examples = self.epoch_examples = 0
         self.since = self.epoch_since = time.perf_counter()
+
+    def truncate(self, step: int) -> None:
+        """Drop lines past ``step`` (a resumed run logs them again)."""
+        if self.path and self.path.is_file():
+            lines = self.path.read_text(encoding="utf-8").splitlines(keepends=True)
+            self.path.write_text("".join(line for line in lines if json.loads(line)["step"] <= step), encoding="utf-8")
 
     def add(self, loss: float, examples: int) -> None:
         self.window.append(loss)

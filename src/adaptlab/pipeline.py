@@ -124,23 +124,24 @@ def run_stages(stages: list[tuple[str, RunConfig]], folder: Path, resume: bool, 
 def train_stages(recipe: Any, overrides: dict[str, Any], resume: bool = False) -> Any:
     """``adaptlab train`` on a recipe with stages: every stage, then report.md; returns the last run."""
     from .report import write_report
-    from .runner import RunResult
+    from .runner import RunResult, exclusive
 
     data = recipe_data(recipe)
     out = Path(overrides.pop("output", None) or data.get("output") or Path("runs") / f"pipeline-{time.strftime('%Y%m%d-%H%M%S')}")
     stages = plan_stages(data, overrides)
-    if (out / "report.md").exists():
-        raise AdaptlabError(f"pipeline folder {out} already exists; choose another --output")
-    if out.exists() and not resume:
-        raise AdaptlabError(f"{out} holds an interrupted pipeline; pass --resume to continue it, or delete it")
-    setups = Setups(out)
-    setups.get(next(c for _, c in stages if not c.backbone.startswith("@")))  # bad data fails before any folder
-    out.mkdir(parents=True, exist_ok=True)
-    results = run_stages(stages, out, resume, setups)
-    rows = [dict(run=name, **r.metrics) for (name, _), r in zip(stages, results)]
-    classifiers = [r for r in rows if r["task"].get("kind", "classification") == "classification"]
-    if classifiers:
-        write_report(out, rows, classifiers[0]["majority_baseline"])
-    log.info("pipeline: %s", out)
-    last = results[-1]
-    return RunResult(last.run_dir, last.metrics, last.config, getattr(last, "module", None))
+    with exclusive(out):
+        if (out / "report.md").exists():
+            raise AdaptlabError(f"pipeline folder {out} already exists; choose another --output")
+        if out.exists() and not resume:
+            raise AdaptlabError(f"{out} holds an interrupted pipeline; pass --resume to continue it, or delete it")
+        setups = Setups(out)
+        setups.get(next(c for _, c in stages if not c.backbone.startswith("@")))  # bad data fails before any folder
+        out.mkdir(parents=True, exist_ok=True)
+        results = run_stages(stages, out, resume, setups)
+        rows = [dict(run=name, **r.metrics) for (name, _), r in zip(stages, results)]
+        classifiers = [r for r in rows if r["task"].get("kind", "classification") == "classification"]
+        if classifiers:
+            write_report(out, rows, classifiers[0]["majority_baseline"])
+        log.info("pipeline: %s", out)
+        last = results[-1]
+        return RunResult(last.run_dir, last.metrics, last.config, getattr(last, "module", None))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import shutil
 import time
@@ -99,6 +100,35 @@ def partial_folder(out: Path) -> Path:
     return out.with_name(out.name + ".partial")
 
 
+@contextmanager
+def exclusive(out: Path):
+    """Hold ``<out>.lock`` while a run writes ``out``: a second process aiming at the same folder stops at
+    once with one clear line, before loading anything, instead of both writing into it. Only the main
+    process of a distributed run takes it (the others write nothing)."""
+    if not _is_main_process():
+        yield
+        return
+    from filelock import FileLock, Timeout
+
+    path = out.with_name(out.name + ".lock")
+    created = not path.parent.exists()  # removed again if the run leaves nothing in it (bad input)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(path), timeout=0)
+        lock.acquire()
+    except Timeout:
+        raise AdaptlabError(f"another adaptlab process is writing {out} (it holds {path}); wait for it or choose another --output") from None
+    except OSError as e:
+        raise AdaptlabError(f"cannot write next to {out}: {e.strerror or e}") from None
+    try:
+        yield
+    finally:
+        lock.release()
+        path.unlink(missing_ok=True)
+        if created and not any(path.parent.iterdir()):
+            path.parent.rmdir()
+
+
 def train(
     recipe: str | Path | dict | RunConfig | None = None,
     *,
@@ -119,7 +149,9 @@ def train(
         return train_stages(recipe, {**fields_to_overrides(fields), **_as_dict(overrides)}, resume)
     cfg = load_config(recipe, {**fields_to_overrides(fields), **_as_dict(overrides)})
     out = output_folder(cfg, resume)
-    return run_one(cfg, make_setup(cfg, out.parent), out, resume=resume)
+    with exclusive(out):
+        output_folder(cfg.model_copy(update={"output": str(out)}), resume)  # again, now that no other run can create it
+        return run_one(cfg, make_setup(cfg, out.parent), out, resume=resume)
 
 
 ALIASES = {"data": "data.train", "eval_data": "data.eval"}
@@ -152,8 +184,11 @@ def run_one(cfg: RunConfig, setup: Setup, out: Path, resume: bool = False) -> Ru
     own = hook(strategy, "dataset", None)  # a strategy with its own data (dapt's corpus) selects and scores on its held-out part
     train_rows, select_rows = own(setup.data, task) if own else (setup.train_rows, setup.val_rows)
     eval_rows = select_rows if own else setup.eval_rows
-    probe = Probe.for_backbone(setup.backbone)
     partial = partial_folder(out)
+    if resume and (partial / "metrics.json").is_file():  # killed after training, while the folder was being finished
+        log.info("%s: %s finished training; completing the run folder", strategy.name, partial)
+        return RunResult(out, _complete(partial, out), resolved)
+    probe = Probe.for_backbone(setup.backbone)
     started = time.perf_counter()
     main = _is_main_process()
     with PeakMemory() as memory:
@@ -284,12 +319,33 @@ def _save_artifact(strategy: Any, module: torch.nn.Module, folder: Path, task: T
 
 
 def _finish(partial: Path, out: Path, metrics: dict, cfg: RunConfig, setup: Setup) -> None:
+    """Write the run's files, metrics.json last (atomically): once it exists, training is done and a
+    ``--resume`` after a kill only completes this (:func:`_complete`) instead of training again."""
+    from .checkpoint import write_atomic
+
+    labels = {"id2label": dict(enumerate(setup.data.labels))}
+    (partial / "labels.json").write_text(json.dumps(labels, indent=2), encoding="utf-8")
+    card = model_card(metrics, cfg, artifact_kind(partial / "model"), setup.backbone.source)
+    (partial / "README.md").write_text(card, encoding="utf-8")
+    write_atomic(partial / "metrics.json", json.dumps(finite(metrics), indent=2, allow_nan=False))
+    _complete(partial, out)
+
+
+def finite(value: Any) -> Any:
+    """``value`` with every NaN or infinity replaced by ``None``: metrics.json stays valid JSON."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite(v) for v in value]
+    return value
+
+
+def _complete(partial: Path, out: Path) -> dict[str, Any]:
+    """The last steps of a finished run: drop the checkpoint, rename ``out.partial`` to ``out``."""
     from .checkpoint import Checkpointer
 
     Checkpointer(partial / "checkpoint").remove()
-    labels = {"id2label": dict(enumerate(setup.data.labels))}
-    (partial / "labels.json").write_text(json.dumps(labels, indent=2), encoding="utf-8")
-    (partial / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
-    card = model_card(metrics, cfg, artifact_kind(partial / "model"), setup.backbone.source)
-    (partial / "README.md").write_text(card, encoding="utf-8")
     os.replace(partial, out)
+    return json.loads((out / "metrics.json").read_text(encoding="utf-8"))
