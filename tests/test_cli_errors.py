@@ -125,3 +125,37 @@ def test_diverging_training_stops_with_one_error_line(cli, tmp_path, tiny_backbo
     assert re.match(r"error: training loss became (nan|inf) at step \d+ \(epoch 1\) with learning rate", lines[-1]), err
     assert not [line for line in lines if line.startswith("error: ")][:-1]  # one error line (progress lines before it)
     assert not (tmp_path / "runs").exists() and not list(tmp_path.glob("runs/*.partial"))
+
+
+def test_backbone_folder_problems_are_named(cli, tmp_path, tiny_backbone, toy_csv):
+    import shutil
+
+    no_tokenizer = tmp_path / "no-tok"
+    shutil.copytree(tiny_backbone, no_tokenizer)
+    for f in no_tokenizer.iterdir():
+        if "token" in f.name or f.name in ("vocab.txt", "special_tokens_map.json"):
+            f.unlink()
+    assert_clean_failure(cli("train", "-b", no_tokenizer, "-d", toy_csv, "-q"), "has no tokenizer files", tmp_path)
+
+    truncated = tmp_path / "truncated"
+    shutil.copytree(tiny_backbone, truncated)
+    weights = truncated / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    assert_clean_failure(cli("train", "-b", truncated, "-d", toy_csv, "-q"), "cannot read the weights .*model.safetensors", tmp_path)
+
+
+def test_max_length_beyond_the_position_table(cli, tmp_path, tiny_backbone, toy_csv):
+    result = cli("train", "-b", tiny_backbone, "-d", toy_csv, "--set", "data.max_length=100", "-q")
+    assert_clean_failure(result, "data.max_length=100 is longer than backbone .* can read \\(64 positions\\)", tmp_path)
+    code, _, err = cli("train", "-s", "linear_probe", "-b", tiny_backbone, "-d", toy_csv, "-o", "run", "-q")  # default 128: cut to 64
+    assert code == 0, err
+    assert "max_length: 64" in (tmp_path / "run" / "config.yaml").read_text()
+
+
+def test_stratified_ties_are_drawn_not_lowest_ids():
+    """With 1,000 classes of 3 examples, 300 places: which classes get one depends on the seed."""
+    from adaptlab.data.task import stratified_split
+
+    labels = [c for c in range(1000) for _ in range(3)]
+    picks = [{labels[i] for i in stratified_split(labels, 300, seed)[0]} for seed in (0, 1)]
+    assert all(len(p) == 300 for p in picks) and picks[0] != picks[1] and picks[0] != set(range(300))

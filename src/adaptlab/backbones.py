@@ -227,6 +227,8 @@ def load_backbone(name: str, trust_remote_code: bool = False) -> Backbone:
     kwargs = {"trust_remote_code": trust_remote_code}
     if not Path(source).exists():
         kwargs.update(_hub_kwargs(name))
+    else:
+        check_folder(Path(source), name)
     try:
         config = AutoConfig.from_pretrained(source, **kwargs)
         tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
@@ -236,6 +238,26 @@ def load_backbone(name: str, trust_remote_code: bool = False) -> Backbone:
     if tokenizer.pad_token is None:  # causal LMs often ship without one
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
     return Backbone(name=name, source=source, config=config, tokenizer=tokenizer, input_prefix=prefix)
+
+
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model", "tokenizer.model")
+
+
+def check_folder(folder: Path, name: str) -> None:
+    """A local backbone folder must carry a tokenizer (transformers would otherwise invent a tiny
+    vocabulary and every text would become unknown tokens) and readable safetensors weights."""
+    if (folder / "config.json").is_file() and not any((folder / f).is_file() for f in TOKENIZER_FILES):
+        raise AdaptlabError(f"backbone folder {name} has no tokenizer files ({', '.join(TOKENIZER_FILES[:3])}, ...); "
+                            "save the tokenizer into it (tokenizer.save_pretrained)")
+    from safetensors import safe_open
+
+    for weights in sorted(folder.glob("*.safetensors")):
+        try:
+            with safe_open(str(weights), "pt") as f:
+                f.keys()
+        except Exception as e:  # safetensors raises its own error type for a bad header
+            raise AdaptlabError(f"cannot read the weights {weights}: {str(e).splitlines()[0]} "
+                                "(a truncated or damaged file? download or save it again)") from None
 
 
 def _hub_kwargs(name: str) -> dict:

@@ -33,7 +33,7 @@ from .data.task import Examples, TaskData, cap, carve_validation, extract, label
 from .errors import AdaptlabError
 from .evaluation import model_inputs
 from .pipeline import resolve_ref
-from .runner import Setup, _as_dict, fields_to_overrides, partial_folder, run_one
+from .runner import Setup, _as_dict, fields_to_overrides, input_length, partial_folder, run_one
 from .strategies import get_strategy
 
 log = logging.getLogger("adaptlab")
@@ -66,8 +66,9 @@ def class_split_setup(cfg: RunConfig, test_classes: list[str] | None, n_test: in
     data = TaskData(train, evaluation, train_classes, table.source, sampling={"meta_test_classes_excluded": test_classes},
                     validation=validation)
     backbone = load_backbone(resolve_ref(cfg.backbone, root))
-    rows = [encode(s, backbone.tokenizer, cfg.data.max_length, backbone.input_prefix) for s in (train, evaluation)]
-    val = encode(validation, backbone.tokenizer, cfg.data.max_length, backbone.input_prefix) if validation else []
+    n = input_length(cfg.data, backbone)
+    rows = [encode(s, backbone.tokenizer, n, backbone.input_prefix) for s in (train, evaluation)]
+    val = encode(validation, backbone.tokenizer, n, backbone.input_prefix) if validation else []
     return Setup(data, backbone, *rows, val_rows=val), unseen, train_classes, test_classes
 
 
@@ -133,7 +134,7 @@ def episodic(
         raise AdaptlabError(f"folder {out} (or {out}.partial) already exists; choose another --output")
     setup, unseen, train_classes, held_out = class_split_setup(configs[0][1], test_classes, n_test_classes, out)
     n_way = n_way or len(held_out)
-    test_rows = encode(unseen, setup.backbone.tokenizer, configs[0][1].data.max_length, setup.backbone.input_prefix)
+    test_rows = encode(unseen, setup.backbone.tokenizer, input_length(configs[0][1].data, setup.backbone), setup.backbone.input_prefix)
     work = partial_folder(out)
     work.mkdir(parents=True)
     rows = []

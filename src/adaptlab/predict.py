@@ -61,8 +61,10 @@ class Predictor:
         """Class probabilities, one row per text, in input order."""
         if not texts:
             return torch.empty(0, len(self.labels))
+        from .runner import input_length
+
         rows = encode(Examples(list(texts), [0] * len(texts), pairs), self.backbone.tokenizer,
-                      self.config.data.max_length, self.backbone.input_prefix)
+                      input_length(self.config.data, self.backbone), self.backbone.input_prefix)
         collate = Collate(self.backbone.tokenizer.pad_token_id or 0)
         probs = torch.empty(len(rows), len(self.labels))
         for ids in BucketBatchSampler([len(r["input_ids"]) for r in rows], batch_size, shuffle=False):

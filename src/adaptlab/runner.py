@@ -80,10 +80,30 @@ def make_setup(cfg: RunConfig, root: Path | None = None) -> Setup:
 
     data = build_task(cfg.data, cfg.train.seed)
     backbone = load_backbone(resolve_ref(cfg.backbone, root))
-    rows = [encode(split, backbone.tokenizer, cfg.data.max_length, backbone.input_prefix) for split in (data.train, data.eval)]
-    extra = {name: encode(split, backbone.tokenizer, cfg.data.max_length, backbone.input_prefix) for name, split in data.extra_evals.items()}
-    val = encode(data.validation, backbone.tokenizer, cfg.data.max_length, backbone.input_prefix) if data.validation else []
+    n = input_length(cfg.data, backbone)
+    rows = [encode(split, backbone.tokenizer, n, backbone.input_prefix) for split in (data.train, data.eval)]
+    extra = {name: encode(split, backbone.tokenizer, n, backbone.input_prefix) for name, split in data.extra_evals.items()}
+    val = encode(data.validation, backbone.tokenizer, n, backbone.input_prefix) if data.validation else []
     return Setup(data, backbone, *rows, extra, val)
+
+
+def input_length(data: Any, backbone: Backbone) -> int:
+    """``data.max_length``, within what the backbone's position table holds.
+
+    Longer inputs fail deep inside the forward pass. A length the user chose is an error to name;
+    the default is quietly cut to the backbone's limit.
+    """
+    limit = getattr(backbone.config, "max_position_embeddings", None)
+    if not isinstance(limit, int):
+        return data.max_length
+    if backbone.config.model_type in ("roberta", "xlm-roberta", "camembert"):
+        limit -= 2  # positions start after the padding index
+    if data.max_length <= limit:
+        return data.max_length
+    if "max_length" in data.model_fields_set:
+        raise AdaptlabError(f"data.max_length={data.max_length} is longer than backbone {backbone.name} can read ({limit} positions); "
+                            f"use --set data.max_length={limit} or less")
+    return limit
 
 
 def output_folder(cfg: RunConfig, resume: bool) -> Path:
@@ -178,7 +198,8 @@ def run_one(cfg: RunConfig, setup: Setup, out: Path, resume: bool = False) -> Ru
     """Train ``cfg.strategy`` on ``setup`` into ``out`` (via ``out.partial``)."""
     strategy = get_strategy(cfg.strategy.name)(cfg.strategy)
     train_cfg = resolve_train(cfg)
-    resolved = cfg.model_copy(update={"train": train_cfg, "output": cfg.output or str(out)})
+    data_cfg = cfg.data.model_copy(update={"max_length": input_length(cfg.data, setup.backbone)})  # what the inputs were cut to
+    resolved = cfg.model_copy(update={"train": train_cfg, "data": data_cfg, "output": cfg.output or str(out)})
     task = Task(setup.data.labels, setup.backbone, train_cfg, root=out.parent)
     hook(strategy, "check", lambda task: None)(task)  # input errors before any folder exists
     own = hook(strategy, "dataset", None)  # a strategy with its own data (dapt's corpus) selects and scores on its held-out part

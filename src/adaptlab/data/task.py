@@ -137,7 +137,9 @@ def stratified_split(labels: list[int], take: int, seed: int) -> tuple[list[int]
         by_class[y].append(i)
     quota = {y: take * len(ix) / len(labels) for y, ix in by_class.items()}
     counts = {y: int(q) for y, q in quota.items()}
-    for y in sorted(quota, key=lambda y: quota[y] - counts[y], reverse=True)[: take - sum(counts.values())]:
+    order = sorted(quota)
+    random.Random(seed + 1).shuffle(order)  # equal remainders: a seeded draw, not always the lowest class ids
+    for y in sorted(order, key=lambda y: quota[y] - counts[y], reverse=True)[: take - sum(counts.values())]:
         counts[y] += 1  # largest remainders get the leftover places
     taken, rest = [], []
     for y in sorted(by_class):
