@@ -100,3 +100,11 @@ def test_bundled_datasets_load():
     assert len(rt.rows) > 12000 and {r["label"] for r in rt.rows} == {"fresh", "rotten"}
     bbc = load_bundled("bbc-news")
     assert len(bbc.rows) > 2000 and {r["label"] for r in bbc.rows} == {"business", "entertainment", "politics", "sport", "tech"}
+
+
+def test_differently_written_labels_are_merged_and_reported(tmp_path, caplog):
+    rows = [{"text": f"t{i}", "label": label} for i, label in enumerate(["1", "1.0", "2", "2", "pos ", "pos"] * 10)]
+    data = build_task(cfg(write_csv(tmp_path / "d.csv", rows), validation_fraction=0), seed=0)
+    assert data.labels == ["1", "2", "pos"]  # not five classes
+    merged = [r.getMessage() for r in caplog.records if "merged" in r.getMessage()]
+    assert len(merged) == 2 and "'1.0' (10 rows)" in merged[0] and "'pos ' (10 rows)" in merged[1]

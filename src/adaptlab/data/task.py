@@ -92,9 +92,24 @@ def _is_missing(value: Any) -> bool:
 
 
 def _label_key(value: Any) -> str:
+    """One spelling per class: surrounding spaces dropped, integral numbers written as integers ("1.0" -> "1")."""
     if isinstance(value, float) and value.is_integer():
         value = int(value)
-    return str(value).strip()
+    text = str(value).strip()
+    if re.fullmatch(r"[+-]?\d+\.0*", text):
+        return str(int(float(text)))
+    return text
+
+
+def _report_merged_labels(raw: list[Any], keys: list[str], source: str) -> None:
+    """Warn, with counts, where differently written labels became one class ('pos ' and 'pos', 1 and 1.0)."""
+    spellings: dict[str, Counter] = defaultdict(Counter)
+    for value, key in zip(raw, keys):
+        spellings[key][str(value)] += 1
+    merged = {key: forms for key, forms in spellings.items() if len(forms) > 1}
+    for key, forms in sorted(merged.items()):
+        listed = ", ".join(f"{form!r} ({n} rows)" for form, n in forms.most_common())
+        log.warning("labels in %s written differently were merged into class %r: %s", source, key, listed)
 
 
 def extract(table: Table, cfg: DataConfig) -> tuple[list[str], list[str] | None, list[str]]:
@@ -114,7 +129,9 @@ def extract(table: Table, cfg: DataConfig) -> tuple[list[str], list[str] | None,
             )
     texts = [str(table.rows[i][text_col]) for i in keep]
     pairs = [str(table.rows[i][pair_col]) for i in keep] if pair_col else None
-    labels = [_label_key(table.rows[i][label_col]) for i in keep]
+    raw = [table.rows[i][label_col] for i in keep]
+    labels = [_label_key(value) for value in raw]
+    _report_merged_labels(raw, labels, table.source)
     return texts, pairs, labels
 
 
