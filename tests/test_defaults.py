@@ -157,3 +157,10 @@ def test_a_head_at_its_own_rate_is_not_swept(monkeypatch):
                         {"lr": 1e-3, "steps": 0, "rule": "-", "seconds": 0})
     _range_test(Strategy(), nn.Linear(2, 2), [], TrainConfig(), None)
     assert [g["fixed"] for g in seen["groups"]] == [False, True]
+
+
+def test_the_train_summary_line_says_when_a_run_did_not_learn(cli, tiny_backbone, toy_csv):
+    code, out, _ = cli("train", "-s", "full", "-b", tiny_backbone, "-d", toy_csv, "--lr", "1e-9", "--epochs", "1", "-o", "r", "-q")
+    assert code == 0 and "DID NOT LEARN (majority-class baseline 0.5000" in out
+    code, out, _ = cli("train", "-s", "full", "-b", tiny_backbone, "-d", toy_csv, "-o", "ok", "-q")
+    assert code == 0 and "accuracy" in out and "DID NOT LEARN" not in out

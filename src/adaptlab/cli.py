@@ -89,9 +89,11 @@ def train(
         typer.echo(f"held-out perplexity {dapt.get('perplexity_before') or float('nan'):.2f} -> {dapt.get('perplexity_after') or float('nan'):.2f}  "
                    f"trainable {result.metrics['trainable_params']:,}/{result.metrics['total_params']:,}  train {result.metrics['train_seconds']:.1f}s")
     else:
+        flag = result.metrics.get("did_not_learn")
+        verdict = f"  DID NOT LEARN (majority-class baseline {result.metrics['majority_baseline']:.4f}: see metrics.json)" if flag else ""
         typer.echo(f"accuracy {ev['accuracy']:.4f}  macro-F1 {ev['macro_f1']:.4f}  "
                    f"trainable {result.metrics['trainable_params']:,}/{result.metrics['total_params']:,}  "
-                   f"train {result.metrics['train_seconds']:.1f}s")
+                   f"train {result.metrics['train_seconds']:.1f}s{verdict}")
     sets = result.metrics.get("eval_sets") or {}
     if len(sets) > 1:
         typer.echo("  ".join(f"{name} {m['accuracy']:.4f}" for name, m in sets.items() if m.get("accuracy") is not None))
