@@ -88,7 +88,7 @@ def test_range_test_leaves_no_trace(tiny_backbone, toy_csv):
     rng = torch.get_rng_state()
     loader = DataLoader(setup.train_rows, batch_size=32, collate_fn=Collate(0))
     train = TrainConfig(lr_find_steps=30)
-    result = range_test(strategy, module, loader, train, make_accelerator(train), param_groups(module, 1.0, 0.01), cross_entropy, 1e-3)
+    result = range_test(module, loader, train, make_accelerator(train), param_groups(module, 1.0, 0.01), cross_entropy, 1e-3)
     assert all(torch.equal(p, before[n]) and p.grad is None for n, p in module.named_parameters())
     assert torch.equal(torch.get_rng_state(), rng)
     lrs = [lr for lr, _ in result["curve"]]
@@ -153,7 +153,7 @@ def test_a_head_at_its_own_rate_is_not_swept(monkeypatch):
 
     seen = {}
     monkeypatch.setattr(adaptlab.lr_find, "range_test",
-                        lambda s, m, loader, cfg, acc, groups, loss, fallback: seen.setdefault("groups", groups) and
+                        lambda m, loader, cfg, acc, groups, loss, fallback: seen.setdefault("groups", groups) and
                         {"lr": 1e-3, "steps": 0, "rule": "-", "seconds": 0})
     _range_test(Strategy(), nn.Linear(2, 2), [], TrainConfig(), None)
     assert [g["fixed"] for g in seen["groups"]] == [False, True]

@@ -56,6 +56,21 @@ class LoopState:
     """Losses since the last steps.jsonl line (that line averages them)."""
 
 
+def rng_state() -> dict[str, Any]:
+    """The global torch RNG state (CPU, and every CUDA device when there are any)."""
+    state = {"cpu": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Put back what :func:`rng_state` returned."""
+    torch.set_rng_state(state["cpu"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
 class BestWeights:
     """CPU copies of the trainable parameters at the best epoch.
 
@@ -109,10 +124,7 @@ class Checkpointer:
         params = {n: p.detach().contiguous().cpu() for n, p in module.named_parameters() if n in names}
         save_file(params, tmp / "params.safetensors")
         save_file({n: t.contiguous() for n, t in best.tensors.items()}, tmp / "best.safetensors")
-        rng = {"cpu": torch.get_rng_state()}
-        if torch.cuda.is_available():
-            rng["cuda"] = torch.cuda.get_rng_state_all()
-        torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng}, tmp / "optim.pt")
+        torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng_state()}, tmp / "optim.pt")
         (tmp / "state.json").write_text(json.dumps(asdict(state)), encoding="utf-8")
         if self.folder.exists():
             shutil.rmtree(self._old, ignore_errors=True)
@@ -139,9 +151,7 @@ class Checkpointer:
         saved = torch.load(folder / "optim.pt", weights_only=True, map_location="cpu")
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
-        torch.set_rng_state(saved["rng"]["cpu"])
-        if "cuda" in saved["rng"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(saved["rng"]["cuda"])
+        set_rng_state(saved["rng"])
         return state
 
     def remove(self) -> None:

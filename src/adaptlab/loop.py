@@ -25,7 +25,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from .checkpoint import BestWeights, Checkpointer, LoopState
+from .checkpoint import BestWeights, Checkpointer, LoopState, rng_state, set_rng_state
 from .config import TrainConfig
 from .data.batching import BucketBatchSampler, Collate, lengths_of
 from .errors import AdaptlabError
@@ -131,8 +131,8 @@ def fit(
         state.best_epoch = 1
         return _released(accelerator, model), state
     ckpt = Checkpointer(run_dir / "checkpoint") if run_dir else None
-    cfg = plan(strategy, module, train_loader, cfg, accelerator, state,
-               ckpt.peek() if resume and ckpt and ckpt.exists() else None, has_validation=eval_loader is not None)
+    saved = ckpt.peek() if resume and ckpt and ckpt.exists() else None
+    cfg = plan(strategy, module, train_loader, cfg, accelerator, state, saved, has_validation=eval_loader is not None)
     optimizer = torch.optim.AdamW(hook(strategy, "param_groups", param_groups)(module, cfg.lr, cfg.weight_decay), lr=cfg.lr)
     model, optimizer, train_loader = accelerator.prepare(module, optimizer, train_loader)
     eval_loader = accelerator.prepare(eval_loader) if eval_loader is not None else None
@@ -143,8 +143,8 @@ def fit(
               StepLog(run_dir / "steps.jsonl" if run_dir and accelerator.is_main_process else None, cfg.log_every))
     best = BestWeights()
     on_epoch_start = hook(strategy, "on_epoch_start", lambda epoch, module: None)
-    if resume and run.ckpt and run.ckpt.exists():
-        for epoch in range(run.ckpt.peek().epoch):
+    if saved is not None:
+        for epoch in range(saved.epoch):
             on_epoch_start(epoch, module)  # replay what trains up to the saved epoch
         state = run.ckpt.load(module, optimizer, scheduler, best)
         run.log.truncate(state.step)  # steps after the checkpoint are trained (and logged) again
@@ -212,7 +212,7 @@ def _range_test(strategy: Any, module: nn.Module, loader: Any, cfg: TrainConfig,
     groups = make_groups(module, 1.0, cfg.weight_decay)  # rates as multipliers of the swept rate...
     for group, doubled in zip(groups, make_groups(module, 2.0, cfg.weight_decay)):
         group["fixed"] = doubled["lr"] != 2 * group["lr"]  # ...except a group at a rate of its own (a head's head_lr)
-    result = range_test(strategy, module, loader, cfg, accelerator, groups, hook(strategy, "loss", cross_entropy), fallback)
+    result = range_test(module, loader, cfg, accelerator, groups, hook(strategy, "loss", cross_entropy), fallback)
     log.info("%s: learning-rate range test over %d steps chose %.2e (%s)", strategy.name, result["steps"], result["lr"], result["rule"])
     return result
 
@@ -265,12 +265,10 @@ def _rng_neutral(loader: Any) -> Any:
     drew it at the start of the epoch, before the checkpoint saved the RNG; the resumed run builds
     its iterator after restoring that state, so without this every later dropout mask would shift.
     """
-    rng = torch.get_rng_state(), (torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None)
+    rng = rng_state()
     batches = iter(loader)
     first = next(batches, None)  # Accelerate builds the DataLoader iterator on the first batch
-    torch.set_rng_state(rng[0])
-    if rng[1] is not None:
-        torch.cuda.set_rng_state_all(rng[1])
+    set_rng_state(rng)
     if first is not None:
         yield first
         yield from batches

@@ -29,6 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .checkpoint import rng_state, set_rng_state
 from .config import TrainConfig
 from .evaluation import model_inputs
 
@@ -69,7 +70,7 @@ def smooth(losses: list[float], beta: float = SMOOTHING) -> list[float]:
     return out
 
 
-def range_test(strategy: Any, module: nn.Module, loader: Any, cfg: TrainConfig, accelerator: Any, groups: list[dict],
+def range_test(module: nn.Module, loader: Any, cfg: TrainConfig, accelerator: Any, groups: list[dict],
                loss_fn: Any, fallback: float) -> dict[str, Any]:
     """Sweep the learning rate over ``cfg.lr_find_steps`` batches of ``loader``; return the chosen rate and the curve.
 
@@ -82,7 +83,7 @@ def range_test(strategy: Any, module: nn.Module, loader: Any, cfg: TrainConfig, 
     steps = cfg.lr_find_steps
     trainable = [p for p in module.parameters() if p.requires_grad]
     saved = [p.detach().to("cpu", copy=True) for p in trainable]  # on the host: no second copy in GPU memory
-    rng = torch.get_rng_state(), (torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None)
+    rng = rng_state()
     optimizer = torch.optim.AdamW(groups, lr=1.0)
     for g in optimizer.param_groups:
         g["multiplier"] = g["lr"]
@@ -111,9 +112,7 @@ def range_test(strategy: Any, module: nn.Module, loader: Any, cfg: TrainConfig, 
         for p, old in zip(trainable, saved):
             p.copy_(old)
             p.grad = None
-    torch.set_rng_state(rng[0])
-    if rng[1] is not None:
-        torch.cuda.set_rng_state_all(rng[1])
+    set_rng_state(rng)
     finite = [i for i, x in enumerate(losses) if math.isfinite(x)]
     lrs, losses = [lrs[i] for i in finite], [losses[i] for i in finite]  # a diverged last step says nothing more
     smoothed = smooth(losses)

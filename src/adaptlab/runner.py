@@ -201,14 +201,14 @@ def run_one(cfg: RunConfig, setup: Setup, out: Path, resume: bool = False) -> Ru
     data_cfg = cfg.data.model_copy(update={"max_length": input_length(cfg.data, setup.backbone)})  # what the inputs were cut to
     resolved = cfg.model_copy(update={"train": train_cfg, "data": data_cfg, "output": cfg.output or str(out)})
     task = Task(setup.data.labels, setup.backbone, train_cfg, root=out.parent)
-    hook(strategy, "check", lambda task: None)(task)  # input errors before any folder exists
-    own = hook(strategy, "dataset", None)  # a strategy with its own data (dapt's corpus) selects and scores on its held-out part
-    train_rows, select_rows = own(setup.data, task) if own else (setup.train_rows, setup.val_rows)
-    eval_rows = select_rows if own else setup.eval_rows
     partial = partial_folder(out)
     if resume and (partial / "metrics.json").is_file():  # killed after training, while the folder was being finished
         log.info("%s: %s finished training; completing the run folder", strategy.name, partial)
         return RunResult(out, _complete(partial, out), resolved)
+    hook(strategy, "check", lambda task: None)(task)  # input errors before any folder exists
+    own = hook(strategy, "dataset", None)  # a strategy with its own data (dapt's corpus) selects and scores on its held-out part
+    train_rows, select_rows = own(setup.data, task) if own else (setup.train_rows, setup.val_rows)
+    eval_rows = select_rows if own else setup.eval_rows
     probe = Probe.for_backbone(setup.backbone)
     started = time.perf_counter()
     main = _is_main_process()
