@@ -73,7 +73,8 @@ def test_range_test_leaves_no_trace(tiny_backbone, toy_csv):
 
     from adaptlab.config import TrainConfig, load_config
     from adaptlab.data.batching import Collate
-    from adaptlab.loop import cross_entropy, make_accelerator
+    from adaptlab.loop import make_accelerator
+    from adaptlab.tasks.classification import cross_entropy
     from adaptlab.lr_find import range_test
     from adaptlab.runner import make_setup, prepare_module, resolve_train
     from adaptlab.strategies import Task, get_strategy
@@ -143,7 +144,7 @@ def test_a_head_at_its_own_rate_is_not_swept(monkeypatch):
 
     import adaptlab.lr_find
     from adaptlab.config import TrainConfig
-    from adaptlab.loop import _range_test
+    from adaptlab.loop import WithTask, _range_test, default_task
 
     class Strategy:
         name, train_defaults = "fake", {"lr": 1e-3}
@@ -155,7 +156,7 @@ def test_a_head_at_its_own_rate_is_not_swept(monkeypatch):
     monkeypatch.setattr(adaptlab.lr_find, "range_test",
                         lambda m, loader, cfg, acc, groups, loss, fallback: seen.setdefault("groups", groups) and
                         {"lr": 1e-3, "steps": 0, "rule": "-", "seconds": 0})
-    _range_test(Strategy(), nn.Linear(2, 2), [], TrainConfig(), None)
+    _range_test(WithTask(Strategy(), default_task()), nn.Linear(2, 2), [], TrainConfig(), None)
     assert [g["fixed"] for g in seen["groups"]] == [False, True]
 
 

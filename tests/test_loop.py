@@ -41,7 +41,7 @@ def test_early_stopping_and_best_weights(tiny_backbone, toy_csv):
     from torch.utils.data import DataLoader
 
     from adaptlab.evaluation import evaluate
-    from adaptlab.loop import Collate
+    from adaptlab.data.batching import Collate
 
     loader = DataLoader(setup.eval_rows, batch_size=64, collate_fn=Collate(0))
     assert evaluate(module, loader)["accuracy"] == pytest.approx(state.best_score)  # the best epoch's weights came back

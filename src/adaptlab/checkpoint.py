@@ -34,6 +34,8 @@ class LoopState:
     step: int = 0
     """Optimiser steps taken."""
     examples: int = 0
+    tokens: int = 0
+    """Input tokens trained on (padding excluded), summed over processes."""
     train_seconds: float = 0.0
     best_epoch: int = -1
     best_score: float = float("-inf")

@@ -25,6 +25,10 @@ class Section(BaseModel):
 
 
 class DataConfig(Section):
+    task: str | None = None
+    """Task type (``adaptlab tasks``): ``classification`` or ``sft``; ``null`` tells it from the training
+    data's columns (text and label: classification; prompt and response, ``messages`` or alpaca's
+    ``instruction``/``output``: sft)."""
     train: str = "rotten-tomatoes"
     """A bundled dataset name (``adaptlab datasets``) or a CSV, TSV, JSONL, JSON or Parquet file."""
     eval: str | dict[str, str] | None = None
@@ -44,6 +48,9 @@ class DataConfig(Section):
     """Share of the training examples set aside as a validation split: the best epoch and early stopping
     are chosen on it, never on the evaluation data the report shows. Not carved below
     ``min_validation_train`` training examples (then the last epoch is kept); 0 disables it."""
+    max_validation: int | None = Field(None, ge=1)
+    """At most this many validation examples (seeded). ``null``: no cap for classification, 64 for sft
+    (every epoch generates an answer for each, the slow part of its evaluation)."""
     min_validation_train: int = Field(100, ge=2)
     """Training sets smaller than this get no validation split (few-shot: every example trains)."""
     max_train: int | None = Field(None, ge=1)
@@ -61,6 +68,18 @@ class DataConfig(Section):
     training (drawn from its examples outside the evaluated ones when ``max_eval`` leaves some)."""
     target: str | None = None
     """Name of the eval set ``target_shots`` draws from; ``null``: the first whose source is not ``train``."""
+    prompt_column: str = "prompt"
+    """sft: column holding the prompt (the user's turn)."""
+    response_column: str = "response"
+    """sft: column holding the response the model learns to give."""
+    system: str | None = None
+    """sft: a system message put before every conversation (rows of ``messages`` keep their own)."""
+    template: Literal["auto", "chat", "plain"] = "auto"
+    """sft: ``chat``: the tokenizer's chat template; ``plain``: ``### Instruction / ### Response`` blocks
+    (``adaptlab.data.conversations.PLAIN``); ``auto``: the chat template, an error when the tokenizer has none."""
+    packing: bool = False
+    """sft: pack short training examples into rows of ``max_length`` tokens, kept apart (positions restart
+    and attention never crosses an example's boundary)."""
 
     @field_validator("eval", mode="before")
     @classmethod
@@ -102,8 +121,9 @@ class TrainConfig(Section):
     """Override every dropout probability of the backbone; ``null`` keeps the backbone's."""
     seed: int = Field(42, ge=0, lt=2**32)
     """Seed for initialisation, shuffling and the train/eval split (0 to 2**32 - 1, as numpy takes)."""
-    metric: Literal["accuracy", "macro_f1"] = "accuracy"
-    """Evaluation metric used to keep the best epoch and for early stopping."""
+    metric: str | None = None
+    """Evaluation metric used to keep the best epoch and for early stopping; ``null``: the task's primary
+    metric (classification ``accuracy``, or ``macro_f1``; sft ``chrf``, or ``bleu``, ``rouge_l``, ``exact_match``)."""
     keep_best: bool = True
     """End with the weights of the best epoch (by ``metric``), not those of the last."""
     patience: int | None = Field(None, ge=1)
@@ -119,6 +139,21 @@ class TrainConfig(Section):
     """Also checkpoint every this many optimiser steps (epoch ends always are)."""
     progress: bool = True
     """Show a progress bar (in a terminal; never in logs)."""
+
+
+class GenerationConfig(Section):
+    max_new_tokens: int = Field(96, ge=1)
+    """Most tokens generated per prompt (generation stops earlier at the end-of-turn token)."""
+    do_sample: bool = False
+    """Sample instead of greedy decoding (greedy is the default: scores are then reproducible)."""
+    temperature: float = Field(0.7, gt=0)
+    """Sampling temperature (with ``do_sample``)."""
+    top_p: float = Field(0.9, gt=0, le=1)
+    """Nucleus sampling: keep the smallest set of tokens whose probability reaches ``top_p`` (with ``do_sample``)."""
+    batch_size: int = Field(16, ge=1)
+    """Prompts generated together (left-padded, with the KV cache)."""
+    samples: int = Field(5, ge=0)
+    """Sample generations (prompt, reference, output) kept in metrics.json and shown in the report."""
 
 
 class StrategyConfig(Section):
@@ -137,6 +172,8 @@ class RunConfig(Section):
     """Where the examples come from and how they are split."""
     train: TrainConfig = TrainConfig()
     """Optimisation settings shared by every strategy."""
+    generation: GenerationConfig = GenerationConfig()
+    """How generative tasks (sft) generate when they are evaluated and when ``adaptlab generate`` runs."""
     output: str | None = None
     """Run folder; default ``runs/<strategy>-<time>``."""
 

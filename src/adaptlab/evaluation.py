@@ -11,8 +11,8 @@ from torch import nn
 
 
 def model_inputs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The batch without its labels: what a model's ``forward`` receives."""
-    return {k: v for k, v in batch.items() if k != "labels"}
+    """The batch without its labels and generation fields (``gen_*``): what a model's ``forward`` receives."""
+    return {k: v for k, v in batch.items() if k != "labels" and not k.startswith("gen_")}
 
 
 def macro_f1(predictions: list[int], labels: list[int]) -> float:

@@ -20,24 +20,25 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from .checkpoint import BestWeights, Checkpointer, LoopState, rng_state, set_rng_state
 from .config import TrainConfig
-from .data.batching import BucketBatchSampler, Collate, lengths_of
+from .data.batching import BucketBatchSampler, lengths_of
 from .errors import AdaptlabError
-from .evaluation import evaluate, model_inputs
+from .evaluation import model_inputs
 from .schedules import lr_multiplier
 from .strategies.base import batch_sampler, hook, param_groups
 
 log = logging.getLogger("adaptlab")
 
 
-def cross_entropy(outputs: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    return F.cross_entropy(outputs.logits.float(), batch["labels"])
+def default_task() -> Any:
+    from .tasks import get_task_type
+
+    return get_task_type("classification")
 
 
 def make_accelerator(cfg: TrainConfig):
@@ -106,10 +107,16 @@ def fit(
     pad_token_id: int = 0,
     run_dir: Path | None = None,
     resume: bool = False,
+    task_type: Any = None,
 ) -> tuple[nn.Module, LoopState]:
-    """Train ``module`` as ``strategy`` prepared it; return it (best weights) and the loop state."""
+    """Train ``module`` as ``strategy`` prepared it; return it (best weights) and the loop state.
+
+    ``task_type`` (``adaptlab.tasks``; classification if None) gives the collate, loss and evaluation
+    a strategy does not define itself."""
     from accelerate.utils import set_seed
 
+    task_type = task_type or default_task()
+    strategy = WithTask(strategy, task_type)
     accelerator = make_accelerator(cfg)
     set_seed(cfg.seed)
     module.to(accelerator.device)
@@ -118,7 +125,7 @@ def fit(
     if precompute:  # frozen computation done once, not every epoch
         train_rows = precompute(module, train_rows, cfg.eval_batch_size, accelerator.device)
         eval_rows = precompute(module, eval_rows, cfg.eval_batch_size, accelerator.device) if eval_rows else eval_rows
-    collate = hook(strategy, "collate", lambda pad: Collate(pad))(pad_token_id)
+    collate = strategy.collate(pad_token_id)
     sampler = hook(strategy, "batch_sampler", batch_sampler)(train_rows, cfg)
     eval_sampler = BucketBatchSampler(lengths_of(eval_rows), cfg.eval_batch_size, False, bucket=cfg.bucket)
     train_loader = DataLoader(train_rows, batch_sampler=sampler, collate_fn=collate)
@@ -212,7 +219,7 @@ def _range_test(strategy: Any, module: nn.Module, loader: Any, cfg: TrainConfig,
     groups = make_groups(module, 1.0, cfg.weight_decay)  # rates as multipliers of the swept rate...
     for group, doubled in zip(groups, make_groups(module, 2.0, cfg.weight_decay)):
         group["fixed"] = doubled["lr"] != 2 * group["lr"]  # ...except a group at a rate of its own (a head's head_lr)
-    result = range_test(module, loader, cfg, accelerator, groups, hook(strategy, "loss", cross_entropy), fallback)
+    result = range_test(module, loader, cfg, accelerator, groups, strategy.loss, fallback)
     log.info("%s: learning-rate range test over %d steps chose %.2e (%s)", strategy.name, result["steps"], result["lr"], result["rule"])
     return result
 
@@ -220,7 +227,7 @@ def _range_test(strategy: Any, module: nn.Module, loader: Any, cfg: TrainConfig,
 def train_epoch(run: Run, state: LoopState, epoch: int, best: BestWeights, bar: tqdm) -> None:
     """One pass over the training batches (continuing mid-epoch after a resume)."""
     acc, cfg = run.accelerator, run.cfg
-    loss_fn = hook(run.strategy, "loss", cross_entropy)
+    loss_fn = run.strategy.loss
     if hasattr(run.train_loader, "set_epoch"):
         # Accelerate's loader calls set_epoch(<its own pass count>) on every pass; after a resume that count
         # starts again at 0, so the order of every later epoch would repeat the first's (issue 12)
@@ -240,6 +247,8 @@ def train_epoch(run: Run, state: LoopState, epoch: int, best: BestWeights, bar: 
         examples = len(batch["labels"]) * acc.num_processes
         state.batch += 1
         state.examples += examples
+        if "attention_mask" in batch:  # the loss.item() below synchronises anyway
+            state.tokens += int(batch["attention_mask"].sum()) * acc.num_processes
         value = loss.item()
         if not math.isfinite(value):
             raise AdaptlabError(f"training loss became {value} at step {state.step + 1} (epoch {epoch + 1}) with learning rate "
@@ -302,21 +311,36 @@ def _trainable_names(module: nn.Module) -> set[str]:
     return {n for n, p in module.named_parameters() if p.requires_grad}
 
 
-def score(strategy: Any, module: nn.Module, rows: list[dict], cfg: TrainConfig, *, pad_token_id: int = 0) -> dict[str, float]:
+def score(strategy: Any, module: nn.Module, rows: list[dict], cfg: TrainConfig, *, pad_token_id: int = 0,
+          task_type: Any = None) -> dict[str, float]:
     """Score a trained ``module`` on further evaluation rows, the way :func:`fit` scores its own."""
+    strategy = WithTask(strategy, task_type or default_task())
     accelerator = make_accelerator(cfg)
     module.to(accelerator.device)
     precompute = hook(strategy, "precompute", None)
     if precompute:
         rows = precompute(module, rows, cfg.eval_batch_size, accelerator.device)
-    collate = hook(strategy, "collate", lambda pad: Collate(pad))(pad_token_id)
+    collate = strategy.collate(pad_token_id)
     sampler = BucketBatchSampler(lengths_of(rows), cfg.eval_batch_size, False, bucket=cfg.bucket)
     loader = accelerator.prepare(DataLoader(rows, batch_sampler=sampler, collate_fn=collate))
     return _evaluate(strategy, module, loader, accelerator)
 
 
 def _evaluate(strategy: Any, model: nn.Module, loader: Any, accelerator: Any) -> dict[str, float]:
-    return hook(strategy, "evaluate", evaluate)(model, loader, accelerator)
+    return strategy.evaluate(model, loader, accelerator)
+
+
+class WithTask:
+    """A strategy whose missing ``collate``, ``loss`` and ``evaluate`` hooks are the task type's."""
+
+    def __init__(self, strategy: Any, task_type: Any):
+        self._strategy, self._task_type = strategy, task_type
+
+    def __getattr__(self, name: str) -> Any:
+        own = getattr(self._strategy, name, None)
+        if own is not None or name not in ("collate", "loss", "evaluate"):
+            return own if own is not None else getattr(self._strategy, name)
+        return getattr(self._task_type, name)
 
 
 def _save(run: Run, best: BestWeights, state: LoopState) -> None:

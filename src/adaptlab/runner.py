@@ -24,16 +24,15 @@ import torch
 
 from .backbones import Backbone, load_backbone
 from .config import RunConfig, TrainConfig, dump_config, load_config
-from .data.batching import encode
-from .data.task import TaskData, build_task
-from .diagnosis import did_not_learn
+from .data.task import TaskData
 from .errors import AdaptlabError
 from .forgetting import Probe
 from .loop import fit, score
 from .measure import PeakMemory, folder_bytes, versions
 from .modelcard import artifact_kind, model_card
 from .modeling import count_parameters
-from .strategies.base import Task, build_classifier, get_strategy, hook, save_pretrained
+from .strategies.base import Task, get_strategy, hook, save_pretrained
+from .tasks import supported
 
 log = logging.getLogger("adaptlab")
 
@@ -54,6 +53,14 @@ class Setup:
     """Tokenised further evaluation sets (``data.extra_evals``), scored after training."""
     val_rows: list[dict] = field(default_factory=list)
     """Tokenised validation split (carved from training), where the best epoch is chosen; may be empty."""
+    task_type: Any = None
+    """The task type (``adaptlab.tasks``) the data was read as; classification if None."""
+
+    def __post_init__(self) -> None:
+        if self.task_type is None:
+            from .tasks import get_task_type
+
+            self.task_type = get_task_type("classification")
 
 
 @dataclass
@@ -65,26 +72,51 @@ class RunResult:
     """The trained module (best weights), when the run happened in this process."""
 
 
-def resolve_train(cfg: RunConfig) -> TrainConfig:
+def resolve_train(cfg: RunConfig, task_type: Any = None) -> TrainConfig:
     """Fill what the user left unset: ``auto`` for the learning rate and epochs (``lr_find.py``, the loop's
-    ``plan``) where the strategy allows it, the strategy's recommended values for the rest."""
+    ``plan``) where the strategy allows it, the strategy's recommended values for the rest (its defaults for
+    the task type first: ``train_defaults_for[task]``), and the task's primary metric."""
+    from .tasks import get_task_type
+
+    task_type = task_type or get_task_type(cfg.data.task or "classification")
     cls = get_strategy(cfg.strategy.name)
-    defaults = {**FALLBACK_TRAIN, **cls.train_defaults, **dict.fromkeys(getattr(cls, "auto", AUTO), "auto")}
+    own = getattr(cls, "train_defaults_for", {}).get(task_type.name, {})
+    defaults = {**FALLBACK_TRAIN, **cls.train_defaults, **own, **dict.fromkeys(getattr(cls, "auto", AUTO), "auto"),
+                "metric": task_type.default_metric}
     unset = {k: v for k, v in defaults.items() if k not in cfg.train.model_fields_set or getattr(cfg.train, k) is None}
-    return cfg.train.model_copy(update=unset)
+    resolved = cfg.train.model_copy(update=unset)
+    if resolved.metric not in task_type.metrics:
+        raise AdaptlabError(f"train.metric '{resolved.metric}' is not a metric of task {task_type.name}; "
+                            f"choose from: {', '.join(task_type.metrics)}")
+    return resolved
 
 
 def make_setup(cfg: RunConfig, root: Path | None = None) -> Setup:
     """Load and validate data and backbone; tokenise once (``root``: where ``@stage`` backbones live)."""
     from .pipeline import resolve_ref
 
-    data = build_task(cfg.data, cfg.train.seed)
+    task_type, table = resolve_task(cfg.data)
+    data = task_type.load(cfg.data, cfg.train.seed, table)
     backbone = load_backbone(resolve_ref(cfg.backbone, root))
+    task_type = task_type.configure(cfg, backbone)
     n = input_length(cfg.data, backbone)
-    rows = [encode(split, backbone.tokenizer, n, backbone.input_prefix) for split in (data.train, data.eval)]
-    extra = {name: encode(split, backbone.tokenizer, n, backbone.input_prefix) for name, split in data.extra_evals.items()}
-    val = encode(data.validation, backbone.tokenizer, n, backbone.input_prefix) if data.validation else []
-    return Setup(data, backbone, *rows, extra, val)
+
+    def rows(split: Any) -> list[dict]:
+        return task_type.encode(split, backbone, cfg.data, n) if split is not None else []
+
+    extra = {name: rows(split) for name, split in data.extra_evals.items()}
+    return Setup(data, backbone, rows(data.train), rows(data.eval), extra, rows(data.validation), task_type)
+
+
+def resolve_task(data: Any) -> tuple[Any, Any]:
+    """The task type (``data.task``, or told from the training table's columns) and that table when read."""
+    from .data.task import load_table
+    from .tasks import detect_task, get_task_type
+
+    if data.task is not None:
+        return get_task_type(data.task), None
+    table = load_table(data.train, data.encoding)
+    return detect_task(table.columns, data, table.source), table
 
 
 def input_length(data: Any, backbone: Backbone) -> int:
@@ -197,10 +229,12 @@ def _as_dict(overrides: list[str] | dict[str, Any] | None) -> dict[str, Any]:
 def run_one(cfg: RunConfig, setup: Setup, out: Path, resume: bool = False) -> RunResult:
     """Train ``cfg.strategy`` on ``setup`` into ``out`` (via ``out.partial``)."""
     strategy = get_strategy(cfg.strategy.name)(cfg.strategy)
-    train_cfg = resolve_train(cfg)
-    data_cfg = cfg.data.model_copy(update={"max_length": input_length(cfg.data, setup.backbone)})  # what the inputs were cut to
+    task_type = setup.task_type
+    supported(strategy, task_type)
+    train_cfg = resolve_train(cfg, task_type)
+    data_cfg = cfg.data.model_copy(update={"max_length": input_length(cfg.data, setup.backbone), "task": task_type.name})
     resolved = cfg.model_copy(update={"train": train_cfg, "data": data_cfg, "output": cfg.output or str(out)})
-    task = Task(setup.data.labels, setup.backbone, train_cfg, root=out.parent)
+    task = Task(setup.data.labels, setup.backbone, train_cfg, root=out.parent, type=task_type, run_config=resolved)
     partial = partial_folder(out)
     if resume and (partial / "metrics.json").is_file():  # killed after training, while the folder was being finished
         log.info("%s: %s finished training; completing the run folder", strategy.name, partial)
@@ -221,11 +255,11 @@ def run_one(cfg: RunConfig, setup: Setup, out: Path, resume: bool = False) -> Ru
             (partial / "config.yaml").write_text(dump_config(resolved), encoding="utf-8")
         log.info("%s: %d train / %d eval examples, backbone %s", strategy.name, len(train_rows), len(eval_rows), cfg.backbone)
         with _cleanup_on_failure(partial):
-            module, state = fit(strategy, module, train_rows, select_rows, train_cfg,
-                                pad_token_id=setup.backbone.tokenizer.pad_token_id or 0, run_dir=partial, resume=resume)
+            module, state = fit(strategy, module, train_rows, select_rows, train_cfg, pad_token_id=setup.backbone.tokenizer.pad_token_id or 0,
+                                run_dir=partial, resume=resume, task_type=task_type)
     forgetting = probe.compare(before, probe.measure(module))
     final = kept_scores(state, train_cfg) if eval_rows is select_rows else score(
-        strategy, module, eval_rows, train_cfg, pad_token_id=setup.backbone.tokenizer.pad_token_id or 0)
+        strategy, module, eval_rows, train_cfg, pad_token_id=setup.backbone.tokenizer.pad_token_id or 0, task_type=task_type)
     eval_sets = score_eval_sets(strategy, module, setup, final, train_cfg)
     trainable = count_named(module, set(state.ever_trainable))
     if not main:  # other processes of a distributed run: the main one writes the folder
@@ -235,8 +269,8 @@ def run_one(cfg: RunConfig, setup: Setup, out: Path, resume: bool = False) -> Ru
     metrics = {
         "strategy": strategy.name,
         "backbone": cfg.backbone,
-        "task": {"source": setup.data.source, "labels": setup.data.labels, "kind": getattr(strategy, "kind", "classification"),
-                 **setup.data.sampling},
+        "task": {"source": setup.data.source, "type": task_type.name, "labels": setup.data.labels,
+                 "kind": getattr(strategy, "kind", task_type.name), **setup.data.sampling},
         "seed": train_cfg.seed,
         "train_examples": len(train_rows),
         "eval_examples": len(eval_rows),
@@ -247,30 +281,26 @@ def run_one(cfg: RunConfig, setup: Setup, out: Path, resume: bool = False) -> Ru
         "best_epoch": state.best_epoch,
         "train_seconds": round(state.train_seconds, 3),
         "train_examples_per_second": round(state.examples / state.train_seconds, 2) if state.train_seconds else 0.0,
+        "train_tokens_per_second": round(state.tokens / state.train_seconds, 1) if state.train_seconds else 0.0,
         "wall_seconds": round(time.perf_counter() - started, 3),
         "peak_memory_mb": memory.mb,
         "device": "cuda" if torch.cuda.is_available() else "cpu",
-        "eval": {k: final.get(k) for k in ("accuracy", "macro_f1", "loss")},
+        "eval": task_type.headline(final),
         "validation": {k: v for k, v in kept_scores(state, train_cfg).items() if k != "epoch"} if setup.val_rows and not own else None,
         "train_settings": train_settings(state, train_cfg),
         "eval_sets": eval_sets,
-        "majority_baseline": setup.data.majority_baseline,
         "history": state.history,
         "artifact_bytes": folder_bytes(partial / "model"),
         "versions": versions(),
         "forgetting": forgetting,
-        "did_not_learn": did_not_learn(final.get("accuracy"), setup.data.majority_baseline, final.get("examples") or 0,
-                                       final.get("top_prediction_share"),
-                                       [h["train_loss"] for h in state.history if h.get("train_loss") is not None],
-                                       state.lr, bool(state.ever_trainable)),
+        **task_type.outcome(final, setup.data, state.history, state.lr, bool(state.ever_trainable)),
         **extra,
     }
-    if metrics["did_not_learn"]:
+    if metrics.get("did_not_learn"):
         log.warning("%s did not learn: %s. Next: %s", strategy.name, "; ".join(metrics["did_not_learn"]["evidence"]),
                     metrics["did_not_learn"]["next"])
     _finish(partial, out, metrics, resolved, setup)
-    log.info("%s: accuracy %.3f, macro-F1 %.3f, eval loss %.4f -> %s", strategy.name, metrics["eval"]["accuracy"] or 0,
-             metrics["eval"]["macro_f1"] or 0, metrics["eval"]["loss"] or 0, out)
+    log.info("%s: %s -> %s", strategy.name, task_type.describe(metrics["eval"]), out)
     return RunResult(out, metrics, resolved, module)
 
 
@@ -303,18 +333,19 @@ def train_settings(state: Any, cfg: TrainConfig) -> dict[str, Any]:
 
 
 def score_eval_sets(strategy: Any, module: torch.nn.Module, setup: Setup, final: dict[str, Any], cfg: TrainConfig) -> dict[str, dict]:
-    """Accuracy, macro-F1 and loss on every evaluation set: the main one as scored at the end, the others now."""
-    out = {setup.data.eval_name: {k: final.get(k) for k in ("accuracy", "macro_f1", "loss", "examples")}}
+    """The task's scores on every evaluation set: the main one as scored at the end, the others now."""
+    task_type = setup.task_type
+    out = {setup.data.eval_name: {**task_type.headline(final), "examples": final.get("examples")}}
     for name, rows in setup.extra_eval_rows.items():
-        out[name] = score(strategy, module, rows, cfg, pad_token_id=setup.backbone.tokenizer.pad_token_id or 0)
-        log.info("%s: accuracy %.3f on eval set %r", strategy.name, out[name]["accuracy"], name)
+        out[name] = score(strategy, module, rows, cfg, pad_token_id=setup.backbone.tokenizer.pad_token_id or 0, task_type=task_type)
+        log.info("%s: %s on eval set %r", strategy.name, task_type.describe(out[name]), name)
     return out
 
 
 def prepare_module(strategy: Any, task: Task) -> torch.nn.Module:
     """Build the starting model (seeded: the new head's init) and let the strategy prepare it."""
     torch.manual_seed(task.train_config.seed if task.train_config else 0)
-    return strategy.prepare(hook(strategy, "build", build_classifier)(task), task)
+    return strategy.prepare(hook(strategy, "build", task.type.build)(task), task)
 
 
 def count_named(module: torch.nn.Module, names: set[str]) -> int:
@@ -344,8 +375,8 @@ def _finish(partial: Path, out: Path, metrics: dict, cfg: RunConfig, setup: Setu
     ``--resume`` after a kill only completes this (:func:`_complete`) instead of training again."""
     from .checkpoint import write_atomic
 
-    labels = {"id2label": dict(enumerate(setup.data.labels))}
-    (partial / "labels.json").write_text(json.dumps(labels, indent=2), encoding="utf-8")
+    for name, text in setup.task_type.files(setup.data).items():
+        (partial / name).write_text(text, encoding="utf-8")
     card = model_card(metrics, cfg, artifact_kind(partial / "model"), setup.backbone.source)
     (partial / "README.md").write_text(card, encoding="utf-8")
     write_atomic(partial / "metrics.json", json.dumps(finite(metrics), indent=2, allow_nan=False))

@@ -164,7 +164,7 @@ def trained(backbones, toy_csv, scratch):
             cfg = case_config(name, backbones[CASES[name].backbone], toy_csv, scratch)
             setup = make_setup(cfg)
             strategy = get_strategy(cfg.strategy.name)(cfg.strategy)
-            task = Task(setup.data.labels, setup.backbone, resolve_train(cfg))
+            task = Task(setup.data.labels, setup.backbone, resolve_train(cfg), type=setup.task_type, run_config=cfg)
             rows = hook(strategy, "dataset", lambda data, task: (setup.train_rows, setup.eval_rows))(setup.data, task)
             module = prepare_module(strategy, task)
             before = {n: p.detach().cpu().clone() for n, p in module.named_parameters()}

@@ -82,7 +82,7 @@ def _columns(table: Table, cfg: DataConfig) -> tuple[str, str, str | None]:
         names = ", ".join(f"'{c}'" for c in missing)
         raise AdaptlabError(
             f"column {names} not found in {table.source}; columns present: {', '.join(table.columns)} "
-            f"(choose with --text-column / --label-column)"
+            f"(choose with --text-column / --label-column; sft rows: prompt/response, messages or alpaca columns)"
         )
     return cfg.text_column, cfg.label_column, cfg.text_pair_column
 
@@ -167,9 +167,9 @@ def stratified_split(labels: list[int], take: int, seed: int) -> tuple[list[int]
     return sorted(taken), sorted(rest)
 
 
-def build_task(cfg: DataConfig, seed: int = 42) -> TaskData:
-    """Load, validate and split the data described by ``cfg``."""
-    train_table = load_table(cfg.train, cfg.encoding)
+def build_task(cfg: DataConfig, seed: int = 42, table: Table | None = None) -> TaskData:
+    """Load, validate and split the data described by ``cfg`` (``table``: ``cfg.train``, already read)."""
+    train_table = table or load_table(cfg.train, cfg.encoding)
     texts, pairs, raw = extract(train_table, cfg)
     names = label_names(raw, train_table.source)
     index = {name: i for i, name in enumerate(names)}
@@ -210,6 +210,7 @@ def carve_validation(train: Examples, cfg: DataConfig, seed: int) -> tuple[Examp
     if not cfg.validation_fraction or cfg.shots or len(train) < cfg.min_validation_train:
         return train, None
     n = max(len(set(train.labels)), round(len(train) * cfg.validation_fraction))
+    n = min(n, cfg.max_validation) if cfg.max_validation else n
     held, kept = stratified_split(train.labels, n, seed)
     if set(train.labels[i] for i in kept) != set(train.labels):
         return train, None

@@ -31,6 +31,14 @@ class Task:
     backbone: Any  # adaptlab.backbones.Backbone
     train_config: Any = None  # resolved TrainConfig
     root: Any = None  # folder holding this run and its sibling stages: where "@stage" references resolve
+    type: Any = None  # the task type (adaptlab.tasks): what model is built, how it is judged; classification if None
+    run_config: Any = None  # the whole resolved RunConfig (data and generation settings)
+
+    def __post_init__(self) -> None:
+        if self.type is None:
+            from ..tasks import get_task_type
+
+            self.type = get_task_type("classification")
 
     @property
     def num_labels(self) -> int:
@@ -47,7 +55,7 @@ class Strategy(Protocol):
       fit the task or backbone (e.g. unknown label names), before the run
       folder is created (default: nothing to check).
     - ``build(task) -> nn.Module``: load the starting model (default: the
-      backbone with a fresh sequence-classification head).
+      task type's model, e.g. the backbone with a fresh classification head).
     - ``param_groups(module, lr, weight_decay) -> list[dict]``: optimiser groups
       (default: one group, no decay on biases and norms).
     - ``precompute(module, rows, batch_size) -> rows``: map the dataset once
@@ -60,10 +68,10 @@ class Strategy(Protocol):
       episodic strategies return N-way K-shot episodes).
     - ``on_epoch_start(epoch, module) -> None``: e.g. unfreeze another layer
       group. Must be idempotent: a resumed run replays it.
-    - ``loss(outputs, batch) -> Tensor``: default cross-entropy on ``logits``.
-    - ``evaluate(model, batches, accelerator) -> dict``: default accuracy,
-      macro-F1 and loss; the loop keeps the epoch with the best
-      ``train.metric`` (or the lowest ``loss`` when that metric is absent).
+    - ``loss(outputs, batch) -> Tensor``: default the task type's loss.
+    - ``evaluate(model, batches, accelerator) -> dict``: default the task
+      type's scores; the loop keeps the epoch with the best ``train.metric``
+      (or the lowest ``loss`` when that metric is absent).
     - ``save(module, folder, task)`` / ``load(folder, task) -> nn.Module``: the
       artefact format (default: a ``save_pretrained`` folder).
     - ``caveat: str`` (attribute): when the strategy is known to underperform,
@@ -82,8 +90,11 @@ class Strategy(Protocol):
       ``train_defaults["lr"]`` is the range test's fallback.
     - ``extra_metrics(module, history, eval_rows, device) -> dict``: more
       entries for metrics.json, measured after training (default: none).
+    - ``tasks`` (class attribute, default ``("classification",)``): the task
+      types (``adaptlab.tasks``) the strategy runs on; another is refused with
+      one clear error before any folder is written.
     - ``kind`` (class attribute): ``"classification"`` (default) or another
-      task kind; the report's main table lists classifiers only.
+      kind of run; the report's main table lists the task's own runs only.
 
     Every run also records a ``forgetting`` block (``forgetting.py``), measured
     on the transformer trunk found inside the prepared module.
@@ -135,21 +146,10 @@ def summary(cls: type) -> str:
 
 
 def build_classifier(task: Task, dtype: torch.dtype = torch.float32) -> nn.Module:
-    """The backbone with a freshly initialised classification head."""
-    from transformers import AutoModelForSequenceClassification
+    """The backbone with a freshly initialised classification head (``adaptlab.tasks.classification``)."""
+    from ..tasks.classification import build_classifier as build
 
-    from ..modeling import set_dropout
-
-    backbone = task.backbone
-    config = backbone.config.__class__.from_dict(backbone.config.to_dict())
-    config.num_labels = task.num_labels
-    config.id2label = dict(enumerate(task.labels))
-    config.label2id = {name: i for i, name in enumerate(task.labels)}
-    config.pad_token_id = backbone.tokenizer.pad_token_id
-    dropout = getattr(task.train_config, "dropout", None)
-    if dropout is not None:
-        set_dropout(config, dropout)
-    return AutoModelForSequenceClassification.from_pretrained(backbone.source, config=config, dtype=dtype)
+    return build(task, dtype)
 
 
 def decay_groups(named: Iterable[tuple[str, nn.Parameter]], lr: float, weight_decay: float) -> list[dict[str, Any]]:
@@ -173,9 +173,7 @@ def save_pretrained(module: nn.Module, folder: Path, task: Task) -> None:
 
 
 def load_pretrained(folder: Path, task: Task) -> nn.Module:
-    from transformers import AutoModelForSequenceClassification
-
-    return AutoModelForSequenceClassification.from_pretrained(folder)
+    return task.type.load_model(folder, task)
 
 
 def batch_sampler(rows: list[dict], cfg: Any) -> Any:

@@ -26,6 +26,7 @@ class Full:
 
     Config = FullConfig
     train_defaults = {"lr": 5e-5, "epochs": 3, "schedule": "linear"}
+    tasks = ("classification", "sft")
 
     def __init__(self, config: FullConfig):
         self.config = config

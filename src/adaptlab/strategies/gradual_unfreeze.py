@@ -39,6 +39,7 @@ class GradualUnfreeze:
     Config = GradualUnfreezeConfig
     train_defaults = {"lr": 2e-4, "epochs": 4, "schedule": "slanted_triangular"}
     auto = ("lr",)  # epochs open the layer groups one by one
+    tasks = ("classification", "sft")
 
     def __init__(self, config: GradualUnfreezeConfig):
         self.config = config

@@ -39,6 +39,7 @@ class IA3:
 
     Config = IA3Config
     train_defaults = {"lr": 1e-2, "epochs": 3, "schedule": "linear"}
+    tasks = ("classification", "sft")
     caveat = ("(IA)^3 only rescales existing activations and is tuned for ~1000 steps in the paper (Liu et al. 2022, "
               "§3.3); with tens of steps, and a frozen [CLS] pooler that a mean-pooled sentence-embedding backbone "
               "never trained, it has little to work with.")
@@ -56,7 +57,7 @@ class IA3:
         from peft import TaskType
 
         c = self.config
-        return PeftIA3Config(task_type=TaskType.SEQ_CLS, target_modules=c.target_modules,
+        return PeftIA3Config(task_type=getattr(TaskType, task.type.peft_task_type), target_modules=c.target_modules,
                              feedforward_modules=c.feedforward_modules, init_ia3_weights=c.init_ia3_weights)
 
     def prepare(self, model: nn.Module, task: Task) -> nn.Module:

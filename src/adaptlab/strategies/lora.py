@@ -2,8 +2,9 @@
 
 Hu et al. 2021, §4: each adapted weight ``W`` becomes ``W + (alpha / r) * B A``
 with ``A`` (r x d) and ``B`` (d x r), ``B`` initialised to zero so training
-starts from the pretrained function. The classification head is new, so it
-trains in full and is saved with the adapter (peft's ``modules_to_save``).
+starts from the pretrained function. A classification head is new, so it
+trains in full and is saved with the adapter (peft's ``modules_to_save``); a
+causal LM (task ``sft``) keeps its pretrained head frozen.
 The artefact is a peft adapter folder: ``PeftModel.from_pretrained`` loads it.
 """
 
@@ -16,7 +17,7 @@ from pydantic import Field
 from torch import nn
 
 from ..config import StrategyConfig
-from .base import Task, build_classifier, register
+from .base import Task, register
 
 # Which linear layers to adapt, per architecture family: attention and
 # feed-forward projections (adapting all of them beats q/v alone at equal
@@ -65,7 +66,7 @@ def save_adapter(module: nn.Module, folder: Path, task: Task) -> None:
 def load_adapter(folder: Path, task: Task) -> nn.Module:
     from peft import PeftModel
 
-    return PeftModel.from_pretrained(build_classifier(task), folder)
+    return PeftModel.from_pretrained(task.type.build(task), folder)
 
 
 def merge_adapter(module: nn.Module) -> nn.Module:
@@ -79,6 +80,7 @@ class LoRA:
 
     Config = LoRAConfig
     train_defaults = {"lr": 1e-3, "epochs": 3, "schedule": "linear"}
+    tasks = ("classification", "sft")
 
     def __init__(self, config: LoRAConfig):
         self.config = config
@@ -88,7 +90,7 @@ class LoRA:
 
         c = self.config
         return LoraConfig(
-            task_type=TaskType.SEQ_CLS,
+            task_type=getattr(TaskType, task.type.peft_task_type),
             r=c.r,
             lora_alpha=c.alpha,
             lora_dropout=c.dropout,

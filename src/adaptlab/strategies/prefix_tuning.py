@@ -36,7 +36,7 @@ from torch import nn
 
 from ..config import StrategyConfig
 from ..modeling import find_blocks
-from .base import Task, build_classifier, register
+from .base import Task, register
 from .lora import peft_classifier, save_adapter
 from .prompt_tuning import prompt_and_head_groups
 
@@ -121,6 +121,7 @@ class PrefixTuning:
 
     Config = PrefixTuningConfig
     train_defaults = {"lr": 1e-2, "epochs": 5, "schedule": "linear"}
+    tasks = ("classification", "sft")
     caveat = ("prefixes on a small frozen model need many more steps than weight updates, and results swing with the "
               "learning rate and initialisation (Li & Liang 2021, §4.3, §7.4).")
 
@@ -132,14 +133,14 @@ class PrefixTuning:
         from peft import TaskType
 
         c = self.config
-        return PeftPrefixTuningConfig(task_type=TaskType.SEQ_CLS, num_virtual_tokens=c.num_virtual_tokens,
+        return PeftPrefixTuningConfig(task_type=getattr(TaskType, task.type.peft_task_type), num_virtual_tokens=c.num_virtual_tokens,
                                       prefix_projection=c.prefix_projection, encoder_hidden_size=c.encoder_hidden_size)
 
     def prepare(self, model: nn.Module, task: Task) -> nn.Module:
         peft_model = peft_classifier(accept_past_key_values(model), self.peft_config(task))
         c = self.config
         if c.init == "activations" and not c.prefix_projection:
-            text = c.init_text or "Classify as " + " or ".join(task.labels)
+            text = c.init_text or ("Classify as " + " or ".join(task.labels) if task.labels else "Answer the request.")
             if not init_from_activations(peft_model.prompt_encoder["default"].embedding, model, task.backbone.tokenizer, text):
                 log.warning("prefix_tuning: cannot read key/value activations of '%s' models; prefixes start at random", task.backbone.family)
         return peft_model
@@ -153,4 +154,4 @@ class PrefixTuning:
     def load(self, folder: Path, task: Task) -> nn.Module:
         from peft import PeftModel
 
-        return PeftModel.from_pretrained(accept_past_key_values(build_classifier(task)), folder)
+        return PeftModel.from_pretrained(accept_past_key_values(task.type.build(task)), folder)

@@ -29,7 +29,7 @@ from pydantic import Field
 from torch import nn
 
 from ..verbalizer import LMScorer, VerbalizerOptions, is_causal_lm, label_texts
-from .base import Task, build_classifier, register
+from .base import Task, register
 
 
 class PromptTuningConfig(VerbalizerOptions):
@@ -69,6 +69,7 @@ class PromptTuning:
 
     Config = PromptTuningConfig
     train_defaults = {"lr": 3e-2, "epochs": 5, "schedule": "linear"}
+    tasks = ("classification", "sft")
     caveat = ("a soft prompt on a frozen model is known to trail the other methods on models far below a "
               "billion parameters and with few training steps (Lester et al. 2021, Fig. 1).")
 
@@ -76,27 +77,35 @@ class PromptTuning:
         self.config = config
 
     def lm_mode(self, task: Task) -> bool:
+        """Classification by label likelihood under a causal LM (no head)."""
+        if task.type.generative:
+            return False
         return self.config.mode == "lm" or (self.config.mode == "auto" and is_causal_lm(task.backbone.config))
 
     def check(self, task: Task) -> None:
-        label_texts(self.config, task.labels)
+        if not task.type.generative:
+            label_texts(self.config, task.labels)
 
     def peft_config(self, task: Task):
         from peft import PromptTuningConfig as PeftPromptTuningConfig
         from peft import TaskType
 
-        return PeftPromptTuningConfig(task_type=TaskType.CAUSAL_LM if self.lm_mode(task) else TaskType.SEQ_CLS,
-                                      num_virtual_tokens=self.config.num_virtual_tokens)
+        kind = "CAUSAL_LM" if self.lm_mode(task) else task.type.peft_task_type
+        return PeftPromptTuningConfig(task_type=getattr(TaskType, kind), num_virtual_tokens=self.config.num_virtual_tokens)
 
     def build(self, task: Task) -> nn.Module:
         from transformers import AutoModelForCausalLM
 
         if self.lm_mode(task):
             return AutoModelForCausalLM.from_pretrained(task.backbone.source, dtype=torch.float32)
-        return build_classifier(task)
+        return task.type.build(task)
 
     def init_text(self, task: Task) -> str:
-        return self.config.init_text or "Classify as " + " or ".join(label_texts(self.config, task.labels))
+        if self.config.init_text:
+            return self.config.init_text
+        if task.type.generative:  # words of the task's own kind (§3.2): an instruction
+            return "Answer the request below exactly as asked, in the language asked for."
+        return "Classify as " + " or ".join(label_texts(self.config, task.labels))
 
     def prepare(self, model: nn.Module, task: Task) -> nn.Module:
         from peft import get_peft_model

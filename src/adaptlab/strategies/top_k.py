@@ -32,6 +32,7 @@ class TopK:
 
     Config = TopKConfig
     train_defaults = {"lr": 1e-4, "epochs": 3, "schedule": "linear"}
+    tasks = ("classification", "sft")
 
     def __init__(self, config: TopKConfig):
         self.config = config

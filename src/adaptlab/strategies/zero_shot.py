@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 from torch import nn
 
+from ..errors import AdaptlabError
 from ..modeling import freeze
 from ..verbalizer import EmbeddingScorer, LMScorer, VerbalizerOptions, is_causal_lm, label_texts
 from .base import Task, register
@@ -30,6 +31,9 @@ from .base import Task, register
 
 class ZeroShotConfig(VerbalizerOptions):
     name: Literal["zero_shot"] = "zero_shot"
+    shots: int = Field(0, ge=0)
+    """sft: in-context examples from the training set put before every prompt as earlier turns
+    (Brown et al. 2020's few-shot prompting; 0: the instruction alone)."""
     mode: Literal["auto", "embedding", "lm"] = "auto"
     """``embedding``: similarity to label descriptions (encoders); ``lm``: label likelihood after the prompt (causal LMs); ``auto`` picks by the backbone."""
     scale: float = Field(20.0, gt=0)
@@ -42,6 +46,7 @@ class ZeroShot:
 
     Config = ZeroShotConfig
     train_defaults = {"epochs": 1}
+    tasks = ("classification", "sft")
 
     def __init__(self, config: ZeroShotConfig):
         self.config = config
@@ -50,25 +55,40 @@ class ZeroShot:
         return self.config.mode == "lm" or (self.config.mode == "auto" and is_causal_lm(task.backbone.config))
 
     def check(self, task: Task) -> None:
-        label_texts(self.config, task.labels)
+        if not task.type.generative:
+            label_texts(self.config, task.labels)
 
     def build(self, task: Task) -> nn.Module:
         import torch
         from transformers import AutoModel, AutoModelForCausalLM
 
+        if task.type.generative:
+            return task.type.build(task)
         cls = AutoModelForCausalLM if self.lm_mode(task) else AutoModel
         return cls.from_pretrained(task.backbone.source, dtype=torch.float32)
 
     def prepare(self, model: nn.Module, task: Task) -> nn.Module:
         freeze(model).eval()
+        if task.type.generative:  # the instruction model as it is, prompted by the task's template
+            return model
         texts = label_texts(self.config, task.labels)
         tokenizer = task.backbone.tokenizer
         if self.lm_mode(task):
             return LMScorer(model, tokenizer, texts, self.config.template, self.config.score)
         return EmbeddingScorer(model, tokenizer, texts, self.config.scale, task.backbone.input_prefix)
 
+    def dataset(self, data: Any, task: Task) -> tuple[list[dict], list[dict]]:
+        """Nothing trains; the evaluation rows (sft: with ``shots`` training examples in front of each) are scored once."""
+        split = data.eval
+        if task.type.generative and self.config.shots:
+            if len(data.train) < self.config.shots:
+                raise AdaptlabError(f"strategy.shots={self.config.shots} but the training set has {len(data.train)} examples")
+            split = task.type.with_shots(split, data.train, self.config.shots, task.train_config.seed)
+        return [], task.type.encode(split, task.backbone, task.run_config.data, task.run_config.data.max_length)
+
     def save(self, module: nn.Module, folder: Path, task: Task) -> None:
-        meta = {"labels": task.labels, "label_texts": label_texts(self.config, task.labels), **self.config.model_dump()}
+        labels = [] if task.type.generative else label_texts(self.config, task.labels)
+        meta = {"task": task.type.name, "labels": task.labels, "label_texts": labels, **self.config.model_dump()}
         (folder / "zero_shot.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
 
     def load(self, folder: Path, task: Task) -> nn.Module:

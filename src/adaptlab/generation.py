@@ -1,0 +1,92 @@
+"""Generating answers and scoring them against references.
+
+Generation is transformers' ``generate`` (KV cache, left padding, greedy by
+default, stopping at the end-of-turn token); the scores come from the libraries
+the field reports with: chrF and BLEU from sacrebleu (Popović 2015; Papineni et
+al. 2002, with sacrebleu's standard 13a tokenisation), ROUGE-L from Google's
+rouge-score (Lin 2004, F-measure, stemmed), both imported only when text is
+scored (the ``generate`` extra). Exact match compares answers with case and
+runs of whitespace ignored.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import torch
+from torch import nn
+
+from .errors import AdaptlabError
+
+
+def text_metrics(predictions: list[str], references: list[str]) -> dict[str, float]:
+    """Corpus chrF and BLEU (0-100), mean ROUGE-L F1 (0-1) and exact match (0-1) of ``predictions``."""
+    try:
+        import sacrebleu
+        from rouge_score import rouge_scorer
+    except ImportError as e:
+        raise AdaptlabError(f"scoring generated text needs the 'generate' extra (pip install 'adaptlab[generate]'): {e}") from None
+    if not predictions:
+        return {"chrf": 0.0, "bleu": 0.0, "rouge_l": 0.0, "exact_match": 0.0}
+    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+    rouge = [scorer.score(ref, pred)["rougeL"].fmeasure for pred, ref in zip(predictions, references)]
+    return {
+        "chrf": sacrebleu.corpus_chrf(predictions, [references]).score,
+        "bleu": sacrebleu.corpus_bleu(predictions, [references]).score,
+        "rouge_l": sum(rouge) / len(rouge),
+        "exact_match": sum(_norm(p) == _norm(r) for p, r in zip(predictions, references)) / len(predictions),
+    }
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.split()).casefold()
+
+
+def left_pad(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Prompts padded on the left (a causal LM continues each from its last real token)."""
+    width = max(len(s) for s in sequences)
+    ids = torch.tensor([[pad_id] * (width - len(s)) + list(s) for s in sequences])
+    mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in sequences])
+    return ids, mask
+
+
+@torch.inference_mode()
+def generate_ids(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, settings: Any,
+                 stop_ids: list[int], pad_id: int) -> list[list[int]]:
+    """New tokens for each left-padded prompt, up to (not including) the first stop token."""
+    kwargs: dict[str, Any] = {"max_new_tokens": settings.max_new_tokens, "do_sample": settings.do_sample,
+                              "eos_token_id": stop_ids, "pad_token_id": pad_id}
+    if settings.do_sample:
+        kwargs.update(temperature=settings.temperature, top_p=settings.top_p)
+    else:  # greedy: silence the sampling defaults a model's generation_config may carry
+        kwargs.update(temperature=None, top_p=None, top_k=None)
+    target = getattr(model, "module", model)  # DDP wraps; generate lives on the model
+    out = target.generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+    new = out[:, input_ids.shape[1]:].tolist()
+    return [_until(row, set(stop_ids)) for row in new]
+
+
+def _until(ids: list[int], stops: set[int]) -> list[int]:
+    for k, token in enumerate(ids):
+        if token in stops:
+            return ids[:k]
+    return ids
+
+
+class Timer:
+    """Generated tokens and seconds, for tokens/s."""
+
+    def __init__(self) -> None:
+        self.tokens, self.seconds = 0, 0.0
+
+    def __enter__(self) -> Timer:
+        self._start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.seconds += time.perf_counter() - self._start
+
+    @property
+    def rate(self) -> float:
+        return self.tokens / self.seconds if self.seconds else 0.0

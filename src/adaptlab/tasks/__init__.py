@@ -1,0 +1,21 @@
+"""Task types (``--task``): every module in this package defines one.
+
+``discover()`` imports them all so that ``@register_task`` has run; classification
+is registered first, so it is what a table with text and label columns is taken for.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from .base import TASK_TYPES, TaskType, detect_task, get_task_type, register_task, supported
+
+__all__ = ["TASK_TYPES", "TaskType", "detect_task", "discover", "get_task_type", "register_task", "supported"]
+
+ORDER = ("classification", "sft")
+
+
+def discover() -> dict[str, TaskType]:
+    for name in ORDER:
+        importlib.import_module(f"{__name__}.{name}")
+    return TASK_TYPES

@@ -1,0 +1,134 @@
+"""The task-type protocol and registry: what is learned from the data, one module per type.
+
+A *strategy* decides what trains; a *task type* decides what the data is and how
+the model is judged: how rows are read and validated, encoded and batched, which
+model is built on the backbone (a classifier, a causal LM), the loss, the
+evaluation and its primary metric, and what metrics.json and the report show.
+The loop, runner, report and predict ask the task type and never branch on its
+name (torchtune's small protocols; PEFT's one module per method).
+
+A task type is one module in this package holding one class registered with
+``@register_task``; its name is the module name (``tasks/sft.py`` *is*
+``--task sft``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+import torch
+from torch import nn
+
+from ..errors import AdaptlabError, unknown
+
+
+@runtime_checkable
+class TaskType(Protocol):
+    """What every task type provides (all methods; no optional hooks)."""
+
+    name: ClassVar[str]
+    summary: ClassVar[str]
+    metrics: ClassVar[tuple[str, ...]]
+    """Metrics ``train.metric`` may choose to keep the best epoch (higher is better)."""
+    default_metric: ClassVar[str]
+    """The primary metric: keeps the best epoch and ranks strategies in the report."""
+    peft_task_type: ClassVar[str]
+    """peft's ``TaskType`` name for this kind of model (``SEQ_CLS``, ``CAUSAL_LM``)."""
+    generative: ClassVar[bool]
+    """True when the model is judged by the text it generates."""
+
+    def detect(self, columns: list[str], data: Any) -> bool:
+        """True when a table with these columns holds this task's rows (``data.task: auto``)."""
+        ...
+
+    def configure(self, run_config: Any, backbone: Any) -> TaskType:
+        """This task type bound to a run's settings and backbone (its tokenizer, its template); raises
+        ``AdaptlabError`` when the backbone cannot do the task, naming the ones that can."""
+        ...
+
+    def load(self, cfg: Any, seed: int, table: Any = None) -> Any:
+        """Read, validate and split the data (``DataConfig``): an object with ``train``, ``eval``,
+        ``validation``, ``extra_evals``, ``eval_name``, ``source``, ``sampling`` and ``labels``."""
+        ...
+
+    def encode(self, split: Any, backbone: Any, cfg: Any, max_length: int) -> list[dict[str, Any]]:
+        """Token rows of one split (done once, up front)."""
+        ...
+
+    def build(self, task: Any) -> nn.Module:
+        """The starting model for a strategy to prepare."""
+        ...
+
+    def load_model(self, folder: Any, task: Any) -> nn.Module:
+        """Load a ``save_pretrained`` artefact of this task's model."""
+        ...
+
+    def collate(self, pad_token_id: int) -> Any:
+        """Rows -> batch tensors."""
+        ...
+
+    def loss(self, outputs: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        ...
+
+    def evaluate(self, model: nn.Module, batches: Any, accelerator: Any = None) -> dict[str, Any]:
+        """Scores of ``model`` on ``batches``: every entry of ``metrics`` and ``loss``."""
+        ...
+
+    def headline(self, scores: dict[str, Any]) -> dict[str, Any]:
+        """The entries of a score dict that metrics.json's ``eval`` block keeps."""
+        ...
+
+    def outcome(self, final: dict[str, Any], data: Any, history: list[dict], lr: float | None, trained: bool) -> dict[str, Any]:
+        """Task-specific metrics.json entries after training (baselines, a did-not-learn diagnosis)."""
+        ...
+
+    def describe(self, scores: dict[str, Any]) -> str:
+        """The scores in a few words, for the run's last log line."""
+        ...
+
+    def files(self, data: Any) -> dict[str, str]:
+        """Extra files of the run folder (``labels.json``), name -> text."""
+        ...
+
+
+TASK_TYPES: dict[str, TaskType] = {}
+
+
+def register_task(cls: type) -> type:
+    """Register a task type under its module's name (one instance: task types hold no state)."""
+    name = cls.__module__.rsplit(".", 1)[-1]
+    cls.name = name
+    TASK_TYPES[name] = cls()
+    return cls
+
+
+def get_task_type(name: str) -> TaskType:
+    from . import discover
+
+    discover()
+    if name not in TASK_TYPES:
+        raise unknown("task type", str(name), TASK_TYPES)
+    return TASK_TYPES[name]
+
+
+def detect_task(columns: list[str], data: Any, source: str) -> TaskType:
+    """The task type whose rows a table holds (first match in registration order); classification, whose
+    column error names what is missing, when none matches."""
+    from . import discover
+
+    for task_type in discover().values():
+        if task_type.detect(columns, data):
+            return task_type
+    return TASK_TYPES["classification"]
+
+
+def supported(strategy: Any, task_type: TaskType) -> None:
+    """One clear error when a strategy cannot run on a task type."""
+    tasks = getattr(strategy, "tasks", ("classification",))
+    if task_type.name not in tasks:
+        from ..strategies import REGISTRY, discover
+
+        discover()
+        fit = sorted(n for n, cls in REGISTRY.items() if task_type.name in getattr(cls, "tasks", ("classification",)))
+        raise AdaptlabError(f"strategy '{strategy.name}' does not support task '{task_type.name}' (it supports: "
+                            f"{', '.join(tasks)}); strategies for {task_type.name}: {', '.join(fit)}")

@@ -1,0 +1,106 @@
+"""Sequence classification: texts (or text pairs) with one label each.
+
+The backbone gets a freshly initialised sequence-classification head
+(transformers' ``AutoModelForSequenceClassification``), trained with
+cross-entropy and judged by accuracy and macro-F1 on held-out examples. Data
+reading and splitting live in :mod:`adaptlab.data.task`, scoring in
+:mod:`adaptlab.evaluation`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .base import register_task
+
+
+def build_classifier(task: Any, dtype: torch.dtype = torch.float32) -> nn.Module:
+    """The backbone with a freshly initialised classification head."""
+    from transformers import AutoModelForSequenceClassification
+
+    from ..modeling import set_dropout
+
+    backbone = task.backbone
+    config = backbone.config.__class__.from_dict(backbone.config.to_dict())
+    config.num_labels = task.num_labels
+    config.id2label = dict(enumerate(task.labels))
+    config.label2id = {name: i for i, name in enumerate(task.labels)}
+    config.pad_token_id = backbone.tokenizer.pad_token_id
+    dropout = getattr(task.train_config, "dropout", None)
+    if dropout is not None:
+        set_dropout(config, dropout)
+    return AutoModelForSequenceClassification.from_pretrained(backbone.source, config=config, dtype=dtype)
+
+
+def cross_entropy(outputs: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    return F.cross_entropy(outputs.logits.float(), batch["labels"])
+
+
+@register_task
+class Classification:
+    """Texts (or text pairs) with a label each: a new classification head, judged by accuracy and macro-F1."""
+
+    summary = "texts with a label each -> a classifier (accuracy, macro-F1)"
+    metrics = ("accuracy", "macro_f1")
+    default_metric = "accuracy"
+    peft_task_type = "SEQ_CLS"
+    generative = False
+
+    def detect(self, columns: list[str], data: Any) -> bool:
+        return data.text_column in columns and data.label_column in columns
+
+    def configure(self, run_config: Any, backbone: Any) -> Classification:
+        return self  # every backbone gets a sequence-classification head; nothing to bind
+
+    def load(self, cfg: Any, seed: int, table: Any = None) -> Any:
+        from ..data.task import build_task
+
+        return build_task(cfg, seed, table)
+
+    def encode(self, split: Any, backbone: Any, cfg: Any, max_length: int) -> list[dict[str, Any]]:
+        from ..data.batching import encode
+
+        return encode(split, backbone.tokenizer, max_length, backbone.input_prefix)
+
+    def build(self, task: Any) -> nn.Module:
+        return build_classifier(task)
+
+    def load_model(self, folder: Any, task: Any) -> nn.Module:
+        from transformers import AutoModelForSequenceClassification
+
+        return AutoModelForSequenceClassification.from_pretrained(folder)
+
+    def collate(self, pad_token_id: int) -> Any:
+        from ..data.batching import Collate
+
+        return Collate(pad_token_id)
+
+    def loss(self, outputs: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return cross_entropy(outputs, batch)
+
+    def evaluate(self, model: nn.Module, batches: Any, accelerator: Any = None) -> dict[str, Any]:
+        from ..evaluation import evaluate
+
+        return evaluate(model, batches, accelerator)
+
+    def headline(self, scores: dict[str, Any]) -> dict[str, Any]:
+        return {k: scores.get(k) for k in ("accuracy", "macro_f1", "loss")}
+
+    def outcome(self, final: dict[str, Any], data: Any, history: list[dict], lr: float | None, trained: bool) -> dict[str, Any]:
+        from ..diagnosis import did_not_learn
+
+        losses = [h["train_loss"] for h in history if h.get("train_loss") is not None]
+        return {"majority_baseline": data.majority_baseline,
+                "did_not_learn": did_not_learn(final.get("accuracy"), data.majority_baseline, final.get("examples") or 0,
+                                               final.get("top_prediction_share"), losses, lr, trained)}
+
+    def describe(self, scores: dict[str, Any]) -> str:
+        return f"accuracy {scores.get('accuracy') or 0:.3f}, macro-F1 {scores.get('macro_f1') or 0:.3f}, eval loss {scores.get('loss') or 0:.4f}"
+
+    def files(self, data: Any) -> dict[str, str]:
+        return {"labels.json": json.dumps({"id2label": dict(enumerate(data.labels))}, indent=2)}

@@ -1,0 +1,264 @@
+"""Supervised fine-tuning (SFT) of a causal LM: learn to answer prompts, judged by what it generates.
+
+Rows are conversations (:mod:`adaptlab.data.conversations`); the loss is the
+next-token cross-entropy on the assistant tokens only (Ouyang et al. 2022 §3.5
+train on demonstrations the same way), averaged over those tokens. Evaluation
+generates an answer for every evaluation prompt (greedy by default) and scores it
+against the reference with chrF (the primary metric: robust for translation and
+short answers, Kocmi et al. 2021), BLEU, ROUGE-L and exact match, next to the
+response-token loss and its perplexity.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..data.conversations import IGNORE, Conversations, Renderer, read_conversations
+from ..errors import AdaptlabError
+from .base import register_task
+
+log = logging.getLogger("adaptlab")
+
+VALIDATION_CAP = 64
+"""Validation examples when ``data.max_validation`` is unset: each epoch generates an answer for each."""
+
+
+@dataclass
+class SFTData:
+    """Conversations split into train / validation / eval, as the runner expects of any task's data."""
+
+    train: Conversations
+    eval: Conversations
+    source: str
+    form: str
+    """How the rows were written: ``prompt/response``, ``messages`` or ``alpaca``."""
+    eval_name: str = "eval"
+    extra_evals: dict[str, Conversations] = field(default_factory=dict)
+    sampling: dict[str, Any] = field(default_factory=dict)
+    validation: Conversations | None = None
+    labels: list[str] = field(default_factory=list)
+
+
+@register_task
+class SFT:
+    """Prompts and responses (or chat messages) -> a causal LM that answers them (chrF, BLEU, ROUGE-L)."""
+
+    summary = "prompts and responses, chat messages or alpaca rows -> a causal LM (chrF, BLEU, ROUGE-L)"
+    metrics = ("chrf", "bleu", "rouge_l", "exact_match")
+    default_metric = "chrf"
+    peft_task_type = "CAUSAL_LM"
+    generative = True
+
+    def __init__(self, renderer: Renderer | None = None, generation: Any = None, dropout: float | None = None):
+        self.renderer, self.generation, self.dropout = renderer, generation, dropout
+
+    def detect(self, columns: list[str], data: Any) -> bool:
+        from ..data.conversations import row_format
+
+        return row_format(columns, data) is not None
+
+    def configure(self, run_config: Any, backbone: Any) -> SFT:
+        from ..verbalizer import is_causal_lm
+
+        if not is_causal_lm(backbone.config):
+            raise AdaptlabError(f"task sft needs a causal LM, and backbone {backbone.name} is a {backbone.config.model_type} encoder; "
+                                f"use --backbone smollm2-135m, or a local or hub causal LM (Llama, Qwen, Mistral, GPT-2 families)")
+        renderer = Renderer(backbone.tokenizer, run_config.data.template, backbone.name)
+        return SFT(renderer, run_config.generation, run_config.train.dropout)
+
+    # -- data ---------------------------------------------------------------------------------
+
+    def load(self, cfg: Any, seed: int, table: Any = None) -> SFTData:
+        from ..data.task import eval_sources, load_table
+
+        for name in ("shots", "target_shots"):
+            if getattr(cfg, name) is not None:
+                raise AdaptlabError(f"data.{name} is for classification (examples per class); task sft has no classes")
+        table = table or load_table(cfg.train, cfg.encoding)
+        train, form = read_conversations(table, cfg)
+        log.info("sft: %d rows of %s read as %s", len(train), table.source, form)
+        rng = random.Random(seed)
+        named = eval_sources(cfg)
+        held_out = None
+        if not named or cfg.train in named.values():
+            order = list(range(len(train)))
+            rng.shuffle(order)
+            n_eval = max(1, round(len(train) * cfg.eval_fraction))
+            if len(train) - n_eval < 2:
+                raise AdaptlabError(f"{table.source} has too few rows ({len(train)}) to hold out an eval split")
+            held_out, train = train.subset(sorted(order[:n_eval])), train.subset(sorted(order[n_eval:]))
+        sets = {name: held_out if source == cfg.train else read_conversations(load_table(source, cfg.encoding), cfg)[0]
+                for name, source in named.items()} or {"eval": held_out}
+        sets = {name: _sample(rows, cfg.max_eval, seed) for name, rows in sets.items()}
+        train = _sample(train, cfg.max_train, seed)
+        validation = None
+        if cfg.validation_fraction and len(train) >= cfg.min_validation_train:
+            n = min(round(len(train) * cfg.validation_fraction), cfg.max_validation or VALIDATION_CAP)
+            order = list(range(len(train)))
+            random.Random(seed + 1).shuffle(order)
+            validation, train = train.subset(sorted(order[:n])), train.subset(sorted(order[n:]))
+        main, *rest = sets
+        sampling = {"form": form, **({"validation_examples": len(validation)} if validation else {})}
+        return SFTData(train, sets[main], table.source, form, main, {n: sets[n] for n in rest}, sampling, validation)
+
+    def encode(self, split: Conversations, backbone: Any, cfg: Any, max_length: int) -> list[dict[str, Any]]:
+        """Rows of token ids and labels (assistant tokens only), cut to ``max_length``; cuts are reported."""
+        rows, cut_rows, lost = [], 0, 0
+        for i, turns in enumerate(split.turns):
+            r = self.renderer.render(turns)
+            if r.prompt_length >= max_length:
+                raise AdaptlabError(f"an sft prompt ({turns[-2]['content'][:40]!r}...) takes {r.prompt_length} tokens and leaves no room "
+                                    f"for its response at data.max_length={max_length}; raise --max-length or shorten the prompt")
+            if len(r.input_ids) > max_length:
+                cut_rows += 1
+                lost += sum(1 for y in r.labels[max_length:] if y != IGNORE)
+            prompt = r.input_ids[: r.prompt_length][-max_length:]
+            rows.append({"input_ids": r.input_ids[:max_length], "labels": r.labels[:max_length], "gen_input_ids": prompt,
+                         "gen_reference": turns[-1]["content"], "gen_prompt": split.prompts[i], "gen_index": i})
+        if cut_rows:
+            log.warning("sft: %d of %d rows are longer than data.max_length=%d: %d response tokens cut (raise --max-length to keep them)",
+                        cut_rows, len(rows), max_length, lost)
+        return rows
+
+    # -- model -----------------------------------------------------------------------------------
+
+    def build(self, task: Any) -> nn.Module:
+        from transformers import AutoModelForCausalLM
+
+        from ..modeling import set_dropout
+
+        backbone = task.backbone
+        config = backbone.config.__class__.from_dict(backbone.config.to_dict())
+        config.pad_token_id = backbone.tokenizer.pad_token_id
+        dropout = getattr(task.train_config, "dropout", None)
+        if dropout is not None:
+            set_dropout(config, dropout)
+        return AutoModelForCausalLM.from_pretrained(backbone.source, config=config, dtype=torch.float32)
+
+    def load_model(self, folder: Any, task: Any) -> nn.Module:
+        from transformers import AutoModelForCausalLM
+
+        return AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+
+    def collate(self, pad_token_id: int) -> Any:
+        return SFTCollate(pad_token_id)
+
+    def loss(self, outputs: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        nll, count = response_nll(outputs.logits, batch["labels"])
+        return nll / count.clamp(min=1)
+
+    # -- judging -----------------------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def evaluate(self, model: nn.Module, batches: Any, accelerator: Any = None) -> dict[str, Any]:
+        """Response-token loss on every batch, and an answer generated for every prompt, scored."""
+        from ..evaluation import model_inputs
+        from ..generation import Timer, generate_ids, text_metrics
+
+        was_training = model.training
+        model.eval()
+        device = None if accelerator is not None else next(model.parameters()).device
+        nll = torch.zeros((), dtype=torch.float64)
+        count = 0
+        outputs: list[tuple[int, str, str, str]] = []
+        timer = Timer()
+        tokenizer = self.renderer.tokenizer
+        main = accelerator is None or accelerator.is_local_main_process
+        for batch in tqdm(batches, desc="generating", unit="batch", disable=None if main else True, leave=False):
+            if device is not None:
+                batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+            total, n = response_nll(model(**model_inputs(batch)).logits, batch["labels"])
+            with timer:
+                new = generate_ids(model, batch["gen_input_ids"], batch["gen_attention_mask"], self.generation,
+                                   self.renderer.stop_ids, tokenizer.pad_token_id)
+            timer.tokens += sum(len(x) + 1 for x in new)
+            texts = [t.strip() for t in tokenizer.batch_decode(new, skip_special_tokens=True)]
+            rows = list(zip(batch["gen_index"].tolist(), batch["gen_prompt"], batch["gen_reference"], texts))
+            if accelerator is not None:
+                total, n = accelerator.reduce(total.double(), "sum"), accelerator.reduce(n, "sum")
+                rows = accelerator.gather_for_metrics(rows, use_gather_object=True)
+            nll += total.double().cpu()
+            count += int(n)
+            outputs += rows
+        model.train(was_training)
+        outputs.sort()
+        loss = nll.item() / max(count, 1)
+        scores = text_metrics([o[3] for o in outputs], [o[2] for o in outputs])
+        return {**scores, "loss": loss, "perplexity": math.exp(min(loss, 50)), "examples": len(outputs),
+                "generated_tokens_per_second": round(timer.rate, 1),
+                "samples": [{"prompt": p, "reference": r, "output": o} for _, p, r, o in outputs[: self.generation.samples]]}
+
+    def headline(self, scores: dict[str, Any]) -> dict[str, Any]:
+        return {k: scores.get(k) for k in (*self.metrics, "loss", "perplexity")}
+
+    def outcome(self, final: dict[str, Any], data: Any, history: list[dict], lr: float | None, trained: bool) -> dict[str, Any]:
+        return {"samples": final.get("samples", []), "generated_tokens_per_second": final.get("generated_tokens_per_second")}
+
+    def describe(self, scores: dict[str, Any]) -> str:
+        return (f"chrF {scores.get('chrf') or 0:.1f}, BLEU {scores.get('bleu') or 0:.1f}, ROUGE-L {scores.get('rouge_l') or 0:.3f}, "
+                f"response loss {scores.get('loss') or 0:.4f}")
+
+    def files(self, data: Any) -> dict[str, str]:
+        return {}
+
+    def with_shots(self, split: Conversations, pool: Conversations, k: int, seed: int) -> Conversations:
+        """Each conversation with ``k`` examples of ``pool`` put before it as earlier turns (in-context learning)."""
+        rng = random.Random(seed)
+        out = []
+        for turns in split.turns:
+            shots = [t for c in rng.sample(pool.turns, k) for t in c if t["role"] != "system"]
+            system = [t for t in turns if t["role"] == "system"]
+            out.append(system + shots + [t for t in turns if t["role"] != "system"])
+        return replace(split, turns=out)
+
+
+def response_nll(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed next-token NLL over the labelled positions, and their count.
+
+    Position t predicts token t + 1. Only labelled rows of the logits are cast and scored (a vocabulary of
+    ~50k makes the full fp32 copy the largest tensor of a step). Prompt-learning models return logits for
+    their virtual tokens too, in front: the last ``labels`` positions are the text's.
+    """
+    logits = logits[:, -labels.shape[1]:]
+    target = labels[:, 1:]
+    mask = target != IGNORE
+    picked = logits[:, :-1][mask].float()
+    return F.cross_entropy(picked, target[mask], reduction="sum"), mask.sum()
+
+
+class SFTCollate:
+    """Right-padded inputs and labels for the loss; left-padded prompts for generation; texts alongside."""
+
+    def __init__(self, pad_token_id: int):
+        self.pad = pad_token_id
+
+    def __call__(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        from ..generation import left_pad
+
+        width = max(len(r["input_ids"]) for r in rows)
+        batch: dict[str, Any] = {
+            "input_ids": torch.tensor([r["input_ids"] + [self.pad] * (width - len(r["input_ids"])) for r in rows]),
+            "attention_mask": torch.tensor([[1] * len(r["input_ids"]) + [0] * (width - len(r["input_ids"])) for r in rows]),
+            "labels": torch.tensor([r["labels"] + [IGNORE] * (width - len(r["labels"])) for r in rows]),
+        }
+        if "gen_input_ids" in rows[0]:
+            batch["gen_input_ids"], batch["gen_attention_mask"] = left_pad([r["gen_input_ids"] for r in rows], self.pad)
+            batch["gen_index"] = torch.tensor([r["gen_index"] for r in rows])
+            batch["gen_prompt"] = [r["gen_prompt"] for r in rows]
+            batch["gen_reference"] = [r["gen_reference"] for r in rows]
+        return batch
+
+
+def _sample(split: Conversations, limit: int | None, seed: int) -> Conversations:
+    if not limit or limit >= len(split):
+        return split
+    return split.subset(sorted(random.Random(seed).sample(range(len(split)), limit)))
