@@ -19,8 +19,10 @@ EXTRAS := plots,parquet,dev,onnx,generate
 TORCH_WHEELS ?= /opt/wheels
 UV_VERSION   := 0.13.8
 LATEST := .venv-latest
+# The lock plus what the side-by-side benchmarks need (trl and its datasets): `make bench-setup`.
+BENCH  := requirements/bench.txt
 
-.PHONY: setup demo test lock test-latest clean
+.PHONY: setup demo test lock test-latest bench-setup clean
 
 setup: $(VENV)/.installed
 
@@ -41,6 +43,10 @@ demo: setup
 test: setup
 	ADAPTLAB_REQUIRE_ASSETS=1 $(PY) -m pytest -q
 
+# TRL for bench/sft_vs_trl.py, into the same venv, pinned like everything else (constrained by the lock).
+bench-setup: setup
+	$(PIP) --no-deps -r $(BENCH)
+
 # Re-resolve every dependency to the newest releases pyproject.toml allows (uv, pinned).
 lock:
 	$(PYTHON) -m venv .venv-lock
@@ -49,6 +55,10 @@ lock:
 	    --python-version 3.11 --python-platform x86_64-manylinux_2_28 --upgrade \
 	    $(if $(wildcard $(TORCH_WHEELS)),--find-links $(TORCH_WHEELS) --no-emit-find-links) \
 	    -c $(TORCH) --custom-compile-command "make lock" -o $(LOCK)
+	.venv-lock/bin/uv pip compile pyproject.toml --extra plots --extra parquet --extra dev --extra onnx --extra generate --extra bench \
+	    --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
+	    $(if $(wildcard $(TORCH_WHEELS)),--find-links $(TORCH_WHEELS) --no-emit-find-links) \
+	    -c $(TORCH) -c $(LOCK) --custom-compile-command "make lock" -o $(BENCH)
 
 # The suite in a throwaway venv with the newest releases of the direct dependencies (torch stays pinned).
 test-latest:

@@ -56,6 +56,46 @@ def make_tiny_llama(folder: Path, layers: int = 2, hidden: int = 32, seed: int =
     return folder
 
 
+CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+          "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+"""ChatML, as SmolLM2-Instruct writes it (without its default system turn)."""
+LEXICON = dict(zip(WORDS_POS + FILLER[:6], WORDS_NEG + FILLER[6:12]))
+"""The toy "translation" the tiny chat model learns: each word of a prompt has one counterpart."""
+
+
+def make_tiny_chat_llama(folder: Path, layers: int = 2, hidden: int = 48, seed: int = 0) -> Path:
+    """A tiny Llama with ChatML special tokens and chat template; ``<|im_end|>`` is EOS, ``<pad>`` pads."""
+    from tokenizers import AddedToken, Tokenizer, models, pre_tokenizers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab = ["<unk>", "<pad>", "<|im_start|>", "<|im_end|>", "system", "user", "assistant", "translate", ":"]
+    vocab += WORDS_POS + WORDS_NEG + FILLER
+    core = Tokenizer(models.WordLevel({w: i for i, w in enumerate(vocab)}, unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.Whitespace()
+    core.add_special_tokens([AddedToken(t, special=True) for t in ("<pad>", "<|im_start|>", "<|im_end|>")])
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, unk_token="<unk>", eos_token="<|im_end|>", pad_token="<pad>")
+    tokenizer.chat_template = CHATML
+    tokenizer.save_pretrained(folder)
+    config = LlamaConfig(vocab_size=len(vocab), hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=2,
+                         num_key_value_heads=2, intermediate_size=2 * hidden, max_position_embeddings=128,
+                         bos_token_id=None, eos_token_id=3, pad_token_id=1, tie_word_embeddings=True)
+    torch.manual_seed(seed)
+    LlamaForCausalLM(config).save_pretrained(folder)
+    return folder
+
+
+def toy_translations(n: int, seed: int = 0) -> list[dict]:
+    """Prompt/response rows of the toy translation (2-4 words each)."""
+    rng = random.Random(seed)
+    words = list(LEXICON)
+    rows = []
+    for _ in range(n):
+        src = rng.choices(words, k=rng.randint(2, 4))
+        rows.append({"prompt": "translate : " + " ".join(src), "response": " ".join(LEXICON[w] for w in src)})
+    return rows
+
+
 def make_tuned_bert(folder: Path, source: Path, epochs: int = 4, seed: int = 0) -> Path:
     """The tiny BERT after a few epochs of full training on other toy rows, saved without its head.
 
@@ -134,6 +174,16 @@ def tiny_backbone(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_llama(tmp_path_factory) -> Path:
     return make_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
+
+
+@pytest.fixture(scope="session")
+def tiny_chat(tmp_path_factory) -> Path:
+    return make_tiny_chat_llama(tmp_path_factory.mktemp("tiny-chat"))
+
+
+@pytest.fixture(scope="session")
+def translations_csv(tmp_path_factory) -> Path:
+    return write_csv(tmp_path_factory.mktemp("sft") / "translations.csv", toy_translations(240))
 
 
 @pytest.fixture(scope="session")

@@ -74,11 +74,11 @@ def test_range_test_leaves_no_trace(tiny_backbone, toy_csv):
     from adaptlab.config import TrainConfig, load_config
     from adaptlab.data.batching import Collate
     from adaptlab.loop import make_accelerator
-    from adaptlab.tasks.classification import cross_entropy
     from adaptlab.lr_find import range_test
     from adaptlab.runner import make_setup, prepare_module, resolve_train
     from adaptlab.strategies import Task, get_strategy
     from adaptlab.strategies.base import param_groups
+    from adaptlab.tasks.classification import cross_entropy
 
     cfg = load_config({"strategy": "full", "backbone": str(tiny_backbone), "data": {"train": str(toy_csv)}})
     setup = make_setup(cfg)

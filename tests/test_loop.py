@@ -40,8 +40,8 @@ def test_early_stopping_and_best_weights(tiny_backbone, toy_csv):
     assert len(state.history) < 6 and state.stale_epochs == 1
     from torch.utils.data import DataLoader
 
-    from adaptlab.evaluation import evaluate
     from adaptlab.data.batching import Collate
+    from adaptlab.evaluation import evaluate
 
     loader = DataLoader(setup.eval_rows, batch_size=64, collate_fn=Collate(0))
     assert evaluate(module, loader)["accuracy"] == pytest.approx(state.best_score)  # the best epoch's weights came back

@@ -45,6 +45,15 @@ Output = Annotated[Path | None, typer.Option("--output", "-o", help="Output fold
 Resume = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run in --output.", show_default="off")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.", show_default="off")]
 Shots = Annotated[int | None, typer.Option("--shots", help="Few-shot: keep N training examples per class (seeded).", show_default="all")]
+Task = Annotated[str | None, typer.Option("--task", help="Task type (adaptlab tasks); told from the data's columns when unset.",
+                                          show_default="from the columns")]
+PromptCol = Annotated[str | None, typer.Option("--prompt-column", help="sft: prompt column.", show_default="prompt")]
+ResponseCol = Annotated[str | None, typer.Option("--response-column", help="sft: response column.", show_default="response")]
+System = Annotated[str | None, typer.Option("--system", help="sft: a system message before every conversation.", show_default="none")]
+Template = Annotated[str | None, typer.Option("--template", help="sft: chat (the tokenizer's), plain, or auto.", show_default="auto")]
+Packing = Annotated[bool | None, typer.Option("--packing/--no-packing", help="sft: pack short examples into full rows (kept apart).",
+                                              show_default="off")]
+MaxLength = Annotated[int | None, typer.Option("--max-length", help="Cut inputs to N tokens.", show_default="128")]
 TargetShots = Annotated[int | None, typer.Option("--target-shots", help="Add N labelled examples per class of the target eval set to training.",
     show_default="0")]
 
@@ -57,6 +66,8 @@ def _overrides(**flags) -> dict:
         "eval_fraction": "data.eval_fraction", "max_train": "data.max_train", "max_eval": "data.max_eval",
         "encoding": "data.encoding", "epochs": "train.epochs", "lr": "train.lr", "batch_size": "train.batch_size",
         "seed": "train.seed", "strategy": "strategy.name", "shots": "data.shots", "target_shots": "data.target_shots",
+        "task": "data.task", "prompt_column": "data.prompt_column", "response_column": "data.response_column",
+        "system": "data.system", "template": "data.template", "packing": "data.packing", "max_length": "data.max_length",
     }
     out = {keys[k]: v for k, v in flags.items() if v is not None and k in keys}
     if flags.get("quiet"):
@@ -73,6 +84,8 @@ def train(
     max_train: MaxTrain = None, max_eval: MaxEval = None, encoding: Encoding = None, epochs: Epochs = None,
     lr: Lr = None, batch_size: Batch = None, seed: Seed = None, output: Output = None, set_: Set = None,
     resume: Resume = False, quiet: Quiet = False, shots: Shots = None, target_shots: TargetShots = None,
+    task: Task = None, prompt_column: PromptCol = None, response_column: ResponseCol = None, system: System = None,
+    template: Template = None, packing: Packing = None, max_length: MaxLength = None,
 ) -> None:
     """Train one strategy and write a run folder (weights, metrics.json, model card)."""
     from .runner import train as run_train
@@ -83,21 +96,24 @@ def train(
     result = run_train(recipe, overrides={**flags, **_sets(set_)}, resume=resume)
     if not result.metrics:
         return  # a non-main process of a distributed run
-    ev = result.metrics["eval"]
-    if ev["accuracy"] is None:  # not a classifier (domain-adaptive pretraining)
-        dapt = result.metrics.get("dapt", {})
-        typer.echo(f"held-out perplexity {dapt.get('perplexity_before') or float('nan'):.2f} -> {dapt.get('perplexity_after') or float('nan'):.2f}  "
-                   f"trainable {result.metrics['trainable_params']:,}/{result.metrics['total_params']:,}  train {result.metrics['train_seconds']:.1f}s")
-    else:
-        flag = result.metrics.get("did_not_learn")
-        verdict = f"  DID NOT LEARN (majority-class baseline {result.metrics['majority_baseline']:.4f}: see metrics.json)" if flag else ""
-        typer.echo(f"accuracy {ev['accuracy']:.4f}  macro-F1 {ev['macro_f1']:.4f}  "
-                   f"trainable {result.metrics['trainable_params']:,}/{result.metrics['total_params']:,}  "
-                   f"train {result.metrics['train_seconds']:.1f}s{verdict}")
-    sets = result.metrics.get("eval_sets") or {}
-    if len(sets) > 1:
-        typer.echo("  ".join(f"{name} {m['accuracy']:.4f}" for name, m in sets.items() if m.get("accuracy") is not None))
+    typer.echo(summary_line(result.metrics))
     typer.echo(f"run folder: {result.run_dir}")
+
+
+def summary_line(metrics: dict) -> str:
+    """The one line ``adaptlab train`` ends with: the strategy's own summary (``describe`` hook), else the task's."""
+    from .strategies import get_strategy
+    from .tasks import get_task_type
+
+    m = metrics
+    describe = getattr(get_strategy(m["strategy"]), "describe", None)
+    task_type = get_task_type(m["task"].get("type", "classification"))
+    line = describe(m) if describe else task_type.describe(m["eval"])
+    flag = m.get("did_not_learn")
+    verdict = f"  DID NOT LEARN (majority-class baseline {m.get('majority_baseline') or 0:.4f}: see metrics.json)" if flag else ""
+    sets = m.get("eval_sets") or {}
+    more = "\n" + "  ".join(f"{name}: {task_type.describe(s)}" for name, s in sets.items()) if len(sets) > 1 else ""
+    return f"{line}  trainable {m['trainable_params']:,}/{m['total_params']:,}  train {m['train_seconds']:.1f}s{verdict}{more}"
 
 
 @app.command()
@@ -109,6 +125,8 @@ def compare(
     max_train: MaxTrain = None, max_eval: MaxEval = None, encoding: Encoding = None, epochs: Epochs = None,
     lr: Lr = None, batch_size: Batch = None, seed: Seed = None, output: Output = None, set_: Set = None,
     resume: Resume = False, quiet: Quiet = False, shots: Shots = None, target_shots: TargetShots = None,
+    task: Task = None, prompt_column: PromptCol = None, response_column: ResponseCol = None, system: System = None,
+    template: Template = None, packing: Packing = None, max_length: MaxLength = None,
 ) -> None:
     """Run several strategies on the same data and write a comparison report.
 
@@ -208,6 +226,38 @@ def predict(
 
 
 @app.command()
+def generate(
+    run_dir: Annotated[Path, typer.Argument(help="A finished sft run folder.", show_default=False)],
+    input: Annotated[Path | None, typer.Option("--input", "-i", help="CSV/TSV/JSONL/JSON/Parquet file with a prompt column, or stdin "
+                                               "(one prompt per line).", show_default="stdin")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write JSONL here instead of stdout.", show_default="stdout")] = None,
+    prompt_column: Annotated[str | None, typer.Option("--prompt-column", help="Prompt column of --input.", show_default="prompt")] = None,
+    max_new_tokens: Annotated[int | None, typer.Option("--max-new-tokens", help="Most tokens per answer.", show_default="the run's")] = None,
+    sample: Annotated[bool, typer.Option("--sample", help="Sample (temperature/top-p of the run) instead of greedy.", show_default="off")] = False,
+    batch_size: Annotated[int | None, typer.Option("--batch-size", help="Prompts per batch.", show_default="the run's")] = None,
+) -> None:
+    """Answer every prompt with a generative (sft) run: one JSON line {prompt, output} per prompt."""
+    from .predict import Predictor, read_inputs, read_run, write_rows
+
+    read_run(run_dir)  # a bad folder fails before any input is read
+    prompts = read_inputs(input, prompt_column or "prompt" if input is not None else None)
+    predictor = Predictor(run_dir)
+    settings = {k: v for k, v in {"max_new_tokens": max_new_tokens, "do_sample": sample or None}.items() if v is not None}
+    if settings and predictor.generative:
+        predictor.task_type.generation = predictor.task_type.generation.model_copy(update=settings)
+    outputs = predictor.generate(prompts, batch_size, progress=True)
+    write_rows([{"prompt": p, "output": o} for p, o in zip(prompts, outputs)], output)
+
+
+@app.command()
+def tasks() -> None:
+    """List the task types (--task), one line each."""
+    from .tasks import discover
+
+    _table([{"task": name, "metrics": ", ".join(t.metrics), "about": t.summary} for name, t in discover().items()])
+
+
+@app.command()
 def merge(
     run_dir: Annotated[Path, typer.Argument(help="A finished run folder (lora, dora, ia3, or adapter/compacter with activation identity).",
                                             show_default=False)],
@@ -228,7 +278,7 @@ def strategies(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Sh
     width = max(map(len, registry))
     for name in sorted(registry):
         cls = registry[name]
-        typer.echo(f"{name:<{width}}  {summary(cls)}")
+        typer.echo(f"{name:<{width}}  {summary(cls)}  [{', '.join(getattr(cls, 'tasks', ('classification',)))}]")
         if verbose:
             for field, info in cls.Config.model_fields.items():
                 if field != "name":

@@ -23,6 +23,8 @@ from .errors import AdaptlabError
 from .pipeline import Setups, plan_stages, run_stages
 from .report import write_report
 from .runner import RunResult, _as_dict, _is_main_process, exclusive, fields_to_overrides, partial_folder, run_one
+from .strategies import get_strategy
+from .tasks import supported
 
 log = logging.getLogger("adaptlab")
 
@@ -129,6 +131,9 @@ def _compare_into(out: Path, data: dict[str, Any], configs: list, more: dict[str
         raise AdaptlabError(f"stage and strategy entries share the name {sorted(clash)[0]!r}; give one a label")
     setups = Setups(work)
     first = setups.get(next(c for _, c in stages + configs if not c.backbone.startswith("@")))  # fail before any folder
+    for _, cfg in configs:  # a strategy that cannot do the task: one clear error, before any folder
+        if not cfg.backbone.startswith("@"):
+            supported(get_strategy(cfg.strategy.name), setups.get(cfg).task_type)
     work.mkdir(parents=True, exist_ok=True)
     try:
         stage_runs = run_stages(stages, work, resume, setups, final=out)
@@ -141,7 +146,7 @@ def _compare_into(out: Path, data: dict[str, Any], configs: list, more: dict[str
     if not _is_main_process():
         return Comparison(out, runs, [])
     rows = [dict(run=name, **r.metrics) for (name, _), r in zip(configs, runs)]
-    write_report(work, rows, first.data.majority_baseline)
+    write_report(work, rows, getattr(first.data, "majority_baseline", None))
     os.replace(work, out)
     log.info("report: %s", out / "report.md")
     return Comparison(out, [RunResult(out / n, r.metrics, r.config) for (n, _), r in zip(configs, runs)], rows)

@@ -247,8 +247,8 @@ def train_epoch(run: Run, state: LoopState, epoch: int, best: BestWeights, bar: 
         examples = len(batch["labels"]) * acc.num_processes
         state.batch += 1
         state.examples += examples
-        if "attention_mask" in batch:  # the loss.item() below synchronises anyway
-            state.tokens += int(batch["attention_mask"].sum()) * acc.num_processes
+        mask = batch.get("attention_mask")  # packed rows have none: count every position
+        state.tokens += int(mask.sum() if mask is not None else batch["input_ids"].numel()) * acc.num_processes  # loss.item() syncs anyway
         value = loss.item()
         if not math.isfinite(value):
             raise AdaptlabError(f"training loss became {value} at step {state.step + 1} (epoch {epoch + 1}) with learning rate "

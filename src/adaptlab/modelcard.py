@@ -9,17 +9,19 @@ from .config import RunConfig
 
 LOADING = {
     "peft": """```python
-from transformers import AutoModelForSequenceClassification
+from transformers import {auto}
 from peft import PeftModel
-base = AutoModelForSequenceClassification.from_pretrained("{source}", num_labels={num_labels})
-model = PeftModel.from_pretrained(base, "model")  # adapter and classification head
+base = {auto}.from_pretrained("{source}"{head})
+model = PeftModel.from_pretrained(base, "model")  # the adapter{and_head}
 ```""",
     "transformers": """```python
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
-model = AutoModelForSequenceClassification.from_pretrained("model")
+from transformers import {auto}, AutoTokenizer
+model = {auto}.from_pretrained("model")
 tokenizer = AutoTokenizer.from_pretrained("model")
 ```""",
 }
+NAMES = {"accuracy": "accuracy", "macro_f1": "macro-F1", "chrf": "chrF", "bleu": "BLEU", "rouge_l": "ROUGE-L",
+         "exact_match": "exact match", "loss": "eval loss", "perplexity": "perplexity"}
 
 
 def artifact_kind(folder: Path) -> str:
@@ -36,8 +38,9 @@ def artifact_kind(folder: Path) -> str:
 
 def model_card(metrics: dict[str, Any], cfg: RunConfig, artifact: str = "transformers", source: str = "") -> str:
     """The card's text; ``artifact`` (see :func:`artifact_kind`) picks the loading snippet, ``source`` is the backbone's."""
-    ev = metrics["eval"]
+    ev = {k: v for k, v in metrics["eval"].items() if v is not None}
     labels = metrics["task"]["labels"]
+    generative = metrics["task"].get("type") == "sft"
     lines = [
         f"# {metrics['strategy']} on {metrics['task']['source']}",
         "",
@@ -45,27 +48,28 @@ def model_card(metrics: dict[str, Any], cfg: RunConfig, artifact: str = "transfo
         "",
         "| metric | value |",
         "|---|---|",
-        *([f"| accuracy | {ev['accuracy']:.4f} |", f"| macro-F1 | {ev['macro_f1']:.4f} |"] if ev["accuracy"] is not None
-          else [f"| held-out LM loss | {ev['loss']:.4f} |"]),
-        f"| majority-class baseline | {metrics['majority_baseline']:.4f} |",
+        *[f"| {NAMES.get(k, k)} | {v:.4f} |" for k, v in ev.items()],
+        *([f"| majority-class baseline | {metrics['majority_baseline']:.4f} |"] if "majority_baseline" in metrics else []),
         f"| trainable parameters | {metrics['trainable_params']:,} of {metrics['total_params']:,} |",
         f"| train / eval examples | {metrics['train_examples']} / {metrics['eval_examples']} |",
         f"| training time | {metrics['train_seconds']:.1f} s |",
         "",
-        f"Labels: {', '.join(f'{i}={name}' for i, name in enumerate(labels))}.",
-        "",
+        *([f"Labels: {', '.join(f'{i}={name}' for i, name in enumerate(labels))}.", ""] if labels else []),
         "## Use",
         "",
         "```python",
         "import adaptlab",
         "model = adaptlab.load(\"<this folder>\")",
-        "model.predict([\"some text\"])",
+        "model.generate([\"a prompt\"])" if generative else "model.predict([\"some text\"])",
         "```",
         "",
-        "or `adaptlab predict <this folder> --input texts.csv`.",
+        "or `adaptlab generate <this folder> --input prompts.jsonl`." if generative else "or `adaptlab predict <this folder> --input texts.csv`.",
     ]
     if artifact in LOADING:
-        lines += ["", "Without adaptlab (from this folder):", "", LOADING[artifact].format(source=source, num_labels=len(labels))]
+        auto = "AutoModelForCausalLM" if generative else "AutoModelForSequenceClassification"
+        head = "" if generative else f", num_labels={len(labels)}"
+        text = LOADING[artifact].format(auto=auto, source=source, head=head, and_head="" if generative else " and classification head")
+        lines += ["", "Without adaptlab (from this folder):", "", text]
     else:
         lines += ["", f"`model/` holds only what trained, not a whole model: adaptlab rebuilds `{metrics['backbone']}` "
                   "and puts these tensors on it (safetensors files; the `.json` beside them has the options)."]

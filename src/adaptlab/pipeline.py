@@ -139,9 +139,9 @@ def train_stages(recipe: Any, overrides: dict[str, Any], resume: bool = False) -
         out.mkdir(parents=True, exist_ok=True)
         results = run_stages(stages, out, resume, setups)
         rows = [dict(run=name, **r.metrics) for (name, _), r in zip(stages, results)]
-        classifiers = [r for r in rows if r["task"].get("kind", "classification") == "classification"]
-        if classifiers:
-            write_report(out, rows, classifiers[0]["majority_baseline"])
+        final = [r for r in rows if r["task"].get("kind", "classification") == r["task"].get("type", "classification")]
+        if final:  # stages of another kind (domain-adaptive pretraining) alone make no comparison
+            write_report(out, rows, final[0].get("majority_baseline"))
         log.info("pipeline: %s", out)
         last = results[-1]
         return RunResult(last.run_dir, last.metrics, last.config, getattr(last, "module", None))

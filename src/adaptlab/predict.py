@@ -32,29 +32,47 @@ def read_run(run_dir: str | Path) -> tuple[Path, RunConfig, list[str]]:
     run = Path(run_dir)
     if not run.is_dir():
         raise AdaptlabError(f"run folder not found: {run}")
-    if not (run / "metrics.json").is_file() or not (run / "labels.json").is_file():
-        raise AdaptlabError(f"{run} is not a finished adaptlab run folder (no metrics.json / labels.json)")
-    kind = json.loads((run / "metrics.json").read_text(encoding="utf-8")).get("task", {}).get("kind", "classification")
-    if kind != "classification":
-        raise AdaptlabError(f"{run} is a {kind} run, not a classifier: use it as a backbone (--backbone {run})")
+    if not (run / "metrics.json").is_file():
+        raise AdaptlabError(f"{run} is not a finished adaptlab run folder (no metrics.json)")
+    task = json.loads((run / "metrics.json").read_text(encoding="utf-8")).get("task", {})
+    kind, task_type = task.get("kind", "classification"), task.get("type", "classification")
+    if kind != task_type:
+        raise AdaptlabError(f"{run} is a {kind} run, not a {task_type} model: use it as a backbone (--backbone {run})")
+    if task_type == "classification" and not (run / "labels.json").is_file():
+        raise AdaptlabError(f"{run} is not a finished adaptlab run folder (no labels.json)")
     cfg = load_config(read_yaml(run / "config.yaml"))
+    if not (run / "labels.json").is_file():
+        return run, cfg, []
     id2label = json.loads((run / "labels.json").read_text(encoding="utf-8"))["id2label"]
     return run, cfg, [id2label[str(i)] for i in range(len(id2label))]
 
 
 class Predictor:
-    """A trained run, ready to classify texts: ``adaptlab.load(run_dir).predict(texts)``."""
+    """A trained run, ready to classify texts -- ``adaptlab.load(run_dir).predict(texts)`` -- or, for a
+    generative (sft) run, to answer prompts: ``adaptlab.load(run_dir).generate(prompts)``."""
 
     def __init__(self, run_dir: str | Path, device: str | None = None, backbone: Backbone | None = None):
         from .pipeline import resolve_ref
+        from .tasks import get_task_type
 
         self.run_dir, self.config, self.labels = read_run(run_dir)
         self.backbone = backbone or load_backbone(resolve_ref(self.config.backbone, self.run_dir.parent))
+        self.task_type = get_task_type(self.config.data.task or "classification").configure(self.config, self.backbone)
         self.strategy = get_strategy(self.config.strategy.name)(self.config.strategy)
-        task = Task(self.labels, self.backbone, self.config.train, root=self.run_dir.parent)
+        task = Task(self.labels, self.backbone, self.config.train, root=self.run_dir.parent, type=self.task_type, run_config=self.config)
         self.module = hook(self.strategy, "load", load_pretrained)(self.run_dir / "model", task)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.module.to(self.device).eval()
+
+    @property
+    def generative(self) -> bool:
+        return self.task_type.generative
+
+    def generate(self, prompts: list[str], batch_size: int | None = None, progress: bool = False) -> list[str]:
+        """Answers to ``prompts`` with the run's template and generation settings (greedy unless set)."""
+        if not self.generative:
+            raise AdaptlabError(f"{self.run_dir} is a {self.task_type.name} run: use predict(), not generate()")
+        return self.task_type.generate(self.module, list(prompts), batch_size, progress)
 
     @torch.inference_mode()
     def predict_proba(self, texts: list[str], pairs: list[str] | None = None, batch_size: int = 64) -> torch.Tensor:
@@ -74,6 +92,8 @@ class Predictor:
         return probs
 
     def predict(self, texts: list[str], pairs: list[str] | None = None, batch_size: int = 64) -> list[Prediction]:
+        if self.generative:
+            raise AdaptlabError(f"{self.run_dir} is a generative ({self.task_type.name}) run: use generate(prompts)")
         probs = self.predict_proba(texts, pairs, batch_size)
         return [
             Prediction(self.labels[int(row.argmax())], {name: round(float(p), 6) for name, p in zip(self.labels, row)})
@@ -101,7 +121,8 @@ def read_inputs(path: Path | None, text_column: str | None = None) -> list[str]:
             raise AdaptlabError("no input: pass --input FILE or pipe texts on stdin, one per line")
         return texts
     table = read_table(path)
-    column = text_column or ("text" if "text" in table.columns or len(table.columns) != 1 else table.columns[0])
+    default = next((c for c in ("text", "prompt") if c in table.columns), "text")
+    column = text_column or (default if default in table.columns or len(table.columns) != 1 else table.columns[0])
     if column not in table.columns:
         present = ", ".join(table.columns)
         raise AdaptlabError(f"column '{column}' not found in {path}; columns present: {present} (choose with --text-column)")
@@ -115,9 +136,12 @@ def predict_rows(run_dirs: list[Path], texts: list[str], batch_size: int = 64) -
     predictors = list(load_many(run_dirs).predictors.values())
     rows = []
     for predictor in predictors:
+        run = {"run": str(predictor.run_dir)} if len(predictors) > 1 else {}
+        if predictor.generative:  # an sft run answers each text as a prompt
+            rows += [{**run, "prompt": text, "output": out} for text, out in zip(texts, predictor.generate(texts, progress=True))]
+            continue
         for text, p in zip(texts, predictor.predict(texts, batch_size=batch_size)):
-            row = {"run": str(predictor.run_dir)} if len(predictors) > 1 else {}
-            rows.append({**row, "text": text, **p.as_dict()})
+            rows.append({**run, "text": text, **p.as_dict()})
     return rows
 
 
@@ -129,12 +153,12 @@ def write_rows(rows: list[dict[str, Any]], path: Path | None) -> None:
 
     buffer = io.StringIO()
     if path is not None and path.suffix.lower() == ".csv":
-        classes = list(rows[0]["probs"]) if rows else []
+        classes = list(rows[0].get("probs", {})) if rows else []
         fields = [k for k in rows[0] if k != "probs"] + [f"p_{c}" for c in classes] if rows else ["text", "label"]
         writer = csv.DictWriter(buffer, fieldnames=fields)
         writer.writeheader()
         for r in rows:
-            writer.writerow({**{k: v for k, v in r.items() if k != "probs"}, **{f"p_{c}": r["probs"][c] for c in classes}})
+            writer.writerow({**{k: v for k, v in r.items() if k != "probs"}, **{f"p_{c}": r["probs"][c] for c in classes}})  # noqa: E501
     else:
         for r in rows:
             buffer.write(json.dumps(r, ensure_ascii=False) + "\n")

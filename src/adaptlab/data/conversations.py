@@ -182,9 +182,11 @@ class Renderer:
             labels[start:end] = ids[start:end]
         return Rendered(ids, labels, spans[-1][0])
 
-    def prompt(self, turns: list[dict[str, str]]) -> list[int]:
-        """The tokens a model generates the last assistant turn from."""
-        return self.render(turns).input_ids[: self.render(turns).prompt_length]
+    def generation_prompt(self, turns: list[dict[str, str]]) -> list[int]:
+        """The tokens a model answers ``turns`` (ending with a user turn) from."""
+        if self.template == "chat":
+            return self._chat(turns, True)
+        return [t for turn in turns for t in (self._ids(PLAIN[turn["role"]].format(content=turn["content"])))]
 
     def _chat_spans(self, turns: list[dict[str, str]]) -> tuple[list[tuple[int, int]], list[int]]:
         ids = self._chat(turns, False)

@@ -165,6 +165,12 @@ class Dapt:
                          "loss_before": before and before["loss"], "perplexity_before": before and before["perplexity"],
                          "loss_after": after["loss"], "perplexity_after": after["perplexity"]}}
 
+    @staticmethod
+    def describe(metrics: dict[str, Any]) -> str:
+        """The run's summary line: what adapting to the domain did to the held-out perplexity."""
+        d = metrics.get("dapt") or {}
+        return f"held-out perplexity {d.get('perplexity_before') or float('nan'):.2f} -> {d.get('perplexity_after') or float('nan'):.2f}"
+
     def save(self, module: DomainLM, folder: Path, task: Task) -> None:
         """A whole backbone folder: merged LM, plus the original weights the LM class lacks."""
         model = module.model

@@ -38,7 +38,7 @@ from ..config import StrategyConfig
 from ..modeling import find_blocks
 from .base import Task, register
 from .lora import peft_classifier, save_adapter
-from .prompt_tuning import prompt_and_head_groups
+from .prompt_tuning import prompt_and_head_groups, refuse_packing
 
 log = logging.getLogger("adaptlab")
 
@@ -73,11 +73,15 @@ def _forward_with_past_key_values(self: nn.Module, *args: Any, past_key_values: 
     return type(self).forward(self, *args, **kwargs)
 
 
-def accept_past_key_values(model: nn.Module) -> nn.Module:
+def accept_past_key_values(model: nn.Module, task: Task | None = None) -> nn.Module:
     """Let ``model.forward`` take ``past_key_values`` when its transformers release calls the argument ``cache``.
 
-    A no-op where ``forward`` already names ``past_key_values`` (transformers < 5.24).
+    A no-op where ``forward`` already names ``past_key_values`` (transformers < 5.24), and for causal LMs:
+    peft looks for the argument by name only for classifiers; its causal-LM path passes the prefixes as the
+    cache, and ``generate`` must still see the model's own signature.
     """
+    if task is not None and task.type.peft_task_type == "CAUSAL_LM":
+        return model
     if "past_key_values" in inspect.signature(model.forward).parameters:
         return model
     inner = getattr(model, "base_model", model)  # transformers: the backbone under the task head
@@ -128,6 +132,9 @@ class PrefixTuning:
     def __init__(self, config: PrefixTuningConfig):
         self.config = config
 
+    def check(self, task: Task) -> None:
+        refuse_packing(task, self.name)
+
     def peft_config(self, task: Task):
         from peft import PrefixTuningConfig as PeftPrefixTuningConfig
         from peft import TaskType
@@ -137,7 +144,7 @@ class PrefixTuning:
                                       prefix_projection=c.prefix_projection, encoder_hidden_size=c.encoder_hidden_size)
 
     def prepare(self, model: nn.Module, task: Task) -> nn.Module:
-        peft_model = peft_classifier(accept_past_key_values(model), self.peft_config(task))
+        peft_model = peft_classifier(accept_past_key_values(model, task), self.peft_config(task))
         c = self.config
         if c.init == "activations" and not c.prefix_projection:
             text = c.init_text or ("Classify as " + " or ".join(task.labels) if task.labels else "Answer the request.")
@@ -154,4 +161,4 @@ class PrefixTuning:
     def load(self, folder: Path, task: Task) -> nn.Module:
         from peft import PeftModel
 
-        return PeftModel.from_pretrained(accept_past_key_values(task.type.build(task)), folder)
+        return PeftModel.from_pretrained(accept_past_key_values(task.type.build(task), task), folder)

@@ -46,6 +46,16 @@ class PromptTuningConfig(VerbalizerOptions):
     """``classifier``: a new head on the backbone; ``lm``: label likelihood under a causal LM, no head; ``auto`` by backbone."""
 
 
+def refuse_packing(task: Task, name: str) -> None:
+    """Packed rows keep examples apart by their positions, which peft's prompt learning ignores."""
+    data = getattr(task.run_config, "data", None)
+    if getattr(data, "packing", False):
+        from ..errors import AdaptlabError
+
+        raise AdaptlabError(f"{name} cannot train on packed rows (peft ignores the positions that keep packed examples apart): "
+                            f"drop --packing")
+
+
 def init_from_text(embedding: nn.Embedding, word_embeddings: nn.Module, tokenizer: Any, text: str) -> None:
     """Copy the embeddings of ``text``'s tokens (repeated to the prompt's length) into the prompt."""
     ids = tokenizer(text, add_special_tokens=False)["input_ids"] or [tokenizer.unk_token_id or 0]
@@ -85,6 +95,7 @@ class PromptTuning:
     def check(self, task: Task) -> None:
         if not task.type.generative:
             label_texts(self.config, task.labels)
+        refuse_packing(task, self.name)
 
     def peft_config(self, task: Task):
         from peft import PromptTuningConfig as PeftPromptTuningConfig

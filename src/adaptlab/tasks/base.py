@@ -36,6 +36,10 @@ class TaskType(Protocol):
     """peft's ``TaskType`` name for this kind of model (``SEQ_CLS``, ``CAUSAL_LM``)."""
     generative: ClassVar[bool]
     """True when the model is judged by the text it generates."""
+    columns: ClassVar[tuple[tuple[str, str, str], ...]]
+    """The report's metric columns: (key of metrics.json's ``eval``, header, format)."""
+    tolerance: ClassVar[float]
+    """A cheaper strategy within this much of the best primary metric is recommended instead."""
 
     def detect(self, columns: list[str], data: Any) -> bool:
         """True when a table with these columns holds this task's rows (``data.task: auto``)."""
@@ -53,6 +57,10 @@ class TaskType(Protocol):
 
     def encode(self, split: Any, backbone: Any, cfg: Any, max_length: int) -> list[dict[str, Any]]:
         """Token rows of one split (done once, up front)."""
+        ...
+
+    def training_rows(self, rows: list[dict[str, Any]], max_length: int) -> list[dict[str, Any]]:
+        """The rows the training loop iterates, made from the encoded training split (sft: packed on request)."""
         ...
 
     def build(self, task: Any) -> nn.Module:

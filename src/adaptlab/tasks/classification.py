@@ -50,6 +50,10 @@ class Classification:
     default_metric = "accuracy"
     peft_task_type = "SEQ_CLS"
     generative = False
+    columns = (("accuracy", "accuracy", "{:.4f}"), ("macro_f1", "macro-F1", "{:.4f}"))
+    """The report's metric columns (key in metrics.json's ``eval``, header, format)."""
+    tolerance = 0.01
+    """How far below the best primary metric a cheaper strategy may be and still be recommended."""
 
     def detect(self, columns: list[str], data: Any) -> bool:
         return data.text_column in columns and data.label_column in columns
@@ -66,6 +70,9 @@ class Classification:
         from ..data.batching import encode
 
         return encode(split, backbone.tokenizer, max_length, backbone.input_prefix)
+
+    def training_rows(self, rows: list[dict[str, Any]], max_length: int) -> list[dict[str, Any]]:
+        return rows
 
     def build(self, task: Any) -> nn.Module:
         return build_classifier(task)

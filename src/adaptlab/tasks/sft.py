@@ -57,9 +57,12 @@ class SFT:
     default_metric = "chrf"
     peft_task_type = "CAUSAL_LM"
     generative = True
+    columns = (("chrf", "chrF", "{:.1f}"), ("bleu", "BLEU", "{:.1f}"), ("rouge_l", "ROUGE-L", "{:.3f}"),
+               ("exact_match", "exact match", "{:.3f}"), ("loss", "response loss", "{:.3f}"))
+    tolerance = 1.0  # one chrF point
 
-    def __init__(self, renderer: Renderer | None = None, generation: Any = None, dropout: float | None = None):
-        self.renderer, self.generation, self.dropout = renderer, generation, dropout
+    def __init__(self, renderer: Renderer | None = None, generation: Any = None, system: str | None = None, packing: bool = False):
+        self.renderer, self.generation, self.system, self.packing = renderer, generation, system, packing
 
     def detect(self, columns: list[str], data: Any) -> bool:
         from ..data.conversations import row_format
@@ -73,7 +76,7 @@ class SFT:
             raise AdaptlabError(f"task sft needs a causal LM, and backbone {backbone.name} is a {backbone.config.model_type} encoder; "
                                 f"use --backbone smollm2-135m, or a local or hub causal LM (Llama, Qwen, Mistral, GPT-2 families)")
         renderer = Renderer(backbone.tokenizer, run_config.data.template, backbone.name)
-        return SFT(renderer, run_config.generation, run_config.train.dropout)
+        return SFT(renderer, run_config.generation, run_config.data.system, run_config.data.packing)
 
     # -- data ---------------------------------------------------------------------------------
 
@@ -128,6 +131,31 @@ class SFT:
             log.warning("sft: %d of %d rows are longer than data.max_length=%d: %d response tokens cut (raise --max-length to keep them)",
                         cut_rows, len(rows), max_length, lost)
         return rows
+
+    def training_rows(self, rows: list[dict[str, Any]], max_length: int) -> list[dict[str, Any]]:
+        """With ``data.packing``: examples concatenated in order into rows of at most ``max_length`` tokens.
+
+        Each example keeps its own positions (``position_ids`` restart at 0) and, since the batch then has no
+        attention mask, transformers builds a block-diagonal causal mask from those positions: attention never
+        crosses an example's boundary (``masking_utils.find_packed_sequence_indices``). The first token of each
+        example is a prompt token, so no label reaches across a boundary either.
+        """
+        if not self.packing:
+            return rows
+        packed: list[dict[str, Any]] = []
+        current: dict[str, list[int]] = {"input_ids": [], "labels": [], "position_ids": []}
+        for row in rows:
+            n = len(row["input_ids"])
+            if current["input_ids"] and len(current["input_ids"]) + n > max_length:
+                packed.append(current)
+                current = {"input_ids": [], "labels": [], "position_ids": []}
+            current["input_ids"] += row["input_ids"]
+            current["labels"] += row["labels"]
+            current["position_ids"] += list(range(n))
+        if current["input_ids"]:
+            packed.append(current)
+        log.info("sft: %d training examples packed into %d rows of at most %d tokens", len(rows), len(packed), max_length)
+        return packed
 
     # -- model -----------------------------------------------------------------------------------
 
@@ -210,6 +238,29 @@ class SFT:
     def files(self, data: Any) -> dict[str, str]:
         return {}
 
+    @torch.inference_mode()
+    def generate(self, model: nn.Module, prompts: list[str], batch_size: int | None = None, progress: bool = True) -> list[str]:
+        """An answer to each prompt (a user turn, after ``data.system`` when set), in input order."""
+        from ..generation import generate_ids, left_pad
+
+        system = [{"role": "system", "content": self.system}] if self.system else []
+        ids = [self.renderer.generation_prompt(system + [{"role": "user", "content": p}]) for p in prompts]
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))  # similar lengths together: less padding
+        size = batch_size or self.generation.batch_size
+        device = next(model.parameters()).device
+        out: list[str] = [""] * len(ids)
+        was_training = model.training
+        model.eval()
+        for start in tqdm(range(0, len(order), size), desc="generating", unit="batch", disable=None if progress else True, leave=False):
+            chunk = order[start : start + size]
+            input_ids, mask = left_pad([ids[i] for i in chunk], self.renderer.tokenizer.pad_token_id)
+            new = generate_ids(model, input_ids.to(device), mask.to(device), self.generation, self.renderer.stop_ids,
+                               self.renderer.tokenizer.pad_token_id)
+            for i, text in zip(chunk, self.renderer.tokenizer.batch_decode(new, skip_special_tokens=True)):
+                out[i] = text.strip()
+        model.train(was_training)
+        return out
+
     def with_shots(self, split: Conversations, pool: Conversations, k: int, seed: int) -> Conversations:
         """Each conversation with ``k`` examples of ``pool`` put before it as earlier turns (in-context learning)."""
         rng = random.Random(seed)
@@ -245,6 +296,11 @@ class SFTCollate:
         from ..generation import left_pad
 
         width = max(len(r["input_ids"]) for r in rows)
+        if "position_ids" in rows[0]:  # packed rows: no attention mask, so the positions separate the examples
+            pad = [width - len(r["input_ids"]) for r in rows]
+            return {"input_ids": torch.tensor([r["input_ids"] + [self.pad] * k for r, k in zip(rows, pad)]),
+                    "position_ids": torch.tensor([r["position_ids"] + list(range(k)) for r, k in zip(rows, pad)]),
+                    "labels": torch.tensor([r["labels"] + [IGNORE] * k for r, k in zip(rows, pad)])}
         batch: dict[str, Any] = {
             "input_ids": torch.tensor([r["input_ids"] + [self.pad] * (width - len(r["input_ids"])) for r in rows]),
             "attention_mask": torch.tensor([[1] * len(r["input_ids"]) + [0] * (width - len(r["input_ids"])) for r in rows]),
