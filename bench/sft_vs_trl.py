@@ -33,9 +33,9 @@ from pathlib import Path
 import torch
 
 import adaptlab
-from adaptlab.backbones import load_backbone
+from adaptlab.models.backbones import load_backbone
 from adaptlab.config import load_config
-from adaptlab.measure import PeakMemory
+from adaptlab.eval.measure import PeakMemory
 
 SYSTEM = "You translate French into English."
 
@@ -58,8 +58,8 @@ def run_adaptlab(args, out: Path) -> dict:
 
 def conversations(args) -> list[dict]:
     """The training conversations adaptlab used, as TRL's conversational prompt/completion rows."""
-    from adaptlab.runner import make_setup
-    from adaptlab.runner import fields_to_overrides
+    from adaptlab.training.runner import make_setup
+    from adaptlab.training.runner import fields_to_overrides
 
     cfg = load_config({"strategy": "full"}, fields_to_overrides({k: v for k, v in settings(args).items() if k != "strategy"}))
     data = make_setup(cfg).data

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 import adaptlab
-from adaptlab.backbones import load_backbone
+from adaptlab.models.backbones import load_backbone
 from adaptlab.config import load_config
 from adaptlab.data.task import build_task
 from adaptlab.strategies.lora import LoRA

@@ -12,8 +12,8 @@ import torch
 import torch.distributed as dist
 
 from adaptlab.config import load_config
-from adaptlab.loop import fit
-from adaptlab.runner import make_setup, prepare_module, resolve_train
+from adaptlab.training.loop import fit
+from adaptlab.training.runner import make_setup, prepare_module, resolve_train
 from adaptlab.strategies import Task, get_strategy
 
 backbone, data, out = sys.argv[1:4]

@@ -6,9 +6,9 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from adaptlab.bottleneck import Adapted, fold_adapters
+from adaptlab.models.bottleneck import Adapted, fold_adapters
 from adaptlab.errors import AdaptlabError
-from adaptlab.modeling import count_parameters
+from adaptlab.models.modeling import count_parameters
 from adaptlab.strategies.adapter import Adapter, AdapterConfig
 from adaptlab.strategies.compacter import Compacter, CompacterConfig
 

@@ -128,7 +128,7 @@ def test_compare_failing_strategy_leaves_nothing(cli, tmp_path, tiny_backbone, t
 
 
 def test_compare_resumes_after_an_interruption(cli, tmp_path, tiny_backbone, toy_csv, monkeypatch):
-    import adaptlab.comparison as compare_module
+    import adaptlab.reporting.comparison as compare_module
 
     real = compare_module.run_one
     calls = []

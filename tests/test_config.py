@@ -6,7 +6,7 @@ import pytest
 
 from adaptlab.config import apply_overrides, load_config
 from adaptlab.errors import AdaptlabError
-from adaptlab.runner import resolve_train
+from adaptlab.training.runner import resolve_train
 
 
 def test_recipe_and_overrides(tmp_path):

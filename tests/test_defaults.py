@@ -53,7 +53,7 @@ def test_old_defaults_stay_at_the_majority_class_new_ones_do_not(tiny_backbone, 
 
 
 def test_a_run_that_cannot_learn_is_flagged_and_never_recommended(tiny_backbone, toy_csv, tmp_path):
-    from adaptlab.comparison import compare
+    from adaptlab.reporting.comparison import compare
 
     recipe = {"backbone": str(tiny_backbone), "data": {"train": str(toy_csv)}, "train": {"progress": False},
               "strategies": [{"name": "full", "train": {"lr": 1e-9, "epochs": 2}},
@@ -73,9 +73,9 @@ def test_range_test_leaves_no_trace(tiny_backbone, toy_csv):
 
     from adaptlab.config import TrainConfig, load_config
     from adaptlab.data.batching import Collate
-    from adaptlab.loop import make_accelerator
-    from adaptlab.lr_find import range_test
-    from adaptlab.runner import make_setup, prepare_module, resolve_train
+    from adaptlab.training.loop import make_accelerator
+    from adaptlab.training.lr_find import range_test
+    from adaptlab.training.runner import make_setup, prepare_module, resolve_train
     from adaptlab.strategies import Task, get_strategy
     from adaptlab.strategies.base import param_groups
     from adaptlab.tasks.classification import cross_entropy
@@ -98,7 +98,7 @@ def test_range_test_leaves_no_trace(tiny_backbone, toy_csv):
 
 
 def test_valley_and_smoothing():
-    from adaptlab.lr_find import lr_at, smooth, valley
+    from adaptlab.training.lr_find import lr_at, smooth, valley
 
     lrs = [lr_at(i, 10) for i in range(10)]
     assert lrs[0] == pytest.approx(1e-6) and lrs[-1] == pytest.approx(1.0)
@@ -111,9 +111,9 @@ def test_valley_and_smoothing():
 @pytest.mark.parametrize(("rows", "expected"), [(64, 10), (1000, 5), (10000, 1)])
 def test_epochs_follow_the_data_size(rows, expected):
     """At least ``min_steps`` (150) optimiser steps, at most ``max_epochs`` (10): small data gets more epochs."""
-    from adaptlab.checkpoint import LoopState
+    from adaptlab.training.checkpoint import LoopState
     from adaptlab.config import TrainConfig
-    from adaptlab.loop import plan
+    from adaptlab.training.loop import plan
 
     class Accelerator:
         num_processes = 1
@@ -142,9 +142,9 @@ def test_a_head_at_its_own_rate_is_not_swept(monkeypatch):
     """prompt_tuning / prefix_tuning train their head at an absolute ``head_lr``: the range test keeps it there."""
     from torch import nn
 
-    import adaptlab.lr_find
+    import adaptlab.training.lr_find
     from adaptlab.config import TrainConfig
-    from adaptlab.loop import WithTask, _range_test, default_task
+    from adaptlab.training.loop import WithTask, _range_test, default_task
 
     class Strategy:
         name, train_defaults = "fake", {"lr": 1e-3}
@@ -153,7 +153,7 @@ def test_a_head_at_its_own_rate_is_not_swept(monkeypatch):
             return [{"params": [module.weight], "lr": lr}, {"params": [module.bias], "lr": 1e-2}]
 
     seen = {}
-    monkeypatch.setattr(adaptlab.lr_find, "range_test",
+    monkeypatch.setattr(adaptlab.training.lr_find, "range_test",
                         lambda m, loader, cfg, acc, groups, loss, fallback: seen.setdefault("groups", groups) and
                         {"lr": 1e-3, "steps": 0, "rule": "-", "seconds": 0})
     _range_test(WithTask(Strategy(), default_task()), nn.Linear(2, 2), [], TrainConfig(), None)

@@ -77,7 +77,7 @@ def test_few_shot_input_errors(cli, tiny_backbone, toy_csv, tmp_path, args, mess
 
 def test_meta_test_examples_never_reach_training(tiny_backbone, topics_csv):
     from adaptlab.config import load_config
-    from adaptlab.episodic import class_split_setup
+    from adaptlab.eval.episodic import class_split_setup
 
     cfg = load_config({"strategy": "protonet", "backbone": str(tiny_backbone), "data": {"train": str(topics_csv)}})
     setup, unseen, train_classes, test_classes = class_split_setup(cfg, None, 2)

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from adaptlab.backbones import load_backbone
-from adaptlab.forgetting import Probe, find_backbone, reference_pairs, reference_text
-from adaptlab.runner import train
+from adaptlab.models.backbones import load_backbone
+from adaptlab.eval.forgetting import Probe, find_backbone, reference_pairs, reference_text
+from adaptlab.training.runner import train
 
 QUICK = {"epochs": 2, "lr": 5e-3, "batch_size": 16, "progress": False, "checkpoint_every": None, "seed": 0}
 
@@ -92,7 +92,7 @@ def test_find_backbone_inside_wrappers(tiny_backbone):
 
 
 def test_report_has_a_forgetting_column(tiny_backbone, toy_csv, tmp_path):
-    from adaptlab.comparison import compare
+    from adaptlab.reporting.comparison import compare
 
     result = compare(["linear_probe", "full"], backbone=str(tiny_backbone), data=str(toy_csv), output=tmp_path / "c",
                      overrides={"train.epochs": 1, "train.progress": False})

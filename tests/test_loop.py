@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from adaptlab.config import load_config
-from adaptlab.loop import fit
-from adaptlab.modeling import freeze
-from adaptlab.runner import make_setup, prepare_module, resolve_train
-from adaptlab.schedules import lr_multiplier
+from adaptlab.training.loop import fit
+from adaptlab.models.modeling import freeze
+from adaptlab.training.runner import make_setup, prepare_module, resolve_train
+from adaptlab.training.schedules import lr_multiplier
 from adaptlab.strategies import Task, get_strategy
 
 
@@ -41,7 +41,7 @@ def test_early_stopping_and_best_weights(tiny_backbone, toy_csv):
     from torch.utils.data import DataLoader
 
     from adaptlab.data.batching import Collate
-    from adaptlab.evaluation import evaluate
+    from adaptlab.eval.metrics import evaluate
 
     loader = DataLoader(setup.eval_rows, batch_size=64, collate_fn=Collate(0))
     assert evaluate(module, loader)["accuracy"] == pytest.approx(state.best_score)  # the best epoch's weights came back

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from adaptlab.comparison import compare
+from adaptlab.reporting.comparison import compare
 from adaptlab.config import read_yaml
 from adaptlab.errors import AdaptlabError
-from adaptlab.pipeline import plan_stages, resolve_ref
-from adaptlab.runner import train
+from adaptlab.reporting.pipeline import plan_stages, resolve_ref
+from adaptlab.training.runner import train
 
 QUICK = {"epochs": 1, "lr": 5e-3, "batch_size": 16, "progress": False, "checkpoint_every": None, "seed": 0}
 
@@ -41,12 +41,12 @@ def test_train_pipeline_chains_a_domain_stage(tiny_backbone, toy_csv, tmp_path):
     assert result.run_dir == tmp_path / "pipe" / "task" and result.metrics["backbone"] == "@domain"
     report = (tmp_path / "pipe" / "report.md").read_text()
     assert "## Domain-adaptive pretraining" in report
-    from adaptlab.predict import load
+    from adaptlab.serve.predict import load
 
     moved = tmp_path / "moved"
     (tmp_path / "pipe").rename(moved)  # "@domain" resolves against the folder: still loads after a move
     assert load(moved / "task").predict(["a good film"])[0].label in ("pos", "neg")
-    from adaptlab.predict import predict_rows
+    from adaptlab.serve.predict import predict_rows
 
     rows = predict_rows([moved / "task"], ["a good film"])  # `adaptlab predict` goes through load_many
     assert rows[0]["probs"] == load(moved / "task").predict(["a good film"])[0].probs

@@ -46,7 +46,7 @@ def test_lora_learns_and_reloads_with_plain_peft(cli, tmp_path):
     from peft import PeftModel
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from adaptlab.backbones import resolve_source
+    from adaptlab.models.backbones import resolve_source
 
     source = resolve_source("minilm-l6")[0]
     base = AutoModelForSequenceClassification.from_pretrained(source, num_labels=2)

@@ -6,8 +6,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from adaptlab.loop import StepLog
-from adaptlab.runner import train
+from adaptlab.training.loop import StepLog
+from adaptlab.training.runner import train
 
 
 def recipe(backbone, data, strategy="full"):
@@ -57,13 +57,13 @@ KILLS = [
 
 @pytest.mark.parametrize(("strategy", "where", "step"), KILLS)
 def test_resume_is_bit_identical_to_the_uninterrupted_run(tmp_path, tiny_backbone, toy_csv, monkeypatch, strategy, where, step):
-    import adaptlab.runner
+    import adaptlab.training.runner
 
     reference = train(recipe(tiny_backbone, toy_csv, strategy), output=str(tmp_path / "ref"))
     if where == "step":
         kill_at(monkeypatch, step)
     else:
-        kill_in(monkeypatch, adaptlab.runner, {"save": "_save_artifact", "rename": "_complete"}[where])
+        kill_in(monkeypatch, adaptlab.training.runner, {"save": "_save_artifact", "rename": "_complete"}[where])
     with pytest.raises(KeyboardInterrupt):
         train(recipe(tiny_backbone, toy_csv, strategy), output=str(tmp_path / "run"))
     partial = tmp_path / "run.partial"
@@ -94,7 +94,7 @@ def test_one_run_per_folder(tmp_path, tiny_backbone, toy_csv):
     """A second process aiming at a folder another one is writing stops at once; no lock file is left."""
     from filelock import FileLock
 
-    from adaptlab.comparison import compare
+    from adaptlab.reporting.comparison import compare
     from adaptlab.errors import AdaptlabError
 
     held = FileLock(str(tmp_path / "run.lock"))
@@ -112,7 +112,7 @@ def test_one_run_per_folder(tmp_path, tiny_backbone, toy_csv):
 def test_metrics_json_never_holds_nan():
     import json
 
-    from adaptlab.runner import finite
+    from adaptlab.training.runner import finite
 
     text = json.dumps(finite({"a": float("nan"), "b": [1.0, float("inf")], "c": {"d": -float("inf")}, "e": "x"}), allow_nan=False)
     assert json.loads(text) == {"a": None, "b": [1.0, None], "c": {"d": None}, "e": "x"}

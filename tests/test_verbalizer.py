@@ -8,7 +8,7 @@ from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
 
 from adaptlab.config import load_config
 from adaptlab.errors import AdaptlabError
-from adaptlab.verbalizer import EmbeddingScorer, LMScorer, VerbalizerOptions, label_texts
+from adaptlab.models.verbalizer import EmbeddingScorer, LMScorer, VerbalizerOptions, label_texts
 
 
 @pytest.fixture(scope="module")

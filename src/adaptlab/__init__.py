@@ -16,15 +16,15 @@ __all__ = ["AdaptlabError", "compare", "episodic", "load", "load_many", "shots_c
 from .errors import AdaptlabError
 
 if TYPE_CHECKING:
-    from .comparison import compare
-    from .curves import shots_curve
-    from .episodic import episodic
-    from .many import load_many
-    from .predict import load
-    from .runner import train
+    from .reporting.comparison import compare
+    from .reporting.curves import shots_curve
+    from .eval.episodic import episodic
+    from .serve.many import load_many
+    from .serve.predict import load
+    from .training.runner import train
 
-_LAZY = {"train": "runner", "compare": "comparison", "load": "predict", "load_many": "many",
-         "episodic": "episodic", "shots_curve": "curves"}
+_LAZY = {"train": "training.runner", "compare": "reporting.comparison", "load": "serve.predict", "load_many": "serve.many",
+         "episodic": "eval.episodic", "shots_curve": "reporting.curves"}
 
 
 def __getattr__(name: str) -> Any:

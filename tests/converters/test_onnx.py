@@ -14,8 +14,8 @@ def test_minilm_l3_matches_the_onnx_export():
     from onnx.reference import ReferenceEvaluator
     from transformers import AutoModel, AutoTokenizer
 
-    from adaptlab.backbones import BUNDLED_MODELS, distribution_file
-    from adaptlab.converters.onnx import DIST, ONNX_FILE
+    from adaptlab.models.backbones import BUNDLED_MODELS, distribution_file
+    from adaptlab.models.converters.onnx import DIST, ONNX_FILE
 
     folder = BUNDLED_MODELS["minilm-l3"].locate()  # converted once, then cached
     model, tok = AutoModel.from_pretrained(folder).eval(), AutoTokenizer.from_pretrained(folder)

@@ -67,7 +67,7 @@ def test_target_shots_need_a_target(toy_csv):
 
 
 def test_per_language_metrics_and_report(tiny_backbone, two_languages, tmp_path):
-    from adaptlab.comparison import compare
+    from adaptlab.reporting.comparison import compare
 
     source, target = two_languages
     result = compare(["linear_probe", "top_k"], backbone=str(tiny_backbone), data=str(source),

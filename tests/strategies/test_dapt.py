@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from adaptlab.runner import train
+from adaptlab.training.runner import train
 from adaptlab.strategies._lm import fixed_masks, pack, special_tokens
 
 QUICK = {"epochs": 2, "lr": 1e-2, "batch_size": 16, "progress": False, "checkpoint_every": None, "seed": 0}
@@ -63,7 +63,7 @@ def test_tapt_excludes_eval_texts_and_reports_perplexity(tiny_backbone, toy_csv,
     assert block["perplexity_before"] == pytest.approx(result.metrics["history"][0]["perplexity"])
     assert "forgetting" in result.metrics
     from adaptlab.config import load_config
-    from adaptlab.runner import make_setup
+    from adaptlab.training.runner import make_setup
     from adaptlab.strategies import Task
     from adaptlab.strategies.dapt import Dapt, DaptConfig
 
@@ -77,7 +77,7 @@ def test_tapt_excludes_eval_texts_and_reports_perplexity(tiny_backbone, toy_csv,
 
 def test_predict_refuses_a_domain_stage(tiny_backbone, toy_csv, tmp_path):
     from adaptlab.errors import AdaptlabError
-    from adaptlab.predict import load
+    from adaptlab.serve.predict import load
 
     train({"strategy": {"name": "dapt", "block_size": 32}, "backbone": str(tiny_backbone), "data": {"train": str(toy_csv)},
            "train": {**QUICK, "epochs": 1}, "output": str(tmp_path / "d")})

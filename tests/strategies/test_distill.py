@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from adaptlab.errors import AdaptlabError
-from adaptlab.runner import train
+from adaptlab.training.runner import train
 from adaptlab.strategies._teacher import Teacher
 from adaptlab.strategies.distill import even_layers
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from adaptlab.config import load_config
-from adaptlab.runner import make_setup, prepare_module, resolve_train
+from adaptlab.training.runner import make_setup, prepare_module, resolve_train
 from adaptlab.strategies import Task, get_strategy
 
 

@@ -25,8 +25,8 @@ import pytest
 import torch
 
 from adaptlab.config import load_config
-from adaptlab.loop import fit
-from adaptlab.runner import make_setup, prepare_module, resolve_train, run_one, train
+from adaptlab.training.loop import fit
+from adaptlab.training.runner import make_setup, prepare_module, resolve_train, run_one, train
 from adaptlab.strategies import Task, discover, get_strategy
 from adaptlab.strategies.base import hook, load_pretrained, save_pretrained
 
@@ -219,7 +219,7 @@ def test_save_load_round_trip(trained, name, tmp_path):
     loaded = hook(strategy, "load", load_pretrained)(tmp_path, task)
     module.eval(), loaded.eval()
     from adaptlab.data.batching import Collate
-    from adaptlab.evaluation import model_inputs
+    from adaptlab.eval.metrics import model_inputs
 
     batch = on_device_of(module, model_inputs(Collate(task.backbone.tokenizer.pad_token_id)(t["setup"].eval_rows[:16])))
     loaded.to(next(module.parameters()).device)
@@ -249,7 +249,7 @@ def test_merge_round_trip(trained, name, tmp_path):
     from transformers import AutoModelForSequenceClassification
 
     from adaptlab.data.batching import Collate
-    from adaptlab.evaluation import model_inputs
+    from adaptlab.eval.metrics import model_inputs
 
     t = trained(name)
     strategy, task, module = t["strategy"], t["task"], t["module"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from adaptlab.backbones import load_backbone
+from adaptlab.models.backbones import load_backbone
 from adaptlab.strategies.base import Task, build_classifier
 from adaptlab.strategies.prefix_tuning import PrefixTuning, PrefixTuningConfig
 

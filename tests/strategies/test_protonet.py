@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from adaptlab.config import load_config
-from adaptlab.runner import make_setup, run_one
+from adaptlab.training.runner import make_setup, run_one
 
 
 def test_frozen_protonet_is_nearest_class_mean(tiny_backbone, toy_csv, tmp_path):
@@ -16,7 +16,7 @@ def test_frozen_protonet_is_nearest_class_mean(tiny_backbone, toy_csv, tmp_path)
     module = result.module.eval()
     assert result.metrics["trainable_params"] == 0 and result.metrics["train_examples"] == 10
     from adaptlab.data.batching import Collate
-    from adaptlab.evaluation import model_inputs
+    from adaptlab.eval.metrics import model_inputs
 
     device = module.prototypes.device  # the training device: a GPU where one is visible
     batch = {k: v.to(device) for k, v in Collate(0)(setup.train_rows).items()}

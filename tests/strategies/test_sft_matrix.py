@@ -17,8 +17,8 @@ import pytest
 import torch
 
 from adaptlab.config import load_config
-from adaptlab.loop import fit
-from adaptlab.runner import make_setup, prepare_module, resolve_train, run_one
+from adaptlab.training.loop import fit
+from adaptlab.training.runner import make_setup, prepare_module, resolve_train, run_one
 from adaptlab.strategies import Task, discover, get_strategy
 from adaptlab.strategies.base import hook, load_pretrained, save_pretrained
 from tests.conftest import make_tiny_chat_llama, toy_translations, write_csv

@@ -12,7 +12,7 @@ from adaptlab.config import DataConfig
 from adaptlab.data.conversations import IGNORE, Renderer, read_conversations
 from adaptlab.data.files import Table
 from adaptlab.errors import AdaptlabError
-from adaptlab.generation import text_metrics
+from adaptlab.eval.generation import text_metrics
 from tests.conftest import write_csv
 
 
@@ -92,7 +92,7 @@ def test_generation_metrics_are_sacrebleus_own():
 
 @pytest.fixture(scope="module")
 def sft_run(tiny_chat, translations_csv, tmp_path_factory):
-    from adaptlab.runner import train
+    from adaptlab.training.runner import train
 
     out = tmp_path_factory.mktemp("sft-run") / "lora"
     train(strategy="lora", backbone=str(tiny_chat), data=str(translations_csv), output=str(out), train__epochs=2, train__lr=1e-2,
@@ -121,7 +121,7 @@ def test_a_merged_causal_lora_generates_what_the_run_generates(sft_run, tmp_path
     from transformers import AutoModelForCausalLM
 
     import adaptlab
-    from adaptlab.merge import merge
+    from adaptlab.serve.merge import merge
 
     run = adaptlab.load(sft_run)
     merged = AutoModelForCausalLM.from_pretrained(merge(sft_run, tmp_path / "merged"))

@@ -13,7 +13,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..backbones import package_dir
+from ..models.backbones import package_dir
 from ..errors import AdaptlabError, unknown
 from .files import Table
 

@@ -22,9 +22,9 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers.utils import ModelOutput
 
-from ..bottleneck import Bottleneck
+from ..models.bottleneck import Bottleneck
 from ..errors import AdaptlabError
-from ..modeling import find_blocks, freeze
+from ..models.modeling import find_blocks, freeze
 
 log = logging.getLogger("adaptlab")
 LANGUAGES = ("source", "target")
@@ -132,7 +132,7 @@ def cache_key(task: Any, text: str, config: Any) -> str:
 
 def train_language_adapter(model: nn.Module, language: str, text: str, config: Any, task: Any) -> dict[str, Any]:
     """Train (or load from the cache) the ``language`` adapter of ``model`` by masked language modelling."""
-    from ..backbones import cache_dir
+    from ..models.backbones import cache_dir
 
     names = {n: p for n, p in model.named_parameters() if f".adapters.{language}." in n}
     path = cache_dir() / "language-adapters" / f"{cache_key(task, text, config)}.safetensors"
@@ -153,7 +153,7 @@ def train_language_adapter(model: nn.Module, language: str, text: str, config: A
 
 def fit_language_adapter(model: nn.Module, language: str, text: str, config: Any, task: Any) -> dict[str, Any]:
     from ..config import TrainConfig
-    from ..loop import fit
+    from ..training.loop import fit
 
     tokenizer, prefix = task.backbone.tokenizer, task.backbone.input_prefix
     texts = read_texts(text, config.text_column, config.mlm_texts)

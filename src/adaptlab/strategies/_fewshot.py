@@ -18,8 +18,8 @@ from transformers.utils import ModelOutput
 from ..config import StrategyConfig
 from ..data.batching import BucketBatchSampler, Collate, lengths_of
 from ..data.episodes import EpisodeSampler, episode_sizes
-from ..evaluation import model_inputs
-from ..modeling import freeze
+from ..eval.metrics import model_inputs
+from ..models.modeling import freeze
 
 
 @dataclass
@@ -49,7 +49,7 @@ def build_encoder(task: Any, **kwargs: Any) -> nn.Module:
 
     dropout = getattr(task.train_config, "dropout", None)
     if dropout is not None:
-        from ..modeling import set_dropout
+        from ..models.modeling import set_dropout
 
         config = task.backbone.config.__class__.from_dict(task.backbone.config.to_dict())
         set_dropout(config, dropout)

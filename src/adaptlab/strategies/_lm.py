@@ -125,7 +125,7 @@ class DomainLM(nn.Module):
     """An LM (possibly peft-wrapped) whose head runs only on predicted positions."""
 
     def __init__(self, model: nn.Module, causal: bool):
-        from ..forgetting import find_backbone
+        from ..eval.forgetting import find_backbone
 
         super().__init__()
         self.model, self.causal = model, causal

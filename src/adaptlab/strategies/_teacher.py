@@ -13,10 +13,10 @@ from torch import nn
 
 from ..data.batching import SEQUENCE_KEYS, BucketBatchSampler, Collate, lengths_of
 from ..errors import AdaptlabError
-from ..evaluation import model_inputs
-from ..forgetting import find_backbone
-from ..measure import inference_speed
-from ..modeling import count_parameters
+from ..eval.metrics import model_inputs
+from ..eval.forgetting import find_backbone
+from ..eval.measure import inference_speed
+from ..models.modeling import count_parameters
 
 TEACHER_KEYS = ("teacher_hidden", "teacher_attention")
 
@@ -66,8 +66,8 @@ class Teacher:
 
     @classmethod
     def load(cls, ref: str, root: Any, task: Any) -> Teacher:
-        from ..pipeline import resolve_ref
-        from ..predict import Predictor
+        from ..reporting.pipeline import resolve_ref
+        from ..serve.predict import Predictor
 
         teacher = cls(Predictor(resolve_ref(ref, root), device="cpu"), task)
         teacher.ref = ref  # as configured ("@teacher" stays relocatable)
@@ -133,7 +133,7 @@ class Teacher:
 
     def report(self, student: nn.Module, rows: list[dict], device: torch.device, limit: int = 256) -> dict[str, Any]:
         """Teacher accuracy on the evaluation rows; teacher and student size and inference speed."""
-        from ..evaluation import evaluate
+        from ..eval.metrics import evaluate
 
         teacher_rows = self.rows(rows)
         collate = Collate(self.predictor.backbone.tokenizer.pad_token_id or 0)

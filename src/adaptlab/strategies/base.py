@@ -28,7 +28,7 @@ class Task:
     """What a strategy may need to know about the task and the backbone."""
 
     labels: list[str]
-    backbone: Any  # adaptlab.backbones.Backbone
+    backbone: Any  # adaptlab.models.backbones.Backbone
     train_config: Any = None  # resolved TrainConfig
     root: Any = None  # folder holding this run and its sibling stages: where "@stage" references resolve
     type: Any = None  # the task type (adaptlab.tasks): what model is built, how it is judged; classification if None

@@ -20,7 +20,7 @@ from typing import Literal
 from pydantic import Field
 from torch import nn
 
-from ..bottleneck import Bottleneck, CompacterBottleneck, KroneckerRules
+from ..models.bottleneck import Bottleneck, CompacterBottleneck, KroneckerRules
 from ..errors import AdaptlabError
 from .adapter import Adapter, AdapterConfig
 from .base import Task, register

@@ -29,7 +29,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ..config import StrategyConfig
-from ..modeling import freeze
+from ..models.modeling import freeze
 from ._fewshot import EmbeddingOutput, build_encoder, encode, fit_linear_head, freeze_unused
 from .base import Task, decay_groups, register
 

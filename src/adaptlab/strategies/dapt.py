@@ -31,8 +31,8 @@ from torch import nn
 
 from ..config import StrategyConfig
 from ..errors import AdaptlabError
-from ..forgetting import lm_kind
-from ..modeling import freeze, unfreeze
+from ..eval.forgetting import lm_kind
+from ..models.modeling import freeze, unfreeze
 from ._lm import DomainLM, LMCollate, fixed_masks, lm_evaluate, pack, read_corpus, split_blocks
 from .base import Task, decay_groups, get_strategy, register
 

@@ -31,7 +31,7 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 
 from ..config import StrategyConfig
 from ..errors import AdaptlabError
-from ..modeling import count_parameters, unfreeze
+from ..models.modeling import count_parameters, unfreeze
 from ._teacher import DistillCollate, Teacher, pad_to
 from .base import Task, build_classifier, load_pretrained, register, save_pretrained
 

@@ -12,7 +12,7 @@ from typing import Literal
 from torch import nn
 
 from ..config import StrategyConfig
-from ..modeling import unfreeze
+from ..models.modeling import unfreeze
 from .base import Task, register
 
 

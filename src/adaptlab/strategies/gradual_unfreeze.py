@@ -16,7 +16,7 @@ from pydantic import Field
 from torch import nn
 
 from ..config import StrategyConfig
-from ..modeling import freeze, layer_groups, unfreeze
+from ..models.modeling import freeze, layer_groups, unfreeze
 from .base import Task, decay_groups, register
 
 

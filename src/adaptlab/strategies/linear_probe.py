@@ -23,8 +23,8 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 
 from ..config import StrategyConfig
 from ..data.batching import BucketBatchSampler, Collate, lengths_of
-from ..evaluation import model_inputs
-from ..modeling import freeze
+from ..eval.metrics import model_inputs
+from ..models.modeling import freeze
 from .base import Task, register
 
 

@@ -34,8 +34,8 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 
 from ..config import StrategyConfig
 from ..errors import AdaptlabError
-from ..evaluation import evaluate
-from ..modeling import freeze
+from ..eval.metrics import evaluate
+from ..models.modeling import freeze
 from ._adapters import attach_adapters, set_active, train_language_adapter
 from ._fewshot import build_encoder, encode
 from .base import Task, register

@@ -40,8 +40,8 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ..errors import AdaptlabError
-from ..evaluation import evaluate
-from ..modeling import freeze, layer_groups, unfreeze
+from ..eval.metrics import evaluate
+from ..models.modeling import freeze, layer_groups, unfreeze
 from ._fewshot import (
     EmbeddingOutput,
     EpisodeOptions,
@@ -157,7 +157,7 @@ class MAML:
         if self.support is None:
             return
         from ..data.batching import Collate
-        from ..evaluation import model_inputs
+        from ..eval.metrics import model_inputs
 
         labels = [int(r["labels"]) for r in self.support]
         k = min(self.config.eval_support, min(labels.count(y) for y in set(labels)))

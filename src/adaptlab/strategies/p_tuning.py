@@ -16,7 +16,7 @@ from typing import Literal
 from pydantic import Field
 from torch import nn
 
-from ..verbalizer import VerbalizerOptions
+from ..models.verbalizer import VerbalizerOptions
 from .base import Task, register
 from .prompt_tuning import PromptTuning
 

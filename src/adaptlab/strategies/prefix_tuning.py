@@ -35,7 +35,7 @@ from pydantic import Field
 from torch import nn
 
 from ..config import StrategyConfig
-from ..modeling import find_blocks
+from ..models.modeling import find_blocks
 from .base import Task, register
 from .lora import peft_classifier, save_adapter
 from .prompt_tuning import prompt_and_head_groups, refuse_packing

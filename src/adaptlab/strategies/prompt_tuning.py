@@ -9,7 +9,7 @@ random), by default "Classify as <the label names>".
   new head trains with the prompt, at its own ``head_lr`` (the prompt wants a
   learning rate ~100x higher than a linear layer tolerates).
 - Causal LMs: no new head at all, as in the paper: the frozen LM scores each
-  label's verbalisation after a prompt template (:class:`~adaptlab.verbalizer.LMScorer`)
+  label's verbalisation after a prompt template (:class:`~adaptlab.models.verbalizer.LMScorer`)
   and only the soft prompt trains. (A last-token classification head cannot be
   used here: peft hands the model embeddings rather than token ids, so the
   classifier cannot find the last non-padding token.)
@@ -28,7 +28,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from ..verbalizer import LMScorer, VerbalizerOptions, is_causal_lm, label_texts
+from ..models.verbalizer import LMScorer, VerbalizerOptions, is_causal_lm, label_texts
 from .base import Task, register
 
 

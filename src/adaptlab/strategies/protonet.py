@@ -24,8 +24,8 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ..evaluation import evaluate
-from ..modeling import freeze
+from ..eval.metrics import evaluate
+from ..models.modeling import freeze
 from ._fewshot import (
     EmbeddingOutput,
     EpisodeOptions,

@@ -16,7 +16,7 @@ from torch import nn
 
 from ..config import StrategyConfig
 from ..errors import AdaptlabError
-from ..modeling import freeze, layer_groups, unfreeze
+from ..models.modeling import freeze, layer_groups, unfreeze
 from .base import Task, register
 
 

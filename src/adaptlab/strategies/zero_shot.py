@@ -24,8 +24,8 @@ from pydantic import Field
 from torch import nn
 
 from ..errors import AdaptlabError
-from ..modeling import freeze
-from ..verbalizer import EmbeddingScorer, LMScorer, VerbalizerOptions, is_causal_lm, label_texts
+from ..models.modeling import freeze
+from ..models.verbalizer import EmbeddingScorer, LMScorer, VerbalizerOptions, is_causal_lm, label_texts
 from .base import Task, register
 
 

@@ -23,7 +23,7 @@ def build_classifier(task: Any, dtype: torch.dtype = torch.float32) -> nn.Module
     """The backbone with a freshly initialised classification head."""
     from transformers import AutoModelForSequenceClassification
 
-    from ..modeling import set_dropout
+    from ..models.modeling import set_dropout
 
     backbone = task.backbone
     config = backbone.config.__class__.from_dict(backbone.config.to_dict())
@@ -91,7 +91,7 @@ class Classification:
         return cross_entropy(outputs, batch)
 
     def evaluate(self, model: nn.Module, batches: Any, accelerator: Any = None) -> dict[str, Any]:
-        from ..evaluation import evaluate
+        from ..eval.metrics import evaluate
 
         return evaluate(model, batches, accelerator)
 
@@ -99,7 +99,7 @@ class Classification:
         return {k: scores.get(k) for k in ("accuracy", "macro_f1", "loss")}
 
     def outcome(self, final: dict[str, Any], data: Any, history: list[dict], lr: float | None, trained: bool) -> dict[str, Any]:
-        from ..diagnosis import did_not_learn
+        from ..eval.diagnosis import did_not_learn
 
         losses = [h["train_loss"] for h in history if h.get("train_loss") is not None]
         return {"majority_baseline": data.majority_baseline,

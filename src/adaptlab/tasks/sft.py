@@ -70,7 +70,7 @@ class SFT:
         return row_format(columns, data) is not None
 
     def configure(self, run_config: Any, backbone: Any) -> SFT:
-        from ..verbalizer import is_causal_lm
+        from ..models.verbalizer import is_causal_lm
 
         if not is_causal_lm(backbone.config):
             raise AdaptlabError(f"task sft needs a causal LM, and backbone {backbone.name} is a {backbone.config.model_type} encoder; "
@@ -162,7 +162,7 @@ class SFT:
     def build(self, task: Any) -> nn.Module:
         from transformers import AutoModelForCausalLM
 
-        from ..modeling import set_dropout
+        from ..models.modeling import set_dropout
 
         backbone = task.backbone
         config = backbone.config.__class__.from_dict(backbone.config.to_dict())
@@ -189,8 +189,8 @@ class SFT:
     @torch.inference_mode()
     def evaluate(self, model: nn.Module, batches: Any, accelerator: Any = None) -> dict[str, Any]:
         """Response-token loss on every batch, and an answer generated for every prompt, scored."""
-        from ..evaluation import model_inputs
-        from ..generation import Timer, generate_ids, text_metrics
+        from ..eval.metrics import model_inputs
+        from ..eval.generation import Timer, generate_ids, text_metrics
 
         was_training = model.training
         model.eval()
@@ -241,7 +241,7 @@ class SFT:
     @torch.inference_mode()
     def generate(self, model: nn.Module, prompts: list[str], batch_size: int | None = None, progress: bool = True) -> list[str]:
         """An answer to each prompt (a user turn, after ``data.system`` when set), in input order."""
-        from ..generation import generate_ids, left_pad
+        from ..eval.generation import generate_ids, left_pad
 
         system = [{"role": "system", "content": self.system}] if self.system else []
         ids = [self.renderer.generation_prompt(system + [{"role": "user", "content": p}]) for p in prompts]
@@ -293,7 +293,7 @@ class SFTCollate:
         self.pad = pad_token_id
 
     def __call__(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
-        from ..generation import left_pad
+        from ..eval.generation import left_pad
 
         width = max(len(r["input_ids"]) for r in rows)
         if "position_ids" in rows[0]:  # packed rows: no attention mask, so the positions separate the examples

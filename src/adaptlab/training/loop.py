@@ -25,18 +25,18 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from .checkpoint import BestWeights, Checkpointer, LoopState, rng_state, set_rng_state
-from .config import TrainConfig
-from .data.batching import BucketBatchSampler, lengths_of
-from .errors import AdaptlabError
-from .evaluation import model_inputs
+from ..config import TrainConfig
+from ..data.batching import BucketBatchSampler, lengths_of
+from ..errors import AdaptlabError
+from ..eval.metrics import model_inputs
 from .schedules import lr_multiplier
-from .strategies.base import batch_sampler, hook, param_groups
+from ..strategies.base import batch_sampler, hook, param_groups
 
 log = logging.getLogger("adaptlab")
 
 
 def default_task() -> Any:
-    from .tasks import get_task_type
+    from ..tasks import get_task_type
 
     return get_task_type("classification")
 

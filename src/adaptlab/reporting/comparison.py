@@ -18,13 +18,13 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-from .config import RunConfig, apply_overrides, build_config, read_yaml
-from .errors import AdaptlabError
+from ..config import RunConfig, apply_overrides, build_config, read_yaml
+from ..errors import AdaptlabError
 from .pipeline import Setups, plan_stages, run_stages
 from .report import write_report
-from .runner import RunResult, _as_dict, _is_main_process, exclusive, fields_to_overrides, partial_folder, run_one
-from .strategies import get_strategy
-from .tasks import supported
+from ..training.runner import RunResult, _as_dict, _is_main_process, exclusive, fields_to_overrides, partial_folder, run_one
+from ..strategies import get_strategy
+from ..tasks import supported
 
 log = logging.getLogger("adaptlab")
 

@@ -25,9 +25,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .backbones import Backbone, load_backbone
-from .errors import AdaptlabError
-from .pipeline import resolve_ref
+from ..models.backbones import Backbone, load_backbone
+from ..errors import AdaptlabError
+from ..reporting.pipeline import resolve_ref
 from .predict import Prediction, Predictor, read_run
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .config import RunConfig
+from ..config import RunConfig
 
 LOADING = {
     "peft": """```python

@@ -26,8 +26,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .config import RunConfig, apply_overrides, build_config, read_yaml
-from .errors import AdaptlabError
+from ..config import RunConfig, apply_overrides, build_config, read_yaml
+from ..errors import AdaptlabError
 
 log = logging.getLogger("adaptlab")
 
@@ -91,7 +91,7 @@ class Setups:
         self.cache: dict[str, Any] = {}
 
     def get(self, cfg: RunConfig) -> Any:
-        from .runner import make_setup
+        from ..training.runner import make_setup
 
         key = json.dumps([resolve_ref(cfg.backbone, self.root), cfg.data.model_dump(mode="json"), cfg.train.seed])
         if key not in self.cache:
@@ -106,7 +106,7 @@ def run_stages(stages: list[tuple[str, RunConfig]], folder: Path, resume: bool, 
     ``final``: where ``folder`` will be once complete (a comparison's ``.partial``
     folder is renamed), recorded as each run's ``output``.
     """
-    from .runner import RunResult, partial_folder, run_one
+    from ..training.runner import RunResult, partial_folder, run_one
 
     results = []
     for name, cfg in stages:
@@ -124,7 +124,7 @@ def run_stages(stages: list[tuple[str, RunConfig]], folder: Path, resume: bool, 
 def train_stages(recipe: Any, overrides: dict[str, Any], resume: bool = False) -> Any:
     """``adaptlab train`` on a recipe with stages: every stage, then report.md; returns the last run."""
     from .report import write_report
-    from .runner import RunResult, exclusive
+    from ..training.runner import RunResult, exclusive
 
     data = recipe_data(recipe)
     out = Path(overrides.pop("output", None) or data.get("output") or Path("runs") / f"pipeline-{time.strftime('%Y%m%d-%H%M%S')}")

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from .comparison import compare, load_recipe
-from .errors import AdaptlabError
-from .runner import _as_dict, fields_to_overrides, partial_folder
+from ..errors import AdaptlabError
+from ..training.runner import _as_dict, fields_to_overrides, partial_folder
 
 
 @dataclass

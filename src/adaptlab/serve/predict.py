@@ -9,13 +9,13 @@ from typing import Any
 
 import torch
 
-from .backbones import Backbone, load_backbone
-from .config import RunConfig, load_config, read_yaml
-from .data.batching import BucketBatchSampler, Collate, encode
-from .data.task import Examples
-from .errors import AdaptlabError
-from .evaluation import model_inputs
-from .strategies.base import Task, get_strategy, hook, load_pretrained
+from ..models.backbones import Backbone, load_backbone
+from ..config import RunConfig, load_config, read_yaml
+from ..data.batching import BucketBatchSampler, Collate, encode
+from ..data.task import Examples
+from ..errors import AdaptlabError
+from ..eval.metrics import model_inputs
+from ..strategies.base import Task, get_strategy, hook, load_pretrained
 
 
 @dataclass
@@ -52,8 +52,8 @@ class Predictor:
     generative (sft) run, to answer prompts: ``adaptlab.load(run_dir).generate(prompts)``."""
 
     def __init__(self, run_dir: str | Path, device: str | None = None, backbone: Backbone | None = None):
-        from .pipeline import resolve_ref
-        from .tasks import get_task_type
+        from ..reporting.pipeline import resolve_ref
+        from ..tasks import get_task_type
 
         self.run_dir, self.config, self.labels = read_run(run_dir)
         self.backbone = backbone or load_backbone(resolve_ref(self.config.backbone, self.run_dir.parent))
@@ -79,7 +79,7 @@ class Predictor:
         """Class probabilities, one row per text, in input order."""
         if not texts:
             return torch.empty(0, len(self.labels))
-        from .runner import input_length
+        from ..training.runner import input_length
 
         rows = encode(Examples(list(texts), [0] * len(texts), pairs), self.backbone.tokenizer,
                       input_length(self.config.data, self.backbone), self.backbone.input_prefix)
@@ -113,7 +113,7 @@ def read_inputs(path: Path | None, text_column: str | None = None) -> list[str]:
     """Texts to classify: a column of a data file, or stdin with one text per line."""
     import sys
 
-    from .data.files import read_table
+    from ..data.files import read_table
 
     if path is None:
         texts = [line.rstrip("\n") for line in sys.stdin if line.strip()]
@@ -165,6 +165,6 @@ def write_rows(rows: list[dict[str, Any]], path: Path | None) -> None:
     if path is None:
         sys.stdout.write(buffer.getvalue())
     else:
-        from .checkpoint import write_atomic
+        from ..training.checkpoint import write_atomic
 
         write_atomic(path, buffer.getvalue())

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
-from .errors import AdaptlabError, unknown
+from ..errors import AdaptlabError, unknown
 
 
 def package_dir(module: str, pip_name: str) -> Path:

@@ -13,7 +13,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from .forgetting import summary as forgetting_summary
+from ..eval.forgetting import summary as forgetting_summary
 from .report_sections import extra_sections
 
 log = logging.getLogger("adaptlab")
@@ -38,7 +38,7 @@ COMMON = [
 
 def task_of(row: dict[str, Any]) -> Any:
     """The task type a run's metrics.json names (classification for runs written before task types)."""
-    from .tasks import get_task_type
+    from ..tasks import get_task_type
 
     return get_task_type(row["task"].get("type", "classification"))
 
@@ -197,14 +197,14 @@ def _one_line(text: str, limit: int = 300) -> str:
 
 def _caveat(strategy: str) -> str:
     """The strategy's own explanation of when it underperforms (its ``caveat`` attribute), if any."""
-    from .strategies import REGISTRY, discover
+    from ..strategies import REGISTRY, discover
 
     discover()
     return getattr(REGISTRY.get(strategy), "caveat", None) or "too few examples or steps for it, or a learning rate that does not suit it."
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> list[str]:
-    from .tasks import get_task_type
+    from ..tasks import get_task_type
 
     cols = columns(get_task_type(rows[0].get("task_type") or "classification"))
     lines = ["| " + " | ".join(h for _, h, _ in cols) + " |", "|" + "---|" * len(cols)]

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable
 import torch
 from torch import nn
 
-from .errors import AdaptlabError
+from ..errors import AdaptlabError
 from .modeling import find_blocks
 
 # The projections that end the attention and the feed-forward sub-layers, relative to one block.

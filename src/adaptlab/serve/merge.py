@@ -17,10 +17,10 @@ from pathlib import Path
 
 import torch
 
-from .errors import AdaptlabError
-from .evaluation import model_inputs
+from ..errors import AdaptlabError
+from ..eval.metrics import model_inputs
 from .predict import Predictor
-from .strategies import discover
+from ..strategies import discover
 
 TOLERANCE = 1e-4
 PROBE = ["a tender, funny and moving film", "dull, predictable and far too long", "the plot", "it was fine"]

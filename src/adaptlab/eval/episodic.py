@@ -24,17 +24,17 @@ from typing import Any
 
 import torch
 
-from .backbones import load_backbone
-from .comparison import load_recipe, plan
-from .config import RunConfig
-from .data.batching import Collate, encode
-from .data.episodes import by_class, sample_episode, split_classes
-from .data.task import Examples, TaskData, cap, carve_validation, extract, label_names, load_table, stratified_split
-from .errors import AdaptlabError
-from .evaluation import model_inputs
-from .pipeline import resolve_ref
-from .runner import Setup, _as_dict, fields_to_overrides, input_length, partial_folder, run_one
-from .strategies import get_strategy
+from ..models.backbones import load_backbone
+from ..reporting.comparison import load_recipe, plan
+from ..config import RunConfig
+from ..data.batching import Collate, encode
+from ..data.episodes import by_class, sample_episode, split_classes
+from ..data.task import Examples, TaskData, cap, carve_validation, extract, label_names, load_table, stratified_split
+from ..errors import AdaptlabError
+from .metrics import model_inputs
+from ..reporting.pipeline import resolve_ref
+from ..training.runner import Setup, _as_dict, fields_to_overrides, input_length, partial_folder, run_one
+from ..strategies import get_strategy
 
 log = logging.getLogger("adaptlab")
 

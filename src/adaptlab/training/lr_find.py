@@ -30,8 +30,8 @@ import torch
 from torch import nn
 
 from .checkpoint import rng_state, set_rng_state
-from .config import TrainConfig
-from .evaluation import model_inputs
+from ..config import TrainConfig
+from ..eval.metrics import model_inputs
 
 START_LR, END_LR = 1e-6, 1.0
 """The rates the test sweeps (exponentially); AdamW diverges well before 1 on every backbone here."""

@@ -22,17 +22,17 @@ from typing import Any
 
 import torch
 
-from .backbones import Backbone, load_backbone
-from .config import RunConfig, TrainConfig, dump_config, load_config
-from .data.task import TaskData
-from .errors import AdaptlabError
-from .forgetting import Probe
+from ..models.backbones import Backbone, load_backbone
+from ..config import RunConfig, TrainConfig, dump_config, load_config
+from ..data.task import TaskData
+from ..errors import AdaptlabError
+from ..eval.forgetting import Probe
 from .loop import fit, score
-from .measure import PeakMemory, folder_bytes, versions
-from .modelcard import artifact_kind, model_card
-from .modeling import count_parameters
-from .strategies.base import Task, get_strategy, hook, save_pretrained
-from .tasks import supported
+from ..eval.measure import PeakMemory, folder_bytes, versions
+from ..serve.modelcard import artifact_kind, model_card
+from ..models.modeling import count_parameters
+from ..strategies.base import Task, get_strategy, hook, save_pretrained
+from ..tasks import supported
 
 log = logging.getLogger("adaptlab")
 
@@ -58,7 +58,7 @@ class Setup:
 
     def __post_init__(self) -> None:
         if self.task_type is None:
-            from .tasks import get_task_type
+            from ..tasks import get_task_type
 
             self.task_type = get_task_type("classification")
 
@@ -76,7 +76,7 @@ def resolve_train(cfg: RunConfig, task_type: Any = None) -> TrainConfig:
     """Fill what the user left unset: ``auto`` for the learning rate and epochs (``lr_find.py``, the loop's
     ``plan``) where the strategy allows it, the strategy's recommended values for the rest (its defaults for
     the task type first: ``train_defaults_for[task]``), and the task's primary metric."""
-    from .tasks import get_task_type
+    from ..tasks import get_task_type
 
     task_type = task_type or get_task_type(cfg.data.task or "classification")
     cls = get_strategy(cfg.strategy.name)
@@ -93,7 +93,7 @@ def resolve_train(cfg: RunConfig, task_type: Any = None) -> TrainConfig:
 
 def make_setup(cfg: RunConfig, root: Path | None = None) -> Setup:
     """Load and validate data and backbone; tokenise once (``root``: where ``@stage`` backbones live)."""
-    from .pipeline import resolve_ref
+    from ..reporting.pipeline import resolve_ref
 
     task_type, table = resolve_task(cfg.data)
     data = task_type.load(cfg.data, cfg.train.seed, table)
@@ -111,8 +111,8 @@ def make_setup(cfg: RunConfig, root: Path | None = None) -> Setup:
 
 def resolve_task(data: Any) -> tuple[Any, Any]:
     """The task type (``data.task``, or told from the training table's columns) and that table when read."""
-    from .data.task import load_table
-    from .tasks import detect_task, get_task_type
+    from ..data.task import load_table
+    from ..tasks import detect_task, get_task_type
 
     if data.task is not None:
         return get_task_type(data.task), None
@@ -196,7 +196,7 @@ def train(
     with ``__`` for the dot (``train__lr=3e-4``); ``overrides`` takes dotted keys
     (``{"train.lr": 3e-4}`` or ``["train.lr=3e-4"]``).
     """
-    from .pipeline import has_stages, train_stages
+    from ..reporting.pipeline import has_stages, train_stages
 
     if has_stages(recipe):  # a multi-stage recipe (pipeline.py)
         return train_stages(recipe, {**fields_to_overrides(fields), **_as_dict(overrides)}, resume)
@@ -220,7 +220,7 @@ def fields_to_overrides(fields: dict[str, Any]) -> dict[str, Any]:
 
 
 def _as_dict(overrides: list[str] | dict[str, Any] | None) -> dict[str, Any]:
-    from .config import _split
+    from ..config import _split
 
     if not overrides:
         return {}

@@ -89,8 +89,8 @@ def inference_speed(module: torch.nn.Module, rows: list[dict], pad_token_id: int
     import statistics
     import time
 
-    from .data.batching import BucketBatchSampler, Collate, lengths_of
-    from .evaluation import model_inputs
+    from ..data.batching import BucketBatchSampler, Collate, lengths_of
+    from .metrics import model_inputs
 
     module.to(device).eval()
     collate = Collate(pad_token_id)

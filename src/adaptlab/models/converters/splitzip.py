@@ -13,7 +13,7 @@ import zipfile
 from pathlib import Path
 
 from ..backbones import distribution_file
-from ..errors import AdaptlabError
+from ...errors import AdaptlabError
 
 PARTS = 5
 

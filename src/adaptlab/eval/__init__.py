@@ -1,0 +1,1 @@
+"""Measuring: task metrics, generation, forgetting, cost (memory, size, versions), episodic evaluation, diagnosis."""

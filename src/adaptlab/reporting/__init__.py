@@ -1,0 +1,1 @@
+"""Comparing strategies: comparisons, multi-stage pipelines, learning curves, and the report."""
