@@ -24,8 +24,8 @@ def measure(mode: str, runs: list[str]) -> dict:
     import torch
 
     import adaptlab
-    from adaptlab.serve.many import load_many, unique_bytes
     from adaptlab.eval.measure import _trim_heap
+    from adaptlab.serve.many import load_many, unique_bytes
 
     torch.set_num_threads(1)
     process = psutil.Process()

@@ -33,9 +33,9 @@ from pathlib import Path
 import torch
 
 import adaptlab
-from adaptlab.models.backbones import load_backbone
 from adaptlab.config import load_config
 from adaptlab.eval.measure import PeakMemory
+from adaptlab.models.backbones import load_backbone
 
 SYSTEM = "You translate French into English."
 
@@ -58,8 +58,7 @@ def run_adaptlab(args, out: Path) -> dict:
 
 def conversations(args) -> list[dict]:
     """The training conversations adaptlab used, as TRL's conversational prompt/completion rows."""
-    from adaptlab.training.runner import make_setup
-    from adaptlab.training.runner import fields_to_overrides
+    from adaptlab.training.runner import fields_to_overrides, make_setup
 
     cfg = load_config({"strategy": "full"}, fields_to_overrides({k: v for k, v in settings(args).items() if k != "strategy"}))
     data = make_setup(cfg).data

@@ -21,9 +21,9 @@ from pathlib import Path
 import torch
 
 import adaptlab
-from adaptlab.models.backbones import load_backbone
 from adaptlab.config import load_config
 from adaptlab.data.task import build_task
+from adaptlab.models.backbones import load_backbone
 from adaptlab.strategies.lora import LoRA
 
 SETTINGS = {"full": {"lr": 1e-4}, "lora": {"lr": 2e-3}}

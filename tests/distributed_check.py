@@ -12,9 +12,9 @@ import torch
 import torch.distributed as dist
 
 from adaptlab.config import load_config
+from adaptlab.strategies import Task, get_strategy
 from adaptlab.training.loop import fit
 from adaptlab.training.runner import make_setup, prepare_module, resolve_train
-from adaptlab.strategies import Task, get_strategy
 
 backbone, data, out = sys.argv[1:4]
 cfg = load_config({"strategy": {"name": "gradual_unfreeze"}, "backbone": backbone, "data": {"train": data, "validation_fraction": 0},

@@ -6,8 +6,8 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from adaptlab.models.bottleneck import Adapted, fold_adapters
 from adaptlab.errors import AdaptlabError
+from adaptlab.models.bottleneck import Adapted, fold_adapters
 from adaptlab.models.modeling import count_parameters
 from adaptlab.strategies.adapter import Adapter, AdapterConfig
 from adaptlab.strategies.compacter import Compacter, CompacterConfig

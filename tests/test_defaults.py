@@ -73,12 +73,12 @@ def test_range_test_leaves_no_trace(tiny_backbone, toy_csv):
 
     from adaptlab.config import TrainConfig, load_config
     from adaptlab.data.batching import Collate
-    from adaptlab.training.loop import make_accelerator
-    from adaptlab.training.lr_find import range_test
-    from adaptlab.training.runner import make_setup, prepare_module, resolve_train
     from adaptlab.strategies import Task, get_strategy
     from adaptlab.strategies.base import param_groups
     from adaptlab.tasks.classification import cross_entropy
+    from adaptlab.training.loop import make_accelerator
+    from adaptlab.training.lr_find import range_test
+    from adaptlab.training.runner import make_setup, prepare_module, resolve_train
 
     cfg = load_config({"strategy": "full", "backbone": str(tiny_backbone), "data": {"train": str(toy_csv)}})
     setup = make_setup(cfg)
@@ -111,8 +111,8 @@ def test_valley_and_smoothing():
 @pytest.mark.parametrize(("rows", "expected"), [(64, 10), (1000, 5), (10000, 1)])
 def test_epochs_follow_the_data_size(rows, expected):
     """At least ``min_steps`` (150) optimiser steps, at most ``max_epochs`` (10): small data gets more epochs."""
-    from adaptlab.training.checkpoint import LoopState
     from adaptlab.config import TrainConfig
+    from adaptlab.training.checkpoint import LoopState
     from adaptlab.training.loop import plan
 
     class Accelerator:

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from adaptlab.models.backbones import load_backbone
 from adaptlab.eval.forgetting import Probe, find_backbone, reference_pairs, reference_text
+from adaptlab.models.backbones import load_backbone
 from adaptlab.training.runner import train
 
 QUICK = {"epochs": 2, "lr": 5e-3, "batch_size": 16, "progress": False, "checkpoint_every": None, "seed": 0}

@@ -6,11 +6,11 @@ import pytest
 import torch
 
 from adaptlab.config import load_config
-from adaptlab.training.loop import fit
 from adaptlab.models.modeling import freeze
+from adaptlab.strategies import Task, get_strategy
+from adaptlab.training.loop import fit
 from adaptlab.training.runner import make_setup, prepare_module, resolve_train
 from adaptlab.training.schedules import lr_multiplier
-from adaptlab.strategies import Task, get_strategy
 
 
 def test_schedules():

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 import adaptlab
-from adaptlab.serve.many import load_many, unique_bytes
 from adaptlab.eval.measure import folder_bytes
+from adaptlab.serve.many import load_many, unique_bytes
 
 TRAIN = {"train__epochs": 1, "train__progress": False, "train__checkpoint_every": None, "data__max_train": 64}
 TEXTS = ["the film was good", "a dull and boring plot", "superb acting", "terrible"]

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from adaptlab.reporting.comparison import compare
+from adaptlab.api import train
 from adaptlab.config import read_yaml
 from adaptlab.errors import AdaptlabError
+from adaptlab.reporting.comparison import compare
 from adaptlab.reporting.pipeline import plan_stages, resolve_ref
-from adaptlab.training.runner import train
 
 QUICK = {"epochs": 1, "lr": 5e-3, "batch_size": 16, "progress": False, "checkpoint_every": None, "seed": 0}
 
@@ -46,7 +46,7 @@ def test_train_pipeline_chains_a_domain_stage(tiny_backbone, toy_csv, tmp_path):
     moved = tmp_path / "moved"
     (tmp_path / "pipe").rename(moved)  # "@domain" resolves against the folder: still loads after a move
     assert load(moved / "task").predict(["a good film"])[0].label in ("pos", "neg")
-    from adaptlab.serve.predict import predict_rows
+    from adaptlab.serve.many import predict_rows
 
     rows = predict_rows([moved / "task"], ["a good film"])  # `adaptlab predict` goes through load_many
     assert rows[0]["probs"] == load(moved / "task").predict(["a good film"])[0].probs

@@ -94,8 +94,8 @@ def test_one_run_per_folder(tmp_path, tiny_backbone, toy_csv):
     """A second process aiming at a folder another one is writing stops at once; no lock file is left."""
     from filelock import FileLock
 
-    from adaptlab.reporting.comparison import compare
     from adaptlab.errors import AdaptlabError
+    from adaptlab.reporting.comparison import compare
 
     held = FileLock(str(tmp_path / "run.lock"))
     with held:  # as another process would hold it

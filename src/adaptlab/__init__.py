@@ -16,14 +16,14 @@ __all__ = ["AdaptlabError", "compare", "episodic", "load", "load_many", "shots_c
 from .errors import AdaptlabError
 
 if TYPE_CHECKING:
+    from .api import train
+    from .eval.episodic import episodic
     from .reporting.comparison import compare
     from .reporting.curves import shots_curve
-    from .eval.episodic import episodic
     from .serve.many import load_many
     from .serve.predict import load
-    from .training.runner import train
 
-_LAZY = {"train": "training.runner", "compare": "reporting.comparison", "load": "serve.predict", "load_many": "serve.many",
+_LAZY = {"train": "api", "compare": "reporting.comparison", "load": "serve.predict", "load_many": "serve.many",
          "episodic": "eval.episodic", "shots_curve": "reporting.curves"}
 
 

@@ -88,7 +88,7 @@ def train(
     template: Template = None, packing: Packing = None, max_length: MaxLength = None,
 ) -> None:
     """Train one strategy and write a run folder (weights, metrics.json, model card)."""
-    from .training.runner import train as run_train
+    from .api import train as run_train
 
     flags = _overrides(**{k: v for k, v in locals().items() if k not in ("recipe", "set_", "output", "resume")})
     if output is not None:
@@ -216,7 +216,8 @@ def predict(
     batch_size: Annotated[int, typer.Option("--batch-size", help="Texts per batch.")] = 64,
 ) -> None:
     """Predict a label and class probabilities for every input text."""
-    from .serve.predict import predict_rows, read_inputs, read_run, write_rows
+    from .serve.many import predict_rows
+    from .serve.predict import read_inputs, read_run, write_rows
 
     for run in run_dirs:
         read_run(run)  # a bad folder fails before any input is read

@@ -7,8 +7,8 @@ from collections import Counter
 
 import pytest
 
-from adaptlab.config import DataConfig
-from adaptlab.data.task import build_task, parse_eval_sets
+from adaptlab.config import DataConfig, parse_eval_sets
+from adaptlab.data.task import build_task
 from adaptlab.errors import AdaptlabError
 from tests.conftest import toy_rows, write_csv
 

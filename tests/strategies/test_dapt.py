@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from adaptlab.training.runner import train
+from adaptlab.api import train
 from adaptlab.strategies._lm import fixed_masks, pack, special_tokens
 
 QUICK = {"epochs": 2, "lr": 1e-2, "batch_size": 16, "progress": False, "checkpoint_every": None, "seed": 0}
@@ -63,9 +63,9 @@ def test_tapt_excludes_eval_texts_and_reports_perplexity(tiny_backbone, toy_csv,
     assert block["perplexity_before"] == pytest.approx(result.metrics["history"][0]["perplexity"])
     assert "forgetting" in result.metrics
     from adaptlab.config import load_config
-    from adaptlab.training.runner import make_setup
     from adaptlab.strategies import Task
     from adaptlab.strategies.dapt import Dapt, DaptConfig
+    from adaptlab.training.runner import make_setup
 
     cfg = load_config({"strategy": {"name": "dapt"}, "backbone": str(tiny_backbone), "data": {"train": str(toy_csv)}, "train": QUICK})
     setup = make_setup(cfg)

@@ -7,8 +7,8 @@ import json
 import pytest
 import torch
 
+from adaptlab.api import train
 from adaptlab.errors import AdaptlabError
-from adaptlab.training.runner import train
 from adaptlab.strategies._teacher import Teacher
 from adaptlab.strategies.distill import even_layers
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from adaptlab.config import load_config
-from adaptlab.training.runner import make_setup, prepare_module, resolve_train
 from adaptlab.strategies import Task, get_strategy
+from adaptlab.training.runner import make_setup, prepare_module, resolve_train
 
 
 def prepared(tiny_backbone, toy_csv, **options):

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from adaptlab.config import load_config
-from adaptlab.training.runner import make_setup, prepare_module, resolve_train
 from adaptlab.strategies import Task, get_strategy
 from adaptlab.strategies._adapters import AdapterStack
+from adaptlab.training.runner import make_setup, prepare_module, resolve_train
 
 
 @pytest.fixture

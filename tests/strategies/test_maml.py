@@ -9,8 +9,8 @@ import torch.nn.functional as F
 from adaptlab.config import load_config
 from adaptlab.data.batching import Collate
 from adaptlab.eval.metrics import model_inputs
-from adaptlab.training.runner import make_setup, prepare_module, resolve_train
 from adaptlab.strategies import Task, get_strategy
+from adaptlab.training.runner import make_setup, prepare_module, resolve_train
 
 
 @pytest.fixture(scope="module")

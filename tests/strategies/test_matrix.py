@@ -24,11 +24,12 @@ from typing import Any
 import pytest
 import torch
 
+from adaptlab.api import train
 from adaptlab.config import load_config
-from adaptlab.training.loop import fit
-from adaptlab.training.runner import make_setup, prepare_module, resolve_train, run_one, train
 from adaptlab.strategies import Task, discover, get_strategy
 from adaptlab.strategies.base import hook, load_pretrained, save_pretrained
+from adaptlab.training.loop import fit
+from adaptlab.training.runner import make_setup, prepare_module, resolve_train, run_one
 
 
 @dataclass

@@ -17,10 +17,10 @@ import pytest
 import torch
 
 from adaptlab.config import load_config
-from adaptlab.training.loop import fit
-from adaptlab.training.runner import make_setup, prepare_module, resolve_train, run_one
 from adaptlab.strategies import Task, discover, get_strategy
 from adaptlab.strategies.base import hook, load_pretrained, save_pretrained
+from adaptlab.training.loop import fit
+from adaptlab.training.runner import make_setup, prepare_module, resolve_train, run_one
 from tests.conftest import make_tiny_chat_llama, toy_translations, write_csv
 
 

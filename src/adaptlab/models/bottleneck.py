@@ -25,15 +25,10 @@ import torch
 from torch import nn
 
 from ..errors import AdaptlabError
+from .architectures import SUBLAYER_OUTPUTS
 from .modeling import find_blocks
 
-# The projections that end the attention and the feed-forward sub-layers, relative to one block.
-SITES: dict[str, tuple[str, str]] = {
-    **dict.fromkeys(["bert", "roberta", "xlm-roberta", "electra", "camembert"], ("attention.output.dense", "output.dense")),
-    "mpnet": ("attention.attn.o", "output.dense"),
-    "distilbert": ("attention.out_lin", "ffn.lin2"),
-    **dict.fromkeys(["llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "phi3"], ("self_attn.o_proj", "mlp.down_proj")),
-}
+SITES = SUBLAYER_OUTPUTS  # the projections each adapter follows, per family
 
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "relu": nn.ReLU, "gelu": nn.GELU, "swish": nn.SiLU, "tanh": nn.Tanh, "identity": nn.Identity,

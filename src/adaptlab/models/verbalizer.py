@@ -27,8 +27,8 @@ from pydantic import field_validator
 from torch import nn
 from transformers.modeling_outputs import SequenceClassifierOutput
 
-from ..config import StrategyConfig
 from ..errors import AdaptlabError
+from ..settings import StrategyConfig
 
 
 class VerbalizerOptions(StrategyConfig):

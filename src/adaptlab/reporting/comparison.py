@@ -20,11 +20,11 @@ from typing import Any
 
 from ..config import RunConfig, apply_overrides, build_config, read_yaml
 from ..errors import AdaptlabError
+from ..strategies import get_strategy
+from ..strategies.base import supported
+from ..training.runner import RunResult, _as_dict, _is_main_process, exclusive, fields_to_overrides, partial_folder, run_one
 from .pipeline import Setups, plan_stages, run_stages
 from .report import write_report
-from ..training.runner import RunResult, _as_dict, _is_main_process, exclusive, fields_to_overrides, partial_folder, run_one
-from ..strategies import get_strategy
-from ..tasks import supported
 
 log = logging.getLogger("adaptlab")
 

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .comparison import compare, load_recipe
 from ..errors import AdaptlabError
 from ..training.runner import _as_dict, fields_to_overrides, partial_folder
+from .comparison import compare, load_recipe
 
 
 @dataclass

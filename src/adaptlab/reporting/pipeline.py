@@ -28,20 +28,9 @@ from typing import Any
 
 from ..config import RunConfig, apply_overrides, build_config, read_yaml
 from ..errors import AdaptlabError
+from ..models.backbones import resolve_ref
 
 log = logging.getLogger("adaptlab")
-
-
-def resolve_ref(value: str, root: str | Path | None) -> str:
-    """``@name`` -> the finished run folder ``root/name``; anything else unchanged."""
-    if not isinstance(value, str) or not value.startswith("@"):
-        return value
-    if root is None:
-        raise AdaptlabError(f"'{value}' names a stage, but this run is not part of a recipe with stages")
-    path = Path(root) / value[1:]
-    if not (path / "metrics.json").is_file():
-        raise AdaptlabError(f"'{value}' names no finished run: {path} has no metrics.json")
-    return str(path)
 
 
 def recipe_data(recipe: str | Path | dict[str, Any] | None) -> dict[str, Any]:
@@ -123,8 +112,8 @@ def run_stages(stages: list[tuple[str, RunConfig]], folder: Path, resume: bool, 
 
 def train_stages(recipe: Any, overrides: dict[str, Any], resume: bool = False) -> Any:
     """``adaptlab train`` on a recipe with stages: every stage, then report.md; returns the last run."""
-    from .report import write_report
     from ..training.runner import RunResult, exclusive
+    from .report import write_report
 
     data = recipe_data(recipe)
     out = Path(overrides.pop("output", None) or data.get("output") or Path("runs") / f"pipeline-{time.strftime('%Y%m%d-%H%M%S')}")

@@ -21,13 +21,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
-from ..models.backbones import Backbone, load_backbone
 from ..errors import AdaptlabError
-from ..reporting.pipeline import resolve_ref
+from ..models.backbones import Backbone, load_backbone, resolve_ref
 from .predict import Prediction, Predictor, read_run
 
 
@@ -122,3 +122,17 @@ class ManyPredictor:
 def load_many(run_dirs: list[str | Path], device: str | None = None) -> ManyPredictor:
     """Load several run folders over one copy of their backbone's weights."""
     return ManyPredictor(run_dirs, device)
+
+
+def predict_rows(run_dirs: list[Path], texts: list[str], batch_size: int = 64) -> list[dict[str, Any]]:
+    """One output row per text (per run when several runs are given, over one shared backbone)."""
+    predictors = list(load_many(run_dirs).predictors.values())
+    rows = []
+    for predictor in predictors:
+        run = {"run": str(predictor.run_dir)} if len(predictors) > 1 else {}
+        if predictor.generative:  # an sft run answers each text as a prompt
+            rows += [{**run, "prompt": text, "output": out} for text, out in zip(texts, predictor.generate(texts, progress=True))]
+            continue
+        for text, p in zip(texts, predictor.predict(texts, batch_size=batch_size)):
+            rows.append({**run, "text": text, **p.as_dict()})
+    return rows

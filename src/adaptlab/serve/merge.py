@@ -19,8 +19,8 @@ import torch
 
 from ..errors import AdaptlabError
 from ..eval.metrics import model_inputs
-from .predict import Predictor
 from ..strategies import discover
+from .predict import Predictor
 
 TOLERANCE = 1e-4
 PROBE = ["a tender, funny and moving film", "dull, predictable and far too long", "the plot", "it was fine"]

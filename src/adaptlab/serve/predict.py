@@ -9,12 +9,12 @@ from typing import Any
 
 import torch
 
-from ..models.backbones import Backbone, load_backbone
 from ..config import RunConfig, load_config, read_yaml
 from ..data.batching import BucketBatchSampler, Collate, encode
 from ..data.task import Examples
 from ..errors import AdaptlabError
 from ..eval.metrics import model_inputs
+from ..models.backbones import Backbone, load_backbone
 from ..strategies.base import Task, get_strategy, hook, load_pretrained
 
 
@@ -52,7 +52,7 @@ class Predictor:
     generative (sft) run, to answer prompts: ``adaptlab.load(run_dir).generate(prompts)``."""
 
     def __init__(self, run_dir: str | Path, device: str | None = None, backbone: Backbone | None = None):
-        from ..reporting.pipeline import resolve_ref
+        from ..models.backbones import resolve_ref
         from ..tasks import get_task_type
 
         self.run_dir, self.config, self.labels = read_run(run_dir)
@@ -127,22 +127,6 @@ def read_inputs(path: Path | None, text_column: str | None = None) -> list[str]:
         present = ", ".join(table.columns)
         raise AdaptlabError(f"column '{column}' not found in {path}; columns present: {present} (choose with --text-column)")
     return [str(row.get(column) or "") for row in table.rows]
-
-
-def predict_rows(run_dirs: list[Path], texts: list[str], batch_size: int = 64) -> list[dict[str, Any]]:
-    """One output row per text (per run when several runs are given, over one shared backbone)."""
-    from .many import load_many
-
-    predictors = list(load_many(run_dirs).predictors.values())
-    rows = []
-    for predictor in predictors:
-        run = {"run": str(predictor.run_dir)} if len(predictors) > 1 else {}
-        if predictor.generative:  # an sft run answers each text as a prompt
-            rows += [{**run, "prompt": text, "output": out} for text, out in zip(texts, predictor.generate(texts, progress=True))]
-            continue
-        for text, p in zip(texts, predictor.predict(texts, batch_size=batch_size)):
-            rows.append({**run, "text": text, **p.as_dict()})
-    return rows
 
 
 def write_rows(rows: list[dict[str, Any]], path: Path | None) -> None:

@@ -22,8 +22,8 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers.utils import ModelOutput
 
-from ..models.bottleneck import Bottleneck
 from ..errors import AdaptlabError
+from ..models.bottleneck import Bottleneck
 from ..models.modeling import find_blocks, freeze
 
 log = logging.getLogger("adaptlab")
@@ -152,7 +152,7 @@ def train_language_adapter(model: nn.Module, language: str, text: str, config: A
 
 
 def fit_language_adapter(model: nn.Module, language: str, text: str, config: Any, task: Any) -> dict[str, Any]:
-    from ..config import TrainConfig
+    from ..settings import TrainConfig
     from ..training.loop import fit
 
     tokenizer, prefix = task.backbone.tokenizer, task.backbone.input_prefix

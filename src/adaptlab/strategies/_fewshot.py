@@ -15,11 +15,11 @@ from pydantic import Field
 from torch import nn
 from transformers.utils import ModelOutput
 
-from ..config import StrategyConfig
 from ..data.batching import BucketBatchSampler, Collate, lengths_of
 from ..data.episodes import EpisodeSampler, episode_sizes
 from ..eval.metrics import model_inputs
 from ..models.modeling import freeze
+from ..settings import StrategyConfig
 
 
 @dataclass

@@ -13,9 +13,9 @@ from torch import nn
 
 from ..data.batching import SEQUENCE_KEYS, BucketBatchSampler, Collate, lengths_of
 from ..errors import AdaptlabError
-from ..eval.metrics import model_inputs
 from ..eval.forgetting import find_backbone
 from ..eval.measure import inference_speed
+from ..eval.metrics import model_inputs
 from ..models.modeling import count_parameters
 
 TEACHER_KEYS = ("teacher_hidden", "teacher_attention")
@@ -66,7 +66,7 @@ class Teacher:
 
     @classmethod
     def load(cls, ref: str, root: Any, task: Any) -> Teacher:
-        from ..reporting.pipeline import resolve_ref
+        from ..models.backbones import resolve_ref
         from ..serve.predict import Predictor
 
         teacher = cls(Predictor(resolve_ref(ref, root), device="cpu"), task)

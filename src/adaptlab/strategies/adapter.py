@@ -24,10 +24,10 @@ from pydantic import Field
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ..models.bottleneck import SITES, Bottleneck, fold_adapters, insert_adapters
-from ..config import StrategyConfig
 from ..errors import AdaptlabError
+from ..models.bottleneck import SITES, Bottleneck, fold_adapters, insert_adapters
 from ..models.modeling import freeze, unfreeze
+from ..settings import StrategyConfig
 from .base import Task, build_classifier, register
 
 HEADS = ("classifier", "score")

@@ -19,8 +19,8 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 import torch
 from torch import nn
 
-from ..config import StrategyConfig
-from ..errors import unknown
+from ..errors import AdaptlabError, unknown
+from ..settings import StrategyConfig
 
 
 @dataclass
@@ -140,6 +140,18 @@ def get_strategy(name: str) -> type:
 def summary(cls: type) -> str:
     """First line of the strategy's docstring."""
     return (cls.__doc__ or "").strip().splitlines()[0]
+
+
+def supported(strategy: Any, task_type: Any) -> None:
+    """One clear error when a strategy cannot run on a task type."""
+    tasks = getattr(strategy, "tasks", ("classification",))
+    if task_type.name not in tasks:
+        from . import discover
+
+        discover()
+        fit = sorted(n for n, cls in REGISTRY.items() if task_type.name in getattr(cls, "tasks", ("classification",)))
+        raise AdaptlabError(f"strategy '{strategy.name}' does not support task '{task_type.name}' (it supports: "
+                            f"{', '.join(tasks)}); strategies for {task_type.name}: {', '.join(fit)}")
 
 
 # -- default behaviour of the optional hooks ------------------------------------

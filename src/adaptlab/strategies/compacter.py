@@ -20,8 +20,8 @@ from typing import Literal
 from pydantic import Field
 from torch import nn
 
-from ..models.bottleneck import Bottleneck, CompacterBottleneck, KroneckerRules
 from ..errors import AdaptlabError
+from ..models.bottleneck import Bottleneck, CompacterBottleneck, KroneckerRules
 from .adapter import Adapter, AdapterConfig
 from .base import Task, register
 

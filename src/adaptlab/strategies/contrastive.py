@@ -28,8 +28,8 @@ from pydantic import Field
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ..config import StrategyConfig
 from ..models.modeling import freeze
+from ..settings import StrategyConfig
 from ._fewshot import EmbeddingOutput, build_encoder, encode, fit_linear_head, freeze_unused
 from .base import Task, decay_groups, register
 

@@ -29,10 +29,10 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from ..config import StrategyConfig
 from ..errors import AdaptlabError
 from ..eval.forgetting import lm_kind
 from ..models.modeling import freeze, unfreeze
+from ..settings import StrategyConfig
 from ._lm import DomainLM, LMCollate, fixed_masks, lm_evaluate, pack, read_corpus, split_blocks
 from .base import Task, decay_groups, get_strategy, register
 

@@ -29,9 +29,9 @@ from safetensors.torch import save_file
 from torch import nn
 from transformers.modeling_outputs import SequenceClassifierOutput
 
-from ..config import StrategyConfig
 from ..errors import AdaptlabError
 from ..models.modeling import count_parameters, unfreeze
+from ..settings import StrategyConfig
 from ._teacher import DistillCollate, Teacher, pad_to
 from .base import Task, build_classifier, load_pretrained, register, save_pretrained
 

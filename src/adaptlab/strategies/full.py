@@ -11,8 +11,8 @@ from typing import Literal
 
 from torch import nn
 
-from ..config import StrategyConfig
 from ..models.modeling import unfreeze
+from ..settings import StrategyConfig
 from .base import Task, register
 
 

@@ -15,8 +15,8 @@ from typing import Any, Literal
 from pydantic import Field
 from torch import nn
 
-from ..config import StrategyConfig
 from ..models.modeling import freeze, layer_groups, unfreeze
+from ..settings import StrategyConfig
 from .base import Task, decay_groups, register
 
 

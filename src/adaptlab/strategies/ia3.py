@@ -17,8 +17,8 @@ from typing import Literal
 from pydantic import Field
 from torch import nn
 
-from ..config import StrategyConfig
 from ..errors import AdaptlabError
+from ..settings import StrategyConfig
 from .base import Task, register
 from .lora import load_adapter, merge_adapter, peft_classifier, save_adapter
 

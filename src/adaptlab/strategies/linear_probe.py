@@ -21,10 +21,10 @@ from torch import nn
 from tqdm.auto import tqdm
 from transformers.modeling_outputs import SequenceClassifierOutput
 
-from ..config import StrategyConfig
 from ..data.batching import BucketBatchSampler, Collate, lengths_of
 from ..eval.metrics import model_inputs
 from ..models.modeling import freeze
+from ..settings import StrategyConfig
 from .base import Task, register
 
 

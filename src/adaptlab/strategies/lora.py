@@ -16,23 +16,11 @@ from typing import Literal
 from pydantic import Field
 from torch import nn
 
-from ..config import StrategyConfig
+from ..models.architectures import LINEAR
+from ..settings import StrategyConfig
 from .base import Task, register
 
-# Which linear layers to adapt, per architecture family: attention and
-# feed-forward projections (adapting all of them beats q/v alone at equal
-# parameter budgets, QLoRA §4 / Dettmers et al. 2023). Unknown families use
-# peft's "all-linear".
-TARGETS: dict[str, list[str]] = {
-    **dict.fromkeys(["bert", "roberta", "xlm-roberta", "electra", "camembert"], ["query", "key", "value", "dense"]),
-    "mpnet": ["q", "k", "v", "o", "dense"],
-    "distilbert": ["q_lin", "k_lin", "v_lin", "out_lin", "lin1", "lin2"],
-    **dict.fromkeys(
-        ["llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "phi3"],
-        ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
-    ),
-    "gpt2": ["c_attn", "c_proj", "c_fc"],
-}
+TARGETS = LINEAR  # which linear layers to adapt, per family; unknown families use peft's "all-linear"
 
 
 def default_targets(family: str) -> list[str] | str:

@@ -32,10 +32,10 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers.modeling_outputs import SequenceClassifierOutput
 
-from ..config import StrategyConfig
 from ..errors import AdaptlabError
 from ..eval.metrics import evaluate
 from ..models.modeling import freeze
+from ..settings import StrategyConfig
 from ._adapters import attach_adapters, set_active, train_language_adapter
 from ._fewshot import build_encoder, encode
 from .base import Task, register

@@ -34,21 +34,16 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from ..config import StrategyConfig
+from ..models.architectures import KEY_VALUE
 from ..models.modeling import find_blocks
+from ..settings import StrategyConfig
 from .base import Task, register
 from .lora import peft_classifier, save_adapter
 from .prompt_tuning import prompt_and_head_groups, refuse_packing
 
 log = logging.getLogger("adaptlab")
 
-# Key and value projections inside one block, per family.
-KV_SITES: dict[str, tuple[str, str]] = {
-    **dict.fromkeys(["bert", "roberta", "xlm-roberta", "electra", "camembert"], ("attention.self.key", "attention.self.value")),
-    "mpnet": ("attention.attn.k", "attention.attn.v"),
-    "distilbert": ("attention.k_lin", "attention.v_lin"),
-    **dict.fromkeys(["llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "phi3"], ("self_attn.k_proj", "self_attn.v_proj")),
-}
+KV_SITES = KEY_VALUE  # key and value projections inside one block, per family
 
 
 class PrefixTuningConfig(StrategyConfig):

@@ -14,9 +14,9 @@ from typing import Literal
 from pydantic import Field
 from torch import nn
 
-from ..config import StrategyConfig
 from ..errors import AdaptlabError
 from ..models.modeling import freeze, layer_groups, unfreeze
+from ..settings import StrategyConfig
 from .base import Task, register
 
 

@@ -19,7 +19,7 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 import torch
 from torch import nn
 
-from ..errors import AdaptlabError, unknown
+from ..errors import unknown
 
 
 @runtime_checkable
@@ -128,15 +128,3 @@ def detect_task(columns: list[str], data: Any, source: str) -> TaskType:
         if task_type.detect(columns, data):
             return task_type
     return TASK_TYPES["classification"]
-
-
-def supported(strategy: Any, task_type: TaskType) -> None:
-    """One clear error when a strategy cannot run on a task type."""
-    tasks = getattr(strategy, "tasks", ("classification",))
-    if task_type.name not in tasks:
-        from ..strategies import REGISTRY, discover
-
-        discover()
-        fit = sorted(n for n, cls in REGISTRY.items() if task_type.name in getattr(cls, "tasks", ("classification",)))
-        raise AdaptlabError(f"strategy '{strategy.name}' does not support task '{task_type.name}' (it supports: "
-                            f"{', '.join(tasks)}); strategies for {task_type.name}: {', '.join(fit)}")

@@ -189,8 +189,8 @@ class SFT:
     @torch.inference_mode()
     def evaluate(self, model: nn.Module, batches: Any, accelerator: Any = None) -> dict[str, Any]:
         """Response-token loss on every batch, and an answer generated for every prompt, scored."""
-        from ..eval.metrics import model_inputs
         from ..eval.generation import Timer, generate_ids, text_metrics
+        from ..eval.metrics import model_inputs
 
         was_training = model.training
         model.eval()

@@ -24,13 +24,13 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from .checkpoint import BestWeights, Checkpointer, LoopState, rng_state, set_rng_state
-from ..config import TrainConfig
 from ..data.batching import BucketBatchSampler, lengths_of
 from ..errors import AdaptlabError
 from ..eval.metrics import model_inputs
-from .schedules import lr_multiplier
+from ..settings import TrainConfig
 from ..strategies.base import batch_sampler, hook, param_groups
+from .checkpoint import BestWeights, Checkpointer, LoopState, rng_state, set_rng_state
+from .schedules import lr_multiplier
 
 log = logging.getLogger("adaptlab")
 

@@ -29,9 +29,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from .checkpoint import rng_state, set_rng_state
-from ..config import TrainConfig
 from ..eval.metrics import model_inputs
+from ..settings import TrainConfig
+from .checkpoint import rng_state, set_rng_state
 
 START_LR, END_LR = 1e-6, 1.0
 """The rates the test sweeps (exponentially); AdamW diverges well before 1 on every backbone here."""

@@ -22,17 +22,16 @@ from typing import Any
 
 import torch
 
-from ..models.backbones import Backbone, load_backbone
 from ..config import RunConfig, TrainConfig, dump_config, load_config
 from ..data.task import TaskData
 from ..errors import AdaptlabError
 from ..eval.forgetting import Probe
-from .loop import fit, score
 from ..eval.measure import PeakMemory, folder_bytes, versions
-from ..serve.modelcard import artifact_kind, model_card
+from ..models.backbones import Backbone, load_backbone
 from ..models.modeling import count_parameters
-from ..strategies.base import Task, get_strategy, hook, save_pretrained
-from ..tasks import supported
+from ..serve.modelcard import artifact_kind, model_card
+from ..strategies.base import Task, get_strategy, hook, save_pretrained, supported
+from .loop import fit, score
 
 log = logging.getLogger("adaptlab")
 
@@ -93,7 +92,7 @@ def resolve_train(cfg: RunConfig, task_type: Any = None) -> TrainConfig:
 
 def make_setup(cfg: RunConfig, root: Path | None = None) -> Setup:
     """Load and validate data and backbone; tokenise once (``root``: where ``@stage`` backbones live)."""
-    from ..reporting.pipeline import resolve_ref
+    from ..models.backbones import resolve_ref
 
     task_type, table = resolve_task(cfg.data)
     data = task_type.load(cfg.data, cfg.train.seed, table)
@@ -189,17 +188,14 @@ def train(
     resume: bool = False,
     **fields: Any,
 ) -> RunResult:
-    """Train one strategy; return the finished run folder and its metrics.
+    """Train one strategy; return the finished run folder and its metrics (``adaptlab.train`` also runs
+    recipes with stages: :func:`adaptlab.api.train`).
 
     ``fields`` are settings by name: ``strategy="lora"``, ``backbone=...``,
     ``data="reviews.csv"``, ``eval_data=...``, ``output=...``, or any dotted key
     with ``__`` for the dot (``train__lr=3e-4``); ``overrides`` takes dotted keys
     (``{"train.lr": 3e-4}`` or ``["train.lr=3e-4"]``).
     """
-    from ..reporting.pipeline import has_stages, train_stages
-
-    if has_stages(recipe):  # a multi-stage recipe (pipeline.py)
-        return train_stages(recipe, {**fields_to_overrides(fields), **_as_dict(overrides)}, resume)
     cfg = load_config(recipe, {**fields_to_overrides(fields), **_as_dict(overrides)})
     out = output_folder(cfg, resume)
     with exclusive(out):

@@ -13,7 +13,7 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from ..backbones import cache_dir
+from ..assets import cache_dir
 
 log = logging.getLogger("adaptlab")
 

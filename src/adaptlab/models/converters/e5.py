@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..backbones import package_dir
 from ...errors import AdaptlabError
+from ..assets import package_dir
 
 MAGIC = b"E5S1"
 MIN_COSINE = 0.999

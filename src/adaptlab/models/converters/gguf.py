@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..backbones import package_dir
+from ..assets import package_dir
 
 
 def smollm2_folder(tmp: Path) -> None:

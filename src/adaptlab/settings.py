@@ -1,0 +1,174 @@
+"""The settings sections of a run, each a typed model with a docstring per field.
+
+The leaf of the package: every layer (data, strategies, the training loop) reads
+its own section from here, and :mod:`adaptlab.config` assembles them, with the
+chosen strategy's options, into a :class:`~adaptlab.config.RunConfig`.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class Section(BaseModel):
+    """Base of every config section: unknown keys are errors, fields carry docstrings."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, validate_assignment=True)
+
+
+def parse_eval_sets(value: Any) -> Any:
+    """``"zh=FILE,en=FILE"`` or ``["zh=FILE", ...]`` -> ``{"zh": FILE, ...}``; a plain path stays as it is."""
+    if isinstance(value, str) and "=" in value:
+        parts = [p.strip() for p in value.split(",") if p.strip()]
+        if all(re.match(r"^[\w.-]+=.+$", p) for p in parts):
+            value = parts
+    if isinstance(value, list):
+        out = {}
+        for item in value:
+            name, sep, source = str(item).partition("=")
+            if not sep:  # a bare path in a list is named after its file
+                name, source = Path(str(item)).stem or str(item), str(item)
+            out[name.strip()] = source.strip()
+        return out
+    return value
+
+
+class DataConfig(Section):
+    task: str | None = None
+    """Task type (``adaptlab tasks``): ``classification`` or ``sft``; ``null`` tells it from the training
+    data's columns (text and label: classification; prompt and response, ``messages`` or alpaca's
+    ``instruction``/``output``: sft)."""
+    train: str = "rotten-tomatoes"
+    """A bundled dataset name (``adaptlab datasets``) or a CSV, TSV, JSONL, JSON or Parquet file."""
+    eval: str | dict[str, str] | None = None
+    """Evaluation file or bundled dataset; without it a stratified ``eval_fraction`` of ``train`` is held out.
+    Several named sets (``{zh: FILE, en: FILE}``; CLI ``zh=FILE,en=FILE``) are each scored: the first is
+    the main one (``metrics["eval"]``); a set whose source is ``train`` is its held-out split. None of them
+    chooses anything during training (``validation_fraction`` does)."""
+    text_column: str = "text"
+    """Column holding the input text."""
+    text_pair_column: str | None = None
+    """Optional second text column, for sentence-pair tasks."""
+    label_column: str = "label"
+    """Column holding the label (strings or integers)."""
+    eval_fraction: float = Field(0.2, gt=0, lt=1)
+    """Share of ``train`` held out for evaluation when no ``eval`` file is given."""
+    validation_fraction: float = Field(0.1, ge=0, lt=1)
+    """Share of the training examples set aside as a validation split: the best epoch and early stopping
+    are chosen on it, never on the evaluation data the report shows. Not carved below
+    ``min_validation_train`` training examples (then the last epoch is kept); 0 disables it."""
+    max_validation: int | None = Field(None, ge=1)
+    """At most this many validation examples (seeded). ``null``: no cap for classification, 64 for sft
+    (every epoch generates an answer for each, the slow part of its evaluation)."""
+    min_validation_train: int = Field(100, ge=2)
+    """Training sets smaller than this get no validation split (few-shot: every example trains)."""
+    max_train: int | None = Field(None, ge=1)
+    """Use at most this many training examples (stratified, seeded), for quick runs."""
+    max_eval: int | None = Field(None, ge=1)
+    """Use at most this many evaluation examples (stratified, seeded)."""
+    max_length: int = Field(128, ge=8)
+    """Truncate inputs to this many tokens."""
+    encoding: str = "utf-8"
+    """Text encoding of the data files."""
+    shots: int | None = Field(None, ge=1)
+    """Few-shot: keep only this many training examples per class (seeded, after ``max_train``)."""
+    target_shots: int | None = Field(None, ge=0)
+    """Cross-lingual few-shot: add this many labelled examples per class of the ``target`` eval set to
+    training (drawn from its examples outside the evaluated ones when ``max_eval`` leaves some)."""
+    target: str | None = None
+    """Name of the eval set ``target_shots`` draws from; ``null``: the first whose source is not ``train``."""
+    prompt_column: str = "prompt"
+    """sft: column holding the prompt (the user's turn)."""
+    response_column: str = "response"
+    """sft: column holding the response the model learns to give."""
+    system: str | None = None
+    """sft: a system message put before every conversation (rows of ``messages`` keep their own)."""
+    template: Literal["auto", "chat", "plain"] = "auto"
+    """sft: ``chat``: the tokenizer's chat template; ``plain``: ``### Instruction / ### Response`` blocks
+    (``adaptlab.data.conversations.PLAIN``); ``auto``: the chat template, an error when the tokenizer has none."""
+    packing: bool = False
+    """sft: pack short training examples into rows of ``max_length`` tokens, kept apart (positions restart
+    and attention never crosses an example's boundary)."""
+
+    @field_validator("eval", mode="before")
+    @classmethod
+    def _named_eval_sets(cls, value: Any) -> Any:
+        return parse_eval_sets(value)
+
+
+class TrainConfig(Section):
+    epochs: Annotated[int, Field(ge=1)] | Literal["auto"] | None = None
+    """Passes over the training data. ``auto`` (what ``null`` means for most strategies): enough for at
+    least ``min_steps`` optimiser steps, at most ``max_epochs``, stopping early (patience 2) when the
+    validation split stops improving -- small data gets more epochs, large data fewer."""
+    lr: Annotated[float, Field(gt=0)] | Literal["auto"] | None = None
+    """Peak learning rate. ``auto`` (what ``null`` means for most strategies): chosen by a learning-rate
+    range test before training (Smith 2017; ``lr_find.py``), recorded in metrics.json."""
+    lr_find_steps: int = Field(40, ge=5)
+    """Steps of the learning-rate range test (each one training batch, exponentially rising rate)."""
+    min_steps: int = Field(150, ge=1)
+    """With ``epochs: auto``: the fewest optimiser steps a run gets (epochs are added until it has them)."""
+    max_epochs: int = Field(10, ge=1)
+    """With ``epochs: auto``: the most epochs a run gets, however small the data."""
+    batch_size: int = Field(32, ge=1)
+    """Examples per optimisation step (per device, before accumulation)."""
+    eval_batch_size: int = Field(64, ge=1)
+    """Examples per evaluation batch."""
+    grad_accum: int = Field(1, ge=1)
+    """Accumulate gradients over this many batches before each optimiser step."""
+    weight_decay: float = Field(0.01, ge=0)
+    """AdamW weight decay (not applied to biases and norms)."""
+    warmup_ratio: float = Field(0.1, ge=0, lt=1)
+    """Share of the steps spent warming the learning rate up from zero."""
+    schedule: Literal["linear", "cosine", "constant", "slanted_triangular"] | None = None
+    """Learning-rate decay after warm-up; ``null`` uses the strategy's recommended one."""
+    max_grad_norm: float | None = Field(1.0, gt=0)
+    """Clip the gradient norm to this value; ``null`` disables clipping."""
+    dropout: float | None = Field(None, ge=0, lt=1)
+    """Override every dropout probability of the backbone; ``null`` keeps the backbone's."""
+    seed: int = Field(42, ge=0, lt=2**32)
+    """Seed for initialisation, shuffling and the train/eval split (0 to 2**32 - 1, as numpy takes)."""
+    metric: str | None = None
+    """Evaluation metric used to keep the best epoch and for early stopping; ``null``: the task's primary
+    metric (classification ``accuracy``, or ``macro_f1``; sft ``chrf``, or ``bleu``, ``rouge_l``, ``exact_match``)."""
+    keep_best: bool = True
+    """End with the weights of the best epoch (by ``metric``), not those of the last."""
+    patience: int | None = Field(None, ge=1)
+    """Stop after this many epochs without improvement on the validation split; ``null``: 2 with
+    ``epochs: auto``, else never stop early."""
+    bucket: bool = True
+    """Group examples of similar length into batches (2-3x faster than padding to max)."""
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    """``auto``: bf16 on GPUs that support it, fp32 on CPU (bf16 is ~20x slower there)."""
+    log_every: int = Field(10, ge=1)
+    """Write a line to ``steps.jsonl`` every this many optimiser steps."""
+    checkpoint_every: int | None = Field(200, ge=1)
+    """Also checkpoint every this many optimiser steps (epoch ends always are)."""
+    progress: bool = True
+    """Show a progress bar (in a terminal; never in logs)."""
+
+
+class GenerationConfig(Section):
+    max_new_tokens: int = Field(96, ge=1)
+    """Most tokens generated per prompt (generation stops earlier at the end-of-turn token)."""
+    do_sample: bool = False
+    """Sample instead of greedy decoding (greedy is the default: scores are then reproducible)."""
+    temperature: float = Field(0.7, gt=0)
+    """Sampling temperature (with ``do_sample``)."""
+    top_p: float = Field(0.9, gt=0, le=1)
+    """Nucleus sampling: keep the smallest set of tokens whose probability reaches ``top_p`` (with ``do_sample``)."""
+    batch_size: int = Field(16, ge=1)
+    """Prompts generated together (left-padded, with the KV cache)."""
+    samples: int = Field(5, ge=0)
+    """Sample generations (prompt, reference, output) kept in metrics.json and shown in the report."""
+
+
+class StrategyConfig(Section):
+    """Base of every strategy's config; ``name`` selects the strategy."""
+
+    name: str
+    """Registered strategy name (``adaptlab strategies``)."""
