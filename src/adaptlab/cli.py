@@ -112,7 +112,8 @@ def summary_line(metrics: dict) -> str:
     flag = m.get("did_not_learn")
     verdict = f"  DID NOT LEARN (majority-class baseline {m.get('majority_baseline') or 0:.4f}: see metrics.json)" if flag else ""
     sets = m.get("eval_sets") or {}
-    more = "\n" + "  ".join(f"{name}: {task_type.describe(s)}" for name, s in sets.items()) if len(sets) > 1 else ""
+    metric = task_type.default_metric  # the primary metric on every evaluation set
+    more = "\n" + "  ".join(f"{name} {s[metric]:.4f}" for name, s in sets.items() if s.get(metric) is not None) if len(sets) > 1 else ""
     return f"{line}  trainable {m['trainable_params']:,}/{m['total_params']:,}  train {m['train_seconds']:.1f}s{verdict}{more}"
 
 

@@ -199,12 +199,12 @@ def test_a_packed_row_gives_each_example_the_loss_it_has_alone(tiny_chat, tokeni
         assert len(packed) == 1 and packed[0]["position_ids"].count(0) == 3
         batch = SFTCollate(tokenizer.pad_token_id)(packed)
         assert "attention_mask" not in batch
-        logits = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"]).logits
+        logits = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=batch["use_cache"]).logits
         start = 0
         for row, expected in zip(rows, alone):
             end = start + len(row["input_ids"])
             got = response_nll(logits[:, start:end], batch["labels"][:, start:end])[0]
             torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
             start = end
-        crossing = model(input_ids=batch["input_ids"]).logits  # without the positions, examples would see each other
+        crossing = model(input_ids=batch["input_ids"], use_cache=False).logits  # without the positions, examples see each other
         assert not torch.allclose(crossing[:, len(rows[0]["input_ids"]):], logits[:, len(rows[0]["input_ids"]):], atol=1e-4)

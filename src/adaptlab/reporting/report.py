@@ -83,8 +83,10 @@ def eval_set_table(runs: list[dict[str, Any]]) -> list[str]:
     if len(names) < 2:
         return []
     main = next(iter(runs[0]["eval_sets"]))
-    metric = task_of(runs[0]).default_metric
-    lines = [f"## {metric} per evaluation set", "",
+    task_type = task_of(runs[0])
+    metric = task_type.default_metric
+    header = next(h for k, h, _ in task_type.columns if k == metric)
+    lines = [f"## {header[0].upper() + header[1:]} per evaluation set", "",
              f"`{main}` is the main set; every set is scored once, with the weights the validation split kept.", "",
              "| strategy | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
     for r in runs:

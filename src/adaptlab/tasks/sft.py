@@ -287,7 +287,10 @@ def response_nll(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tens
 
 
 class SFTCollate:
-    """Right-padded inputs and labels for the loss; left-padded prompts for generation; texts alongside."""
+    """Right-padded inputs and labels for the loss; left-padded prompts for generation; texts alongside.
+
+    ``use_cache: False`` rides along as a model argument: a forward pass over whole sequences needs no
+    KV cache, and packed rows are only recognised (block-diagonal attention) without one."""
 
     def __init__(self, pad_token_id: int):
         self.pad = pad_token_id
@@ -300,8 +303,10 @@ class SFTCollate:
             pad = [width - len(r["input_ids"]) for r in rows]
             return {"input_ids": torch.tensor([r["input_ids"] + [self.pad] * k for r, k in zip(rows, pad)]),
                     "position_ids": torch.tensor([r["position_ids"] + list(range(k)) for r, k in zip(rows, pad)]),
-                    "labels": torch.tensor([r["labels"] + [IGNORE] * k for r, k in zip(rows, pad)])}
+                    "labels": torch.tensor([r["labels"] + [IGNORE] * k for r, k in zip(rows, pad)]),
+                    "use_cache": False}  # with a cache, transformers would not look for packed sequences
         batch: dict[str, Any] = {
+            "use_cache": False,  # scoring a whole sequence: no KV cache to build (generation makes its own)
             "input_ids": torch.tensor([r["input_ids"] + [self.pad] * (width - len(r["input_ids"])) for r in rows]),
             "attention_mask": torch.tensor([[1] * len(r["input_ids"]) + [0] * (width - len(r["input_ids"])) for r in rows]),
             "labels": torch.tensor([r["labels"] + [IGNORE] * (width - len(r["labels"])) for r in rows]),

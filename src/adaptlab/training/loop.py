@@ -247,8 +247,7 @@ def train_epoch(run: Run, state: LoopState, epoch: int, best: BestWeights, bar: 
         examples = len(batch["labels"]) * acc.num_processes
         state.batch += 1
         state.examples += examples
-        mask = batch.get("attention_mask")  # packed rows have none: count every position
-        state.tokens += int(mask.sum() if mask is not None else batch["input_ids"].numel()) * acc.num_processes  # loss.item() syncs anyway
+        state.tokens += _tokens(batch) * acc.num_processes
         value = loss.item()
         if not math.isfinite(value):
             raise AdaptlabError(f"training loss became {value} at step {state.step + 1} (epoch {epoch + 1}) with learning rate "
@@ -265,6 +264,16 @@ def train_epoch(run: Run, state: LoopState, epoch: int, best: BestWeights, bar: 
                 tick = time.perf_counter()
                 _save(run, best, state)
     state.train_seconds += time.perf_counter() - tick
+
+
+def _tokens(batch: dict[str, Any]) -> int:
+    """Input tokens of a batch, padding excluded (packed rows have no mask: every position); 0 for batches of
+    cached features. A host sync, but the step's ``loss.item()`` synchronises anyway."""
+    mask = batch.get("attention_mask")
+    if mask is not None:
+        return int(mask.sum())
+    ids = batch.get("input_ids")
+    return ids.numel() if isinstance(ids, torch.Tensor) else 0
 
 
 def _rng_neutral(loader: Any) -> Any:
