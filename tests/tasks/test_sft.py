@@ -208,3 +208,22 @@ def test_a_packed_row_gives_each_example_the_loss_it_has_alone(tiny_chat, tokeni
             start = end
         crossing = model(input_ids=batch["input_ids"], use_cache=False).logits  # without the positions, examples see each other
         assert not torch.allclose(crossing[:, len(rows[0]["input_ids"]):], logits[:, len(rows[0]["input_ids"]):], atol=1e-4)
+
+
+def test_zero_shot_puts_training_examples_in_front_of_each_prompt(tiny_chat, translations_csv, tmp_path):
+    """``strategy.shots``: in-context examples as earlier turns; only the real answer is scored."""
+    from adaptlab.config import load_config
+    from adaptlab.strategies import Task, get_strategy
+    from adaptlab.training.runner import make_setup, resolve_train
+
+    cfg = load_config({"strategy": {"name": "zero_shot", "shots": 2}, "backbone": str(tiny_chat),
+                       "data": {"train": str(translations_csv), "max_length": 96}})
+    setup = make_setup(cfg)
+    task = Task([], setup.backbone, resolve_train(cfg, setup.task_type), type=setup.task_type, run_config=cfg)
+    _, rows = get_strategy("zero_shot")(cfg.strategy).dataset(setup.data, task)
+    plain = setup.eval_rows
+    assert len(rows) == len(plain)
+    for shot, row in zip(rows[:5], plain[:5]):
+        assert len(shot["gen_input_ids"]) > len(row["gen_input_ids"])  # two question/answer pairs in front
+        assert sum(y != IGNORE for y in shot["labels"]) == sum(y != IGNORE for y in row["labels"])  # only the answer
+        assert shot["gen_reference"] == row["gen_reference"]

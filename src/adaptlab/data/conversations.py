@@ -174,10 +174,13 @@ class Renderer:
         return sorted({self.end_of_turn, self.tokenizer.eos_token_id})
 
     def render(self, turns: list[dict[str, str]], trained: int | None = None) -> Rendered:
-        """Tokens and labels of one conversation: every assistant turn trained (or only the last ``trained``)."""
+        """Tokens and labels of one conversation: every assistant turn trained (or only the last ``trained``),
+        except turns marked ``"train": False`` (in-context examples in front of the real prompt)."""
         spans, ids = (self._chat_spans(turns) if self.template == "chat" else self._plain_spans(turns))
         labels = [IGNORE] * len(ids)
-        keep = spans if trained is None else spans[-trained:]
+        answers = [t for t in turns if t["role"] == "assistant"]
+        keep = [span for span, turn in zip(spans, answers) if turn.get("train", True)]  # in-context examples: "train": False
+        keep = keep if trained is None else keep[-trained:]
         for start, end in keep:
             labels[start:end] = ids[start:end]
         return Rendered(ids, labels, spans[-1][0])

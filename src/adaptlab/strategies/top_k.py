@@ -32,6 +32,9 @@ class TopK:
 
     Config = TopKConfig
     train_defaults = {"lr": 1e-4, "epochs": 3, "schedule": "linear"}
+    caveat = ("only the top k blocks adapt: the rest of the network (and, on a generative task, the habits of the "
+              "instruction model it was tuned from) stays as it was, so a short run moves it less than updates of every "
+              "layer do (Lee et al. 2019 find quality falls as k shrinks).")
     tasks = ("classification", "sft")
 
     def __init__(self, config: TopKConfig):

@@ -266,7 +266,7 @@ class SFT:
         rng = random.Random(seed)
         out = []
         for turns in split.turns:
-            shots = [t for c in rng.sample(pool.turns, k) for t in c if t["role"] != "system"]
+            shots = [{**t, "train": False} for c in rng.sample(pool.turns, k) for t in c if t["role"] != "system"]
             system = [t for t in turns if t["role"] == "system"]
             out.append(system + shots + [t for t in turns if t["role"] != "system"])
         return replace(split, turns=out)
