@@ -170,3 +170,28 @@ def test_every_option_shows_its_default(command):
     assert "column ." not in text
     if "--text-column" in text:
         assert "(text)" in text
+
+
+def test_long_work_shows_progress(cli, tmp_path, tiny_backbone, toy_csv, monkeypatch, caplog):
+    """Bars (only in a terminal: tqdm's disable=None) for evaluation, the forgetting probe, feature caching and
+    predict; a status line per strategy of a comparison, with the time left once one has run."""
+    import importlib
+
+    seen: list[str] = []
+
+    def recording(iterable=None, *args, desc=None, **kwargs):
+        seen.append(desc)
+        return tqdm(iterable, *args, desc=desc, **kwargs)
+
+    from tqdm.auto import tqdm
+
+    for name in ("eval.metrics", "eval.forgetting", "serve.predict", "strategies.linear_probe"):
+        monkeypatch.setattr(importlib.import_module(f"adaptlab.{name}"), "tqdm", recording)
+    with caplog.at_level("INFO", logger="adaptlab"):
+        code, _, err = cli("compare", "--strategies", "linear_probe,full", "-b", tiny_backbone, "-d", toy_csv, "--epochs", "1",
+                           "-o", str(tmp_path / "cmp"), "-q")
+    assert code == 0, err
+    assert "strategy 1/2: linear_probe" in err and "strategy 2/2: full, about" in err and "left" in err
+    code, _, err = cli("predict", str(tmp_path / "cmp" / "full"), "--input", str(toy_csv))
+    assert code == 0, err
+    assert {"evaluating", "forgetting probe", "caching features", "predicting"} <= set(seen)

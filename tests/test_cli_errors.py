@@ -28,6 +28,7 @@ def files(tmp_path):
         "latin1": write("latin.csv", "text,label\ncaf\xe9,pos\nok,neg\n".encode("latin-1")),
         "bad_csv": write("bad.csv", b"text,label\na,pos\nb,neg,extra\n"),
         "bad_jsonl": write("bad.jsonl", b'{"text": "a", "label": "pos"}\n{"text": "b", "label": neg}\n'),
+        "binary": write("model.csv", b"PK\x03\x04\x00\x00binary\x00\xff\xfe" * 20),
     }
 
 
@@ -42,6 +43,7 @@ CASES = {
     "latin1": "not valid utf-8: byte 0xe9 at line 2",
     "bad_csv": "line 3: 3 fields",
     "bad_jsonl": "malformed JSON in .* at line 2",
+    "binary": "is binary, not text \\(it holds NUL bytes\\)",
 }
 
 
@@ -159,3 +161,101 @@ def test_stratified_ties_are_drawn_not_lowest_ids():
     labels = [c for c in range(1000) for _ in range(3)]
     picks = [{labels[i] for i in stratified_split(labels, 300, seed)[0]} for seed in (0, 1)]
     assert all(len(p) == 300 for p in picks) and picks[0] != picks[1] and picks[0] != set(range(300))
+
+
+def test_unreadable_data_file(cli, tmp_path, tiny_backbone, toy_csv, monkeypatch):
+    """A file the user may not read (a root-owned export; as root a test can only simulate the refusal)."""
+    from pathlib import Path
+
+    original = Path.read_bytes
+
+    def refuse(self):
+        if self.name == "secret.csv":
+            raise PermissionError(13, "Permission denied")
+        return original(self)
+
+    secret = write_csv(tmp_path / "secret.csv", GOOD)
+    monkeypatch.setattr(Path, "read_bytes", refuse)
+    assert_clean_failure(cli("train", "-b", tiny_backbone, "-d", secret, "-q"), "cannot read data file .*secret.csv: permission denied", tmp_path)
+
+
+def test_output_where_no_folder_can_be_made(cli, tmp_path, tiny_backbone, toy_csv, monkeypatch):
+    """Checked before any data or model is loaded."""
+    import adaptlab.training.runner as runner
+
+    monkeypatch.setattr(runner, "make_setup", lambda *a, **k: pytest.fail("loaded data before checking the output folder"))
+    (tmp_path / "file.txt").write_text("not a folder")
+    code, _, err = cli("train", "-b", tiny_backbone, "-d", toy_csv, "-o", str(tmp_path / "file.txt" / "run"), "-q")
+    assert code == 2 and "error: cannot write next to" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("kind", ["code", "damaged"])
+def test_pickled_weights_that_are_not_plain_tensors_are_refused(cli, tmp_path, tiny_backbone, toy_csv, kind):
+    import pickle
+    import shutil
+
+    folder = tmp_path / "bb"
+    shutil.copytree(tiny_backbone, folder)
+    (folder / "model.safetensors").unlink()
+
+    class Payload:
+        def __reduce__(self):
+            return (print, ("this ran while unpickling",))
+
+    data = pickle.dumps({"weight": Payload()}) if kind == "code" else b"PK\x03\x04 truncated"
+    (folder / "pytorch_model.bin").write_bytes(data)
+    code, out, err = cli("train", "-b", str(folder), "-d", toy_csv, "-o", str(tmp_path / "run"), "-q")
+    assert code == 2 and "refusing the weights" in err and "Traceback" not in err, err
+    assert "weights_only=False" not in err and "this ran while unpickling" not in out + err
+    assert ("holds more than tensors" if kind == "code" else "damaged") in err
+
+
+def test_semicolons_long_cells_and_unknown_tokens(tmp_path, tiny_backbone, caplog):
+    from adaptlab.config import DataConfig
+    from adaptlab.data.batching import encode
+    from adaptlab.data.files import read_table
+    from adaptlab.data.task import build_task
+    from adaptlab.models.backbones import load_backbone
+
+    long_text = "good film " * 70_000  # 700k characters: beyond csv's default field limit of 131,072
+    (tmp_path / "semi.csv").write_text("text;label\n" + "\n".join(f"{r['text']};{r['label']}" for r in GOOD) + f"\n{long_text};pos\n")
+    table = read_table(tmp_path / "semi.csv")
+    assert table.columns == ["text", "label"] and len(table.rows) == len(GOOD) + 1
+    data = build_task(DataConfig(train=str(tmp_path / "semi.csv")), 0, table)
+    backbone = load_backbone(str(tiny_backbone))
+    with caplog.at_level("WARNING", logger="adaptlab"):
+        encode(data.train, backbone.tokenizer, 32)
+    assert any("were cut to it" in r.message for r in caplog.records)
+    caplog.clear()
+    emoji = type(data.train)(["\U0001f600 \U0001f44d"] * 8 + ["good film"] * 2, [0] * 10)
+    with caplog.at_level("WARNING", logger="adaptlab"):
+        encode(emoji, backbone.tokenizer, 32)
+    assert any("unknown to the tokenizer" in r.message and "8 texts are nothing but unknown tokens" in r.message for r in caplog.records)
+
+
+def test_predict_reads_other_encodings(cli, tmp_path, tiny_backbone, toy_csv):
+    code, _, err = cli("train", "-s", "full", "-b", tiny_backbone, "-d", toy_csv, "--epochs", "1", "-o", str(tmp_path / "run"), "-q")
+    assert code == 0, err
+    (tmp_path / "in.csv").write_bytes("text\ncaf\xe9 good\n".encode("latin-1"))
+    code, _, err = cli("predict", str(tmp_path / "run"), "--input", str(tmp_path / "in.csv"))
+    assert code == 2 and "pass --encoding latin-1" in err
+    code, out, err = cli("predict", str(tmp_path / "run"), "--input", str(tmp_path / "in.csv"), "--encoding", "latin-1")
+    assert code == 0 and "caf\u00e9 good" in out.encode().decode("unicode_escape") or "café good" in out, (out, err)
+
+
+def test_ctrl_c_names_the_folder_to_resume(cli, tmp_path, tiny_backbone, toy_csv, monkeypatch):
+    from adaptlab.training.loop import StepLog
+
+    original = StepLog.step
+
+    def interrupted(self, state, epoch, lr):
+        original(self, state, epoch, lr)
+        if state.step == 3:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(StepLog, "step", interrupted)
+    out = tmp_path / "run"
+    code, _, err = cli("train", "-s", "full", "-b", tiny_backbone, "-d", toy_csv, "--epochs", "2", "-o", str(out), "-q",
+                       "--set", "train.checkpoint_every=2")
+    assert code == 130
+    assert f"{out}.partial holds the last checkpoint; continue with --output {out} --resume" in err

@@ -215,6 +215,7 @@ def predict(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write here (.jsonl or .csv) instead of stdout.", show_default="stdout")] = None,
     text_column: TextCol = None,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Texts per batch.")] = 64,
+    encoding: Encoding = None,
 ) -> None:
     """Predict a label and class probabilities for every input text."""
     from .serve.many import predict_rows
@@ -222,7 +223,7 @@ def predict(
 
     for run in run_dirs:
         read_run(run)  # a bad folder fails before any input is read
-    texts = read_inputs(input, text_column)
+    texts = read_inputs(input, text_column, encoding or "utf-8")
     rows = predict_rows(run_dirs, texts, batch_size)
     write_rows(rows, output)
 
@@ -237,12 +238,13 @@ def generate(
     max_new_tokens: Annotated[int | None, typer.Option("--max-new-tokens", help="Most tokens per answer.", show_default="the run's")] = None,
     sample: Annotated[bool, typer.Option("--sample", help="Sample (temperature/top-p of the run) instead of greedy.", show_default="off")] = False,
     batch_size: Annotated[int | None, typer.Option("--batch-size", help="Prompts per batch.", show_default="the run's")] = None,
+    encoding: Encoding = None,
 ) -> None:
     """Answer every prompt with a generative (sft) run: one JSON line {prompt, output} per prompt."""
     from .serve.predict import Predictor, read_inputs, read_run, write_rows
 
     read_run(run_dir)  # a bad folder fails before any input is read
-    prompts = read_inputs(input, prompt_column or "prompt" if input is not None else None)
+    prompts = read_inputs(input, prompt_column or "prompt" if input is not None else None, encoding or "utf-8")
     predictor = Predictor(run_dir)
     settings = {k: v for k, v in {"max_new_tokens": max_new_tokens, "do_sample": sample or None}.items() if v is not None}
     if settings and predictor.generative:

@@ -8,6 +8,7 @@ inference 2.5x faster than padding to 128.
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -15,6 +16,8 @@ from typing import Any
 import torch
 
 from .task import Examples
+
+log = logging.getLogger("adaptlab")
 
 SEQUENCE_KEYS = ("input_ids", "attention_mask", "token_type_ids")
 
@@ -25,7 +28,28 @@ def encode(examples: Examples, tokenizer, max_length: int, prefix: str = "") -> 
     pairs = [prefix + t for t in examples.pairs] if examples.pairs is not None else None
     enc = tokenizer(texts, pairs, truncation=True, max_length=max_length)
     keys = [k for k in SEQUENCE_KEYS if k in enc]
+    report_cuts_and_unknowns(enc["input_ids"], tokenizer, max_length)
     return [{**{k: enc[k][i] for k in keys}, "labels": y} for i, y in enumerate(examples.labels)]
+
+
+def report_cuts_and_unknowns(ids: list[list[int]], tokenizer: Any, max_length: int) -> None:
+    """Warn when texts were cut at ``max_length``, and when many tokens are unknown to the tokenizer (emoji-only
+    texts, a script the vocabulary lacks): a model that reads ``[UNK]`` learns nothing from those texts."""
+    cut = sum(len(row) >= max_length for row in ids)
+    if cut:
+        log.warning("%d of %d texts reached data.max_length=%d tokens and were cut to it (raise --max-length to keep more)",
+                    cut, len(ids), max_length)
+    unk = tokenizer.unk_token_id
+    if unk is None or not ids:
+        return
+    special = set(tokenizer.all_special_ids) - {unk}
+    words = [t for row in ids for t in row if t not in special]
+    share = sum(t == unk for t in words) / max(len(words), 1)
+    empty = sum(all(t == unk for t in row if t not in special) and any(t == unk for t in row) for row in ids)
+    if share > 0.05 or empty:
+        log.warning("%.0f%% of the tokens are unknown to the tokenizer (%s), and %d texts are nothing but unknown tokens: "
+                    "the backbone cannot read them (another backbone, or check the text encoding)", 100 * share,
+                    tokenizer.unk_token, empty)
 
 
 def lengths_of(rows: Sequence[dict[str, Any]]) -> list[int]:

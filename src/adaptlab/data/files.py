@@ -12,11 +12,14 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import AdaptlabError
+
+log = logging.getLogger("adaptlab")
 
 FORMATS = {
     ".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".parquet": "parquet", ".pq": "parquet",
@@ -60,8 +63,21 @@ def read_table(path: str | Path, encoding: str = "utf-8") -> Table:
     return table
 
 
+def read_bytes(path: Path) -> bytes:
+    """The file's bytes, or one clear line when it cannot be read (permissions, a folder, a vanished file)."""
+    try:
+        return path.read_bytes()
+    except PermissionError:
+        raise AdaptlabError(f"cannot read data file {path}: permission denied (check its owner and mode)") from None
+    except OSError as e:
+        raise AdaptlabError(f"cannot read data file {path}: {e.strerror or e}") from None
+
+
 def _decode(path: Path, encoding: str) -> str:
-    raw = path.read_bytes()
+    raw = read_bytes(path)
+    if b"\x00" in raw[:8192] and not encoding.lower().replace("-", "").startswith("utf16"):
+        raise AdaptlabError(f"data file {path} is binary, not text (it holds NUL bytes): is it really a {path.suffix} file? "
+                            f"Save the data as CSV, TSV, JSONL, JSON or Parquet")
     try:
         text = raw.decode(encoding)
     except LookupError:
@@ -75,7 +91,10 @@ def _decode(path: Path, encoding: str) -> str:
     return text.removeprefix("\ufeff")  # BOM written by spreadsheet programs
 
 
-def _read_csv(text: str, source: str, delimiter: str = ",") -> Table:
+def _read_csv(text: str, source: str, delimiter: str | None = None) -> Table:
+    """Comma-separated unless the header line says otherwise (``;`` from European spreadsheets, tabs, ``|``)."""
+    delimiter = delimiter or _delimiter(text, source)
+    csv.field_size_limit(max(csv.field_size_limit(), 1 << 28))  # long documents: texts are cut by tokens later, not here
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
     try:
         header = next(reader, None)
@@ -98,6 +117,18 @@ def _read_csv(text: str, source: str, delimiter: str = ",") -> Table:
     except csv.Error as e:
         raise AdaptlabError(f"malformed CSV in {source} at line {reader.line_num}: {e}") from None
     return Table(source, header, rows, lines)
+
+
+def _delimiter(text: str, source: str) -> str:
+    """The delimiter of a ``.csv`` file, sniffed from its header line (csv.Sniffer) among , ; tab and |."""
+    header = text.split("\n", 1)[0]
+    try:
+        found = csv.Sniffer().sniff(header, delimiters=",;\t|").delimiter
+    except csv.Error:
+        return ","
+    if found != ",":
+        log.info("%s: columns separated by %r (detected from the header line)", source, found)
+    return found
 
 
 def _read_tsv(text: str, source: str) -> Table:

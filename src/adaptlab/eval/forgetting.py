@@ -38,6 +38,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from tqdm.auto import tqdm
 
 REFERENCE_VERSION = "hamlet32+chatterbot64/v1"
 TEXT_MAX_LENGTH = 128
@@ -174,7 +175,7 @@ class Probe:
     def _text_loss(self, trunk: nn.Module, device: torch.device) -> float:
         total, count = 0.0, 0
         head = self.head.module.to(device)
-        for batch in self.text:
+        for batch in tqdm(self.text, desc="forgetting probe", unit="batch", leave=False, disable=None):
             batch = {k: v.to(device) for k, v in batch.items()}
             hidden = trunk(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
             if self.kind == "causal":  # position t predicts token t + 1
@@ -191,7 +192,7 @@ class Probe:
 
     def _embed(self, trunk: nn.Module, batches: list[dict], device: torch.device) -> torch.Tensor:
         out = []
-        for batch in batches:
+        for batch in tqdm(batches, desc="forgetting probe", unit="batch", leave=False, disable=None):
             mask = batch["attention_mask"].to(device)
             states = trunk(input_ids=batch["input_ids"].to(device), attention_mask=mask).last_hidden_state.float()
             m = mask.unsqueeze(-1).to(states.dtype)

@@ -8,6 +8,7 @@ from collections.abc import Iterable
 import torch
 import torch.nn.functional as F
 from torch import nn
+from tqdm.auto import tqdm
 
 
 def model_inputs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -47,7 +48,8 @@ def evaluate(module: nn.Module, batches: Iterable[dict[str, torch.Tensor]], acce
     labels: list[int] = []
     loss_sum = 0.0
     device = None if accelerator is not None else next(module.parameters()).device  # Accelerate places its batches
-    for batch in batches:
+    main = accelerator is None or accelerator.is_local_main_process
+    for batch in tqdm(batches, desc="evaluating", unit="batch", leave=False, disable=None if main else True):
         if device is not None:
             batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
         logits = module(**model_inputs(batch)).logits.float()

@@ -242,6 +242,24 @@ def check_folder(folder: Path, name: str) -> None:
         except Exception as e:  # safetensors raises its own error type for a bad header
             raise AdaptlabError(f"cannot read the weights {weights}: {str(e).splitlines()[0]} "
                                 "(a truncated or damaged file? download or save it again)") from None
+    if not any(folder.glob("*.safetensors")):
+        for weights in sorted(folder.glob("pytorch_model*.bin")):
+            check_pickle(weights)
+
+
+def check_pickle(weights: Path) -> None:
+    """A ``pytorch_model.bin`` is a pickle: read it the only safe way (``weights_only``: tensors, nothing
+    executable) and turn a refusal into one line. Never suggest ``weights_only=False``: a file that needs it can
+    run code when loaded."""
+    import torch
+
+    try:
+        torch.load(weights, weights_only=True, map_location="cpu")
+    except Exception as e:  # UnpicklingError, RuntimeError (truncated zip), EOFError, ...
+        reason = "it holds more than tensors (objects that could run code when unpickled)" if "weights_only" in str(e) \
+            else f"it is damaged ({str(e).splitlines()[0][:120]})"
+        raise AdaptlabError(f"refusing the weights {weights}: {reason}; use a safetensors copy of the model "
+                            "(model.safetensors) from a source you trust") from None
 
 
 def _hub_kwargs(name: str) -> dict:

@@ -93,6 +93,23 @@ def _run(name: str, cfg: RunConfig, setups: Setups, work: Path, out: Path, resum
                    resume=resume and partial_folder(run_dir).exists())
 
 
+def _run_all(configs: list, setups: Setups, work: Path, out: Path, resume: bool) -> list[RunResult]:
+    """Every strategy in turn, with a status line before each: which one, how many, and the time left
+    estimated from the strategies that ran so far."""
+    runs, spent = [], []
+    for i, (name, cfg) in enumerate(configs):
+        left = f", about {_minutes(sum(spent) / len(spent) * (len(configs) - i))} left" if spent else ""
+        log.info("strategy %d/%d: %s%s", i + 1, len(configs), name, left)
+        started = time.perf_counter()
+        runs.append(_run(name, cfg, setups, work, out, resume))
+        spent.append(time.perf_counter() - started)
+    return runs
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
+
+
 def compare(
     strategies: list[str] | None = None,
     recipe: str | Path | dict[str, Any] | None = None,
@@ -137,7 +154,7 @@ def _compare_into(out: Path, data: dict[str, Any], configs: list, more: dict[str
     work.mkdir(parents=True, exist_ok=True)
     try:
         stage_runs = run_stages(stages, work, resume, setups, final=out)
-        runs = [_run(name, cfg, setups, work, out, resume) for name, cfg in configs]
+        runs = _run_all(configs, setups, work, out, resume)
     except BaseException:
         if not any(work.iterdir()):  # nothing finished or resumable: leave nothing behind
             work.rmdir()

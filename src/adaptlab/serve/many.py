@@ -133,6 +133,6 @@ def predict_rows(run_dirs: list[Path], texts: list[str], batch_size: int = 64) -
         if predictor.generative:  # an sft run answers each text as a prompt
             rows += [{**run, "prompt": text, "output": out} for text, out in zip(texts, predictor.generate(texts, progress=True))]
             continue
-        for text, p in zip(texts, predictor.predict(texts, batch_size=batch_size)):
+        for text, p in zip(texts, predictor.predict(texts, batch_size=batch_size, progress=True)):
             rows.append({**run, "text": text, **p.as_dict()})
     return rows

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from tqdm.auto import tqdm
 
 from ..config import RunConfig, load_config, read_yaml
 from ..data.batching import BucketBatchSampler, Collate, encode
@@ -75,7 +76,7 @@ class Predictor:
         return self.task_type.generate(self.module, list(prompts), batch_size, progress)
 
     @torch.inference_mode()
-    def predict_proba(self, texts: list[str], pairs: list[str] | None = None, batch_size: int = 64) -> torch.Tensor:
+    def predict_proba(self, texts: list[str], pairs: list[str] | None = None, batch_size: int = 64, progress: bool = False) -> torch.Tensor:
         """Class probabilities, one row per text, in input order."""
         if not texts:
             return torch.empty(0, len(self.labels))
@@ -85,16 +86,17 @@ class Predictor:
                       input_length(self.config.data, self.backbone), self.backbone.input_prefix)
         collate = Collate(self.backbone.tokenizer.pad_token_id or 0)
         probs = torch.empty(len(rows), len(self.labels))
-        for ids in BucketBatchSampler([len(r["input_ids"]) for r in rows], batch_size, shuffle=False):
+        batches = BucketBatchSampler([len(r["input_ids"]) for r in rows], batch_size, shuffle=False)
+        for ids in tqdm(batches, desc="predicting", unit="batch", leave=False, disable=None if progress else True):
             batch = collate([rows[i] for i in ids])
             logits = self.module(**{k: v.to(self.device) for k, v in model_inputs(batch).items()}).logits
             probs[ids] = logits.float().softmax(-1).cpu()
         return probs
 
-    def predict(self, texts: list[str], pairs: list[str] | None = None, batch_size: int = 64) -> list[Prediction]:
+    def predict(self, texts: list[str], pairs: list[str] | None = None, batch_size: int = 64, progress: bool = False) -> list[Prediction]:
         if self.generative:
             raise AdaptlabError(f"{self.run_dir} is a generative ({self.task_type.name}) run: use generate(prompts)")
-        probs = self.predict_proba(texts, pairs, batch_size)
+        probs = self.predict_proba(texts, pairs, batch_size, progress)
         return [
             Prediction(self.labels[int(row.argmax())], {name: round(float(p), 6) for name, p in zip(self.labels, row)})
             for row in probs
@@ -109,7 +111,7 @@ def load(run_dir: str | Path, device: str | None = None) -> Predictor:
 # -- command-line input and output -------------------------------------------------------
 
 
-def read_inputs(path: Path | None, text_column: str | None = None) -> list[str]:
+def read_inputs(path: Path | None, text_column: str | None = None, encoding: str = "utf-8") -> list[str]:
     """Texts to classify: a column of a data file, or stdin with one text per line."""
     import sys
 
@@ -120,7 +122,7 @@ def read_inputs(path: Path | None, text_column: str | None = None) -> list[str]:
         if not texts:
             raise AdaptlabError("no input: pass --input FILE or pipe texts on stdin, one per line")
         return texts
-    table = read_table(path)
+    table = read_table(path, encoding)
     default = next((c for c in ("text", "prompt") if c in table.columns), "text")
     column = text_column or (default if default in table.columns or len(table.columns) != 1 else table.columns[0])
     if column not in table.columns:

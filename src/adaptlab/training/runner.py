@@ -355,9 +355,14 @@ def _cleanup_on_failure(partial: Path):
     """Remove ``partial`` if the run fails before its first checkpoint (nothing to resume)."""
     try:
         yield
-    except BaseException:
-        if not (partial / "checkpoint").exists() and not (partial / "checkpoint.old").exists():
+    except BaseException as e:
+        resumable = (partial / "checkpoint").exists() or (partial / "checkpoint.old").exists()
+        if not resumable:
             shutil.rmtree(partial, ignore_errors=True)
+        if isinstance(e, KeyboardInterrupt):
+            out = partial.with_name(partial.name.removesuffix(".partial"))
+            log.warning("interrupted: %s", f"{partial} holds the last checkpoint; continue with --output {out} --resume"
+                        if resumable else "no checkpoint yet, nothing kept")
         raise
 
 
