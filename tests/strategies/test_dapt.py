@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from adaptlab.api import train
-from adaptlab.strategies._lm import fixed_masks, pack, special_tokens
+from adaptlab.tasks.language_modelling import fixed_masks, pack, special_tokens
 
 QUICK = {"epochs": 2, "lr": 1e-2, "batch_size": 16, "progress": False, "checkpoint_every": None, "seed": 0}
 
@@ -57,7 +57,9 @@ def test_tapt_excludes_eval_texts_and_reports_perplexity(tiny_backbone, toy_csv,
     result = train({"strategy": {"name": "dapt", "block_size": 32}, "backbone": str(tiny_backbone),
                     "data": {"train": str(toy_csv)}, "train": QUICK, "output": str(tmp_path / "d")})
     block = result.metrics["dapt"]
-    assert result.metrics["task"]["kind"] == "language-modelling" and result.metrics["eval"]["accuracy"] is None
+    assert result.metrics["task"]["type"] == "language_modelling" and result.metrics["task"]["data"] == "classification"
+    assert set(result.metrics["eval"]) == {"loss", "perplexity"}  # the stage's own scores, no accuracy
+    assert not (tmp_path / "d" / "labels.json").exists() and "--backbone" in (tmp_path / "d" / "README.md").read_text()
     assert block["head"].startswith("fresh") and block["head_epochs"] == 1
     assert block["perplexity_after"] < block["perplexity_before"]
     assert block["perplexity_before"] == pytest.approx(result.metrics["history"][0]["perplexity"])
@@ -81,7 +83,7 @@ def test_predict_refuses_a_domain_stage(tiny_backbone, toy_csv, tmp_path):
 
     train({"strategy": {"name": "dapt", "block_size": 32}, "backbone": str(tiny_backbone), "data": {"train": str(toy_csv)},
            "train": {**QUICK, "epochs": 1}, "output": str(tmp_path / "d")})
-    with pytest.raises(AdaptlabError, match="use it as a backbone"):
+    with pytest.raises(AdaptlabError, match="its product is a backbone, not a model to predict with; use it as one"):
         load(tmp_path / "d")
 
 
@@ -140,3 +142,23 @@ def test_real_smollm2_next_word_stage(tmp_path):
     assert block["objective"] == "next-token" and block["head"] == "pretrained"
     assert block["perplexity_after"] < block["perplexity_before"] < 1000
     assert result.metrics["forgetting"]["text_loss"]["objective"] == "next-token"
+
+
+def test_language_modelling_is_a_task_type_dapt_runs_on_a_corpus(tiny_backbone, tmp_path, cli):
+    """``--task language_modelling``: the corpus is the data (a .txt file here), held-out documents score it."""
+    import json
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(f"the film was {w} and the plot was {v}" for w in ("good", "dull", "superb", "awful")
+                                for v in ("lovely", "boring", "fine", "poor") for _ in range(3)))
+    code, out, err = cli("train", "-s", "dapt", "-b", str(tiny_backbone), "-d", str(corpus), "--task", "language_modelling",
+                         "--epochs", "2", "--lr", "1e-2", "--set", "strategy.block_size=16", "-o", str(tmp_path / "lm"), "-q")
+    assert code == 0, err
+    metrics = json.loads((tmp_path / "lm" / "metrics.json").read_text())
+    assert metrics["task"] == {**metrics["task"], "type": "language_modelling", "data": "language_modelling"}
+    assert metrics["dapt"]["perplexity_after"] < metrics["dapt"]["perplexity_before"]
+    code, _, err = cli("predict", str(tmp_path / "lm"), "--input", str(corpus))
+    assert code == 2 and "its product is a backbone" in err
+    code, _, err = cli("train", "-s", "lora", "-b", str(tiny_backbone), "-d", str(corpus), "--task", "language_modelling", "-q",
+                       "-o", str(tmp_path / "x"))
+    assert code == 2 and "does not support task 'language_modelling'" in err and "dapt" in err

@@ -218,8 +218,8 @@ def markdown_table(rows: list[dict[str, Any]]) -> list[str]:
 
 def write_report(folder: Path, runs: list[dict[str, Any]], baseline: float | None) -> None:
     stages = runs  # every run, of the task or not (domain-adaptation stages), for the sections below
-    task_type = task_of(runs[-1])
-    runs = [r for r in runs if r["task"].get("kind", task_type.name) == task_type.name]
+    task_type = task_of(runs[-1])  # the final stage's: earlier stages (language modelling) make backbones for it
+    runs = [r for r in runs if task_of(r) is task_type]
     rows = [flat(r) for r in runs]
     first = runs[0]
     majority = f" Majority-class baseline accuracy: {baseline:.4f}." if baseline is not None else ""

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import RunConfig
+from ..tasks import get_task_type
 
 LOADING = {
     "peft": """```python
@@ -40,7 +41,7 @@ def model_card(metrics: dict[str, Any], cfg: RunConfig, artifact: str = "transfo
     """The card's text; ``artifact`` (see :func:`artifact_kind`) picks the loading snippet, ``source`` is the backbone's."""
     ev = {k: v for k, v in metrics["eval"].items() if v is not None}
     labels = metrics["task"]["labels"]
-    generative = metrics["task"].get("type") == "sft"
+    task_type = get_task_type(metrics["task"].get("type", "classification"))
     lines = [
         f"# {metrics['strategy']} on {metrics['task']['source']}",
         "",
@@ -55,6 +56,26 @@ def model_card(metrics: dict[str, Any], cfg: RunConfig, artifact: str = "transfo
         f"| training time | {metrics['train_seconds']:.1f} s |",
         "",
         *([f"Labels: {', '.join(f'{i}={name}' for i, name in enumerate(labels))}.", ""] if labels else []),
+        *use(task_type, metrics),
+    ]
+    if artifact in LOADING:
+        head = "" if not labels else f", num_labels={len(labels)}"
+        text = LOADING[artifact].format(auto=task_type.auto_class, source=source, head=head, and_head=" and classification head" if labels else "")
+        lines += ["", "Without adaptlab (from this folder):", "", text]
+    else:
+        lines += ["", f"`model/` holds only what trained, not a whole model: adaptlab rebuilds `{metrics['backbone']}` "
+                  "and puts these tensors on it (safetensors files; the `.json` beside them has the options)."]
+    lines += ["", "The full configuration is in `config.yaml`; per-epoch scores in `metrics.json`."]
+    return "\n".join(lines) + "\n"
+
+
+def use(task_type: Any, metrics: dict[str, Any]) -> list[str]:
+    """How to use the run: predict, generate, or (a backbone for later stages) train on it."""
+    generative = task_type.generative
+    if not task_type.serves:
+        return ["## Use", "", f"A backbone for a later stage: `adaptlab train --backbone <this folder> ...`, or "
+                f"`backbone: \"@{metrics.get('run', '<this stage>')}\"` in a recipe with stages."]
+    return [
         "## Use",
         "",
         "```python",
@@ -65,13 +86,3 @@ def model_card(metrics: dict[str, Any], cfg: RunConfig, artifact: str = "transfo
         "",
         "or `adaptlab generate <this folder> --input prompts.jsonl`." if generative else "or `adaptlab predict <this folder> --input texts.csv`.",
     ]
-    if artifact in LOADING:
-        auto = "AutoModelForCausalLM" if generative else "AutoModelForSequenceClassification"
-        head = "" if generative else f", num_labels={len(labels)}"
-        text = LOADING[artifact].format(auto=auto, source=source, head=head, and_head="" if generative else " and classification head")
-        lines += ["", "Without adaptlab (from this folder):", "", text]
-    else:
-        lines += ["", f"`model/` holds only what trained, not a whole model: adaptlab rebuilds `{metrics['backbone']}` "
-                  "and puts these tensors on it (safetensors files; the `.json` beside them has the options)."]
-    lines += ["", "The full configuration is in `config.yaml`; per-epoch scores in `metrics.json`."]
-    return "\n".join(lines) + "\n"

@@ -35,11 +35,14 @@ def read_run(run_dir: str | Path) -> tuple[Path, RunConfig, list[str]]:
         raise AdaptlabError(f"run folder not found: {run}")
     if not (run / "metrics.json").is_file():
         raise AdaptlabError(f"{run} is not a finished adaptlab run folder (no metrics.json)")
+    from ..tasks import get_task_type
+
     task = json.loads((run / "metrics.json").read_text(encoding="utf-8")).get("task", {})
-    kind, task_type = task.get("kind", "classification"), task.get("type", "classification")
-    if kind != task_type:
-        raise AdaptlabError(f"{run} is a {kind} run, not a {task_type} model: use it as a backbone (--backbone {run})")
-    if task_type == "classification" and not (run / "labels.json").is_file():
+    task_type = get_task_type(task.get("type", "classification"))
+    if not task_type.serves:
+        raise AdaptlabError(f"{run} is a {task_type.name} run: its product is a backbone, not a model to predict with; "
+                            f"use it as one (--backbone {run})")
+    if task.get("labels") and not (run / "labels.json").is_file():
         raise AdaptlabError(f"{run} is not a finished adaptlab run folder (no labels.json)")
     cfg = load_config(read_yaml(run / "config.yaml"))
     if not (run / "labels.json").is_file():

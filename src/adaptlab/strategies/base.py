@@ -93,8 +93,9 @@ class Strategy(Protocol):
     - ``tasks`` (class attribute, default ``("classification",)``): the task
       types (``adaptlab.tasks``) the strategy runs on; another is refused with
       one clear error before any folder is written.
-    - ``kind`` (class attribute): ``"classification"`` (default) or another
-      kind of run; the report's main table lists the task's own runs only.
+    - ``task`` (class attribute): the task type of the strategy's runs when it
+      is not the data's (``dapt``: language modelling on a classification
+      task's texts); the run is built, scored and reported as that type.
 
     Every run also records a ``forgetting`` block (``forgetting.py``), measured
     on the transformer trunk found inside the prepared module.

@@ -33,7 +33,7 @@ from ..errors import AdaptlabError
 from ..eval.forgetting import lm_kind
 from ..models.modeling import freeze, unfreeze
 from ..settings import StrategyConfig
-from ._lm import DomainLM, LMCollate, fixed_masks, lm_evaluate, pack, read_corpus, split_blocks
+from ..tasks.language_modelling import Corpus, DomainLM, LMCollate, fixed_masks, lm_evaluate, pack, read_corpus, split_blocks
 from .base import Task, decay_groups, get_strategy, register
 
 
@@ -64,7 +64,8 @@ class Dapt:
     Config = DaptConfig
     train_defaults = {"lr": 1e-4, "epochs": 2, "schedule": "linear"}
     auto = ("epochs",)  # a fresh MLM head trains alone first: a range test would measure the head, not the stage
-    kind = "language-modelling"
+    tasks = ("classification", "language_modelling")  # the texts it reads: a task's training texts (TAPT) or a corpus
+    task = "language_modelling"  # what its runs are, whatever the data: their product is a backbone
 
     def __init__(self, config: DaptConfig):
         self.config = config
@@ -88,7 +89,13 @@ class Dapt:
             texts = random.Random(seed).sample(texts, c.max_documents)
         causal = self._objective(task) == "causal"
         tok = task.backbone.tokenizer
-        train, held = split_blocks(pack(texts, tok, c.block_size, causal), c.holdout, seed)
+        if isinstance(data, Corpus) and not c.corpus:  # language-modelling data: its held-out documents are the held-out part
+            train, held = (pack(split.texts, tok, c.block_size, causal) for split in (data.train, data.eval))
+            if len(train) < 2 or not held:
+                raise AdaptlabError(f"the corpus makes {len(train)} training and {len(held)} held-out blocks of {c.block_size} "
+                                    "tokens; give more text or a smaller strategy.block_size")
+        else:
+            train, held = split_blocks(pack(texts, tok, c.block_size, causal), c.holdout, seed)
         self.tokenizer, self.causal = tok, causal
         self.train_rows = [{"input_ids": b} for b in train]
         self.eval_rows = fixed_masks(held, tok, causal, c.mlm_probability, seed)

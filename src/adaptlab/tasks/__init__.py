@@ -12,7 +12,7 @@ from .base import TASK_TYPES, TaskType, detect_task, get_task_type, register_tas
 
 __all__ = ["TASK_TYPES", "TaskType", "detect_task", "discover", "get_task_type", "register_task"]
 
-ORDER = ("classification", "sft")
+ORDER = ("classification", "sft", "language_modelling")
 
 
 def discover() -> dict[str, TaskType]:

@@ -31,7 +31,7 @@ class TaskType(Protocol):
     metrics: ClassVar[tuple[str, ...]]
     """Metrics ``train.metric`` may choose to keep the best epoch (higher is better)."""
     default_metric: ClassVar[str]
-    """The primary metric: keeps the best epoch and ranks strategies in the report."""
+    """The primary metric: keeps the best epoch and ranks strategies in the report (``loss``: lower is better)."""
     peft_task_type: ClassVar[str]
     """peft's ``TaskType`` name for this kind of model (``SEQ_CLS``, ``CAUSAL_LM``)."""
     generative: ClassVar[bool]
@@ -40,6 +40,11 @@ class TaskType(Protocol):
     """The report's metric columns: (key of metrics.json's ``eval``, header, format)."""
     tolerance: ClassVar[float]
     """A cheaper strategy within this much of the best primary metric is recommended instead."""
+    serves: ClassVar[bool]
+    """True when a run's product is a model to predict (or generate) with; False when it is a backbone for
+    a later stage (language modelling), which ``predict`` refuses and a comparison reports apart."""
+    auto_class: ClassVar[str]
+    """The transformers class that loads a whole-model artefact of this task (for the model card)."""
 
     def detect(self, columns: list[str], data: Any) -> bool:
         """True when a table with these columns holds this task's rows (``data.task: auto``)."""

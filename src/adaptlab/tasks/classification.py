@@ -53,6 +53,8 @@ class Classification:
     columns = (("accuracy", "accuracy", "{:.4f}"), ("macro_f1", "macro-F1", "{:.4f}"))
     """The report's metric columns (key in metrics.json's ``eval``, header, format)."""
     tolerance = 0.01
+    serves = True
+    auto_class = "AutoModelForSequenceClassification"
     """How far below the best primary metric a cheaper strategy may be and still be recommended."""
 
     def detect(self, columns: list[str], data: Any) -> bool:

@@ -60,6 +60,8 @@ class SFT:
     columns = (("chrf", "chrF", "{:.1f}"), ("bleu", "BLEU", "{:.1f}"), ("rouge_l", "ROUGE-L", "{:.3f}"),
                ("exact_match", "exact match", "{:.3f}"), ("loss", "response loss", "{:.3f}"))
     tolerance = 1.0  # one chrF point
+    serves = True
+    auto_class = "AutoModelForCausalLM"
 
     def __init__(self, renderer: Renderer | None = None, generation: Any = None, system: str | None = None, packing: bool = False):
         self.renderer, self.generation, self.system, self.packing = renderer, generation, system, packing

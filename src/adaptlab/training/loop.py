@@ -299,7 +299,8 @@ def end_epoch(run: Run, state: LoopState, epoch: int, best: BestWeights) -> bool
     """
     metrics = _evaluate(run.strategy, run.model, run.eval_loader, run.accelerator) if run.eval_loader is not None else {}
     state.history.append({"epoch": epoch + 1, "train_loss": run.log.epoch_loss(), **metrics})
-    score = metrics[run.cfg.metric] if run.cfg.metric in metrics else -metrics.get("loss", -(epoch + 1))
+    metric = run.cfg.metric
+    score = metrics[metric] if metric in metrics and metric != "loss" else -metrics.get("loss", -(epoch + 1))  # loss: lower is better
     loss = metrics.get("loss", float("inf"))
     kept_loss = state.history[state.best_epoch - 1].get("loss", float("inf")) if state.best_epoch > 0 else float("inf")
     if score > state.best_score or (score == state.best_score and loss < kept_loss):  # ties: the lower loss

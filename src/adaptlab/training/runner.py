@@ -31,6 +31,7 @@ from ..models.backbones import Backbone, load_backbone
 from ..models.modeling import count_parameters
 from ..serve.modelcard import artifact_kind, model_card
 from ..strategies.base import Task, get_strategy, hook, save_pretrained, supported
+from ..tasks import get_task_type
 from .loop import fit, score
 
 log = logging.getLogger("adaptlab")
@@ -226,8 +227,8 @@ def _as_dict(overrides: list[str] | dict[str, Any] | None) -> dict[str, Any]:
 def run_one(cfg: RunConfig, setup: Setup, out: Path, resume: bool = False) -> RunResult:
     """Train ``cfg.strategy`` on ``setup`` into ``out`` (via ``out.partial``)."""
     strategy = get_strategy(cfg.strategy.name)(cfg.strategy)
-    task_type = setup.task_type
-    supported(strategy, task_type)
+    supported(strategy, setup.task_type)
+    task_type = run_task_type(strategy, setup, cfg)
     train_cfg = resolve_train(cfg, task_type)
     data_cfg = cfg.data.model_copy(update={"max_length": input_length(cfg.data, setup.backbone), "task": task_type.name})
     resolved = cfg.model_copy(update={"train": train_cfg, "data": data_cfg, "output": cfg.output or str(out)})
@@ -257,7 +258,7 @@ def run_one(cfg: RunConfig, setup: Setup, out: Path, resume: bool = False) -> Ru
     forgetting = probe.compare(before, probe.measure(module))
     final = kept_scores(state, train_cfg) if eval_rows is select_rows else score(
         strategy, module, eval_rows, train_cfg, pad_token_id=setup.backbone.tokenizer.pad_token_id or 0, task_type=task_type)
-    eval_sets = score_eval_sets(strategy, module, setup, final, train_cfg)
+    eval_sets = score_eval_sets(strategy, module, setup, final, train_cfg, task_type)
     trainable = count_named(module, set(state.ever_trainable))
     if not main:  # other processes of a distributed run: the main one writes the folder
         return RunResult(out, {}, resolved, module)
@@ -266,8 +267,8 @@ def run_one(cfg: RunConfig, setup: Setup, out: Path, resume: bool = False) -> Ru
     metrics = {
         "strategy": strategy.name,
         "backbone": cfg.backbone,
-        "task": {"source": setup.data.source, "type": task_type.name, "labels": setup.data.labels,
-                 "kind": getattr(strategy, "kind", task_type.name), **setup.data.sampling},
+        "task": {"source": setup.data.source, "type": task_type.name, "data": setup.task_type.name, "labels": setup.data.labels,
+                 **setup.data.sampling},
         "seed": train_cfg.seed,
         "train_examples": len(train_rows),
         "eval_examples": len(eval_rows),
@@ -329,11 +330,21 @@ def train_settings(state: Any, cfg: TrainConfig) -> dict[str, Any]:
             "warmup_steps": state.warmup_steps, "patience": state.patience, "batch_size": cfg.batch_size, "lr_find": state.lr_find}
 
 
-def score_eval_sets(strategy: Any, module: torch.nn.Module, setup: Setup, final: dict[str, Any], cfg: TrainConfig) -> dict[str, dict]:
-    """The task's scores on every evaluation set: the main one as scored at the end, the others now."""
-    task_type = setup.task_type
+def run_task_type(strategy: Any, setup: Setup, cfg: RunConfig) -> Any:
+    """The task type of this run: the data's, or the one the strategy's runs always are (``task``)."""
+    from ..tasks import get_task_type
+
+    own = getattr(strategy, "task", None)
+    return setup.task_type if own in (None, setup.task_type.name) else get_task_type(own).configure(cfg, setup.backbone)
+
+
+def score_eval_sets(strategy: Any, module: torch.nn.Module, setup: Setup, final: dict[str, Any], cfg: TrainConfig,
+                    task_type: Any = None) -> dict[str, dict]:
+    """The task's scores on every evaluation set: the main one as scored at the end, the others now (further
+    sets are the data's: a run of another task type, such as a language-modelling stage, has only its own)."""
+    task_type = task_type or setup.task_type
     out = {setup.data.eval_name: {**task_type.headline(final), "examples": final.get("examples")}}
-    for name, rows in setup.extra_eval_rows.items():
+    for name, rows in setup.extra_eval_rows.items() if task_type is setup.task_type else ():
         out[name] = score(strategy, module, rows, cfg, pad_token_id=setup.backbone.tokenizer.pad_token_id or 0, task_type=task_type)
         log.info("%s: %s on eval set %r", strategy.name, task_type.describe(out[name]), name)
     return out
@@ -377,7 +388,7 @@ def _finish(partial: Path, out: Path, metrics: dict, cfg: RunConfig, setup: Setu
     ``--resume`` after a kill only completes this (:func:`_complete`) instead of training again."""
     from .checkpoint import write_atomic
 
-    for name, text in setup.task_type.files(setup.data).items():
+    for name, text in get_task_type(metrics["task"]["type"]).files(setup.data).items():
         (partial / name).write_text(text, encoding="utf-8")
     card = model_card(metrics, cfg, artifact_kind(partial / "model"), setup.backbone.source)
     (partial / "README.md").write_text(card, encoding="utf-8")

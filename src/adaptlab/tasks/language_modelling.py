@@ -1,4 +1,8 @@
-"""Language-modelling plumbing for domain-adaptive pretraining (``dapt.py``).
+"""Language modelling: continue a backbone's own objective on text (the ``language_modelling`` task type).
+
+What domain-adaptive pretraining (``strategies/dapt.py``) runs: its runs are of
+this task type whatever data they read, and their product is a backbone for a
+later stage, not a model to predict with (``serves = False``).
 
 The corpus becomes packed blocks of ``block_size`` tokens (texts joined by the
 separator and cut, as transformers' ``run_mlm.py`` / ``run_clm.py`` group
@@ -12,7 +16,7 @@ predicted (MLM: the masked 15 %), which keeps the 30k-word softmax cheap.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +26,10 @@ from torch import nn
 from transformers.utils import ModelOutput
 
 from ..errors import AdaptlabError
+from .base import register_task
+
+MLM_PROBABILITY = 0.15
+"""Share of tokens masked for masked-LM training and held-out scoring (Devlin et al. 2019 §3.1)."""
 
 
 def read_corpus(source: str, text_column: str = "text") -> list[str]:
@@ -163,3 +171,108 @@ def lm_evaluate(model: nn.Module, batches: Any, accelerator: Any = None) -> dict
     model.train(was_training)
     loss = float(total[0] / total[1].clamp(min=1))
     return {"loss": loss, "perplexity": float(torch.exp(torch.tensor(min(loss, 50.0)))), "tokens": int(total[1])}
+
+
+@dataclass
+class Texts:
+    """Documents of a corpus split (``.texts``, as classification examples have)."""
+
+    texts: list[str]
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+
+@dataclass
+class Corpus:
+    """A corpus split into training and held-out documents, as the runner expects of any task's data."""
+
+    train: Texts
+    eval: Texts
+    source: str
+    eval_name: str = "eval"
+    extra_evals: dict[str, Texts] = field(default_factory=dict)
+    sampling: dict[str, Any] = field(default_factory=dict)
+    validation: Texts | None = None
+    labels: list[str] = field(default_factory=list)
+
+
+@register_task
+class LanguageModelling:
+    """Unlabelled text -> the backbone's own objective continued (masked-LM or next-word); held-out perplexity."""
+
+    summary = "unlabelled text -> the backbone's own objective continued (held-out perplexity); a backbone for later stages"
+    metrics = ("loss",)
+    default_metric = "loss"  # the held-out loss per predicted token: lower is better
+    columns = (("perplexity", "held-out perplexity", "{:.2f}"), ("loss", "held-out loss", "{:.4f}"))
+    tolerance = 0.0
+    peft_task_type = "SEQ_CLS"  # peft has no masked-LM type; the prepared model is wrapped in DomainLM anyway
+    generative = False
+    serves = False
+    auto_class = "AutoModel"
+
+    def __init__(self, tokenizer: Any = None, causal: bool = False, seed: int = 0):
+        self.tokenizer, self.causal, self.seed = tokenizer, causal, seed
+
+    def detect(self, columns: list[str], data: Any) -> bool:
+        return False  # chosen by --task or by a strategy (dapt), never guessed from a text column
+
+    def configure(self, run_config: Any, backbone: Any) -> LanguageModelling:
+        from ..eval.forgetting import lm_kind
+
+        kind = lm_kind(backbone.config)
+        if kind is None:
+            raise AdaptlabError(f"language modelling needs a masked or causal language model, not '{backbone.family}'")
+        return LanguageModelling(backbone.tokenizer, kind == "causal", run_config.train.seed)
+
+    def load(self, cfg: Any, seed: int, table: Any = None) -> Corpus:
+        """``data.train`` as a corpus (bundled dataset, ``.txt`` file or a table's ``text_column``); an
+        ``eval_fraction`` of its documents held out."""
+        texts = list(dict.fromkeys(read_corpus(cfg.train, cfg.text_column)))
+        order = list(range(len(texts)))
+        random.Random(seed).shuffle(order)
+        n_eval = max(1, round(len(texts) * cfg.eval_fraction))
+        if len(texts) - n_eval < 1:
+            raise AdaptlabError(f"corpus {cfg.train} has too few documents ({len(texts)}) to hold some out")
+        held, kept = sorted(order[:n_eval]), sorted(order[n_eval:])
+        return Corpus(Texts([texts[i] for i in kept]), Texts([texts[i] for i in held]), str(cfg.train))
+
+    def encode(self, split: Any, backbone: Any, cfg: Any, max_length: int) -> list[dict[str, Any]]:
+        """Packed blocks of ``max_length`` tokens with masks fixed once (seeded), so every score sees the same."""
+        return fixed_masks(pack(split.texts, self.tokenizer, max_length, self.causal), self.tokenizer, self.causal, MLM_PROBABILITY, self.seed)
+
+    def training_rows(self, rows: list[dict[str, Any]], max_length: int) -> list[dict[str, Any]]:
+        return [{"input_ids": r["input_ids"]} for r in rows]  # training blocks are masked afresh every time
+
+    def build(self, task: Any) -> nn.Module:
+        from transformers import AutoModelForCausalLM, AutoModelForMaskedLM
+
+        cls = AutoModelForCausalLM if self.causal else AutoModelForMaskedLM
+        return DomainLM(cls.from_pretrained(task.backbone.source, dtype=torch.float32), self.causal)
+
+    def load_model(self, folder: Any, task: Any) -> nn.Module:
+        from transformers import AutoModelForCausalLM, AutoModelForMaskedLM
+
+        cls = AutoModelForCausalLM if self.causal else AutoModelForMaskedLM
+        return DomainLM(cls.from_pretrained(folder, dtype=torch.float32), self.causal)
+
+    def collate(self, pad_token_id: int) -> LMCollate:
+        return LMCollate(self.tokenizer, self.causal, MLM_PROBABILITY)
+
+    def loss(self, outputs: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return outputs.loss
+
+    def evaluate(self, model: nn.Module, batches: Any, accelerator: Any = None) -> dict[str, Any]:
+        return lm_evaluate(model, batches, accelerator)
+
+    def headline(self, scores: dict[str, Any]) -> dict[str, Any]:
+        return {k: scores.get(k) for k in ("loss", "perplexity")}
+
+    def outcome(self, final: dict[str, Any], data: Any, history: list[dict], lr: float | None, trained: bool) -> dict[str, Any]:
+        return {}
+
+    def describe(self, scores: dict[str, Any]) -> str:
+        return f"held-out perplexity {scores.get('perplexity') or float('nan'):.2f} (loss {scores.get('loss') or float('nan'):.4f})"
+
+    def files(self, data: Any) -> dict[str, str]:
+        return {}
