@@ -1,8 +1,9 @@
-"""Sections of the comparison report beyond the main table: forgetting,
-distillation (student vs teacher) and domain-adaptive pretraining (A/B).
+"""Sections of the comparison report beyond the main table: forgetting, and
+each strategy's own (``report_section``: distillation's student vs teacher,
+domain-adaptive pretraining's A/B).
 
 Each section appears only when a run in the comparison has the data for it
-(``forgetting``, ``distill`` or ``dapt`` blocks in its metrics.json).
+(a ``forgetting`` block, or the strategy's block in its metrics.json).
 """
 
 from __future__ import annotations
@@ -42,63 +43,9 @@ def forgetting_section(runs: list[dict[str, Any]]) -> list[str]:
 
 
 def extra_sections(runs: list[dict[str, Any]]) -> list[str]:
-    """Every optional section, in order."""
-    return [*distill_section(runs), *dapt_section(runs), *forgetting_section(runs)]
+    """Every optional section, in order: each strategy's own (its ``report_section`` hook, for the block it
+    writes into metrics.json: distillation, domain-adaptive pretraining), then forgetting."""
+    from ..strategies import discover
 
-
-def distill_section(runs: list[dict[str, Any]]) -> list[str]:
-    """Student vs teacher: accuracy kept, parameters saved, inference speed (same eval rows, same process)."""
-    rows = [r for r in runs if r.get("distill")]
-    if not rows:
-        return []
-    lines = [
-        "## Distillation: student vs teacher",
-        "",
-        "| model | backbone | accuracy | share of teacher accuracy | parameters | fewer parameters | inference examples/s | latency (ms, batch 1) |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for r in rows:
-        d = r["distill"]
-        name = r.get("run", r["strategy"])
-        t_acc, s_acc = d["teacher_accuracy"], r["eval"]["accuracy"]
-        ti, si = d["teacher_inference"], d["student_inference"]
-        lines.append(f"| teacher of {name} ({d['teacher_strategy']}) | {d['teacher_backbone']} | {t_acc:.4f} | 100% | "
-                     f"{d['teacher_params']:,} | – | {ti['examples_per_second']:.1f} | {ti['latency_ms']:.1f} |")
-        lines.append(f"| {name} | {r['backbone']} | {s_acc:.4f} | {s_acc / max(t_acc, 1e-9):.1%} | {d['student_params']:,} | "
-                     f"{1 - d['student_params'] / d['teacher_params']:.0%} | {si['examples_per_second']:.1f} | {si['latency_ms']:.1f} |")
-    return ["", *lines, "", "Soft labels at temperature T mixed with the hard labels (Hinton et al. 2015); feature "
-            "matching where `hidden_weight` > 0 (TinyBERT). For scale: DistilBERT kept 97 % of BERT's GLUE score "
-            "with 40 % fewer parameters. Speeds are measured one after the other in the same process."]
-
-
-def dapt_section(runs: list[dict[str, Any]]) -> list[str]:
-    """Domain-adaptive pretraining: the stage's perplexity, and the task with vs without it."""
-    stages = {r.get("run"): r for r in runs if r.get("dapt")}
-    if not stages:
-        return []
-    lines = [
-        "## Domain-adaptive pretraining",
-        "",
-        "| stage | backbone | objective | method | corpus | documents / blocks | held-out perplexity before → after |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for name, r in stages.items():
-        d = r["dapt"]
-        lines.append(f"| {name} | {r['backbone']} | {d['objective']} | {d['method']} | {d['corpus']} | "
-                     f"{d['documents']:,} / {d['train_blocks']:,}+{d['eval_blocks']:,} | "
-                     f"{_f(d['perplexity_before'], '{:.2f}')} → {d['perplexity_after']:.2f} |")
-    pairs = []
-    for r in runs:
-        stage = stages.get(str(r.get("backbone", "")).lstrip("@")) if str(r.get("backbone", "")).startswith("@") else None
-        if stage and r["eval"].get("accuracy") is not None:
-            twin = next((o for o in runs if o["strategy"] == r["strategy"] and o["backbone"] == stage["backbone"]
-                         and o.get("run") != r.get("run") and o["eval"].get("accuracy") is not None), None)
-            if twin:
-                pairs.append((twin, r))
-    if pairs:
-        lines += ["", "| strategy | accuracy without the stage | with it | difference |", "|---|---|---|---|"]
-        for plain, adapted in pairs:
-            a, b = plain["eval"]["accuracy"], adapted["eval"]["accuracy"]
-            lines.append(f"| {plain['strategy']} ({plain.get('run')} vs {adapted.get('run')}) | {a:.4f} | {b:.4f} | {b - a:+.4f} |")
-    return ["", *lines, "", "Before: the general backbone (with a fresh MLM head trained alone first when the "
-            "checkpoint ships none); after: the adapted one, on the same held-out blocks and masks."]
+    own = [line for cls in discover().values() for line in getattr(cls, "report_section", lambda runs: [])(runs)]
+    return [*own, *forgetting_section(runs)]
