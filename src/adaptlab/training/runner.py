@@ -11,11 +11,8 @@ from __future__ import annotations
 
 import json
 import logging
-import math
-import os
 import shutil
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +29,10 @@ from ..models.modeling import count_parameters
 from ..serve.modelcard import artifact_kind, model_card
 from ..strategies.base import Task, get_strategy, hook, save_pretrained, supported
 from ..tasks import get_task_type
+from .folders import cleanup_on_failure as _cleanup_on_failure
+from .folders import complete as _complete
+from .folders import exclusive, finite, output_folder, partial_folder
+from .folders import is_main_process as _is_main_process
 from .loop import fit, score
 
 log = logging.getLogger("adaptlab")
@@ -137,49 +138,6 @@ def input_length(data: Any, backbone: Backbone) -> int:
         raise AdaptlabError(f"data.max_length={data.max_length} is longer than backbone {backbone.name} can read ({limit} positions); "
                             f"use --set data.max_length={limit} or less")
     return limit
-
-
-def output_folder(cfg: RunConfig, resume: bool) -> Path:
-    out = Path(cfg.output or Path("runs") / f"{cfg.strategy.name}-{time.strftime('%Y%m%d-%H%M%S')}")
-    partial = partial_folder(out)
-    if out.exists():
-        raise AdaptlabError(f"run folder {out} already exists; choose another --output")
-    if partial.exists() and not resume:
-        raise AdaptlabError(f"{partial} holds an interrupted run; pass --resume to continue it, or delete it")
-    return out
-
-
-def partial_folder(out: Path) -> Path:
-    return out.with_name(out.name + ".partial")
-
-
-@contextmanager
-def exclusive(out: Path):
-    """Hold ``<out>.lock`` while a run writes ``out``: a second process aiming at the same folder stops at
-    once with one clear line, before loading anything, instead of both writing into it. Only the main
-    process of a distributed run takes it (the others write nothing)."""
-    if not _is_main_process():
-        yield
-        return
-    from filelock import FileLock, Timeout
-
-    path = out.with_name(out.name + ".lock")
-    created = not path.parent.exists()  # removed again if the run leaves nothing in it (bad input)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(str(path), timeout=0)
-        lock.acquire()
-    except Timeout:
-        raise AdaptlabError(f"another adaptlab process is writing {out} (it holds {path}); wait for it or choose another --output") from None
-    except OSError as e:
-        raise AdaptlabError(f"cannot write next to {out}: {e.strerror or e}") from None
-    try:
-        yield
-    finally:
-        lock.release()
-        path.unlink(missing_ok=True)
-        if created and not any(path.parent.iterdir()):
-            path.parent.rmdir()
 
 
 def train(
@@ -311,11 +269,6 @@ def _device() -> torch.device:
     return PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU")).device
 
 
-def _is_main_process() -> bool:
-    """True outside distributed runs, and on rank 0 inside them (``accelerate launch``, ``torchrun`` set RANK)."""
-    return int(os.environ.get("RANK", "0")) == 0
-
-
 def kept_scores(state: Any, cfg: TrainConfig) -> dict[str, Any]:
     """Scores of the weights the run ends with: the best epoch's, or the last one's without ``keep_best``."""
     if not state.history:
@@ -361,22 +314,6 @@ def count_named(module: torch.nn.Module, names: set[str]) -> int:
     return sum(p.numel() for n, p in module.named_parameters() if n in names)
 
 
-@contextmanager
-def _cleanup_on_failure(partial: Path):
-    """Remove ``partial`` if the run fails before its first checkpoint (nothing to resume)."""
-    try:
-        yield
-    except BaseException as e:
-        resumable = (partial / "checkpoint").exists() or (partial / "checkpoint.old").exists()
-        if not resumable:
-            shutil.rmtree(partial, ignore_errors=True)
-        if isinstance(e, KeyboardInterrupt):
-            out = partial.with_name(partial.name.removesuffix(".partial"))
-            log.warning("interrupted: %s", f"{partial} holds the last checkpoint; continue with --output {out} --resume"
-                        if resumable else "no checkpoint yet, nothing kept")
-        raise
-
-
 def _save_artifact(strategy: Any, module: torch.nn.Module, folder: Path, task: Task) -> None:
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
@@ -394,23 +331,3 @@ def _finish(partial: Path, out: Path, metrics: dict, cfg: RunConfig, setup: Setu
     (partial / "README.md").write_text(card, encoding="utf-8")
     write_atomic(partial / "metrics.json", json.dumps(finite(metrics), indent=2, allow_nan=False))
     _complete(partial, out)
-
-
-def finite(value: Any) -> Any:
-    """``value`` with every NaN or infinity replaced by ``None``: metrics.json stays valid JSON."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [finite(v) for v in value]
-    return value
-
-
-def _complete(partial: Path, out: Path) -> dict[str, Any]:
-    """The last steps of a finished run: drop the checkpoint, rename ``out.partial`` to ``out``."""
-    from .checkpoint import Checkpointer
-
-    Checkpointer(partial / "checkpoint").remove()
-    os.replace(partial, out)
-    return json.loads((out / "metrics.json").read_text(encoding="utf-8"))
