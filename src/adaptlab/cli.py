@@ -103,11 +103,11 @@ def train(
 def summary_line(metrics: dict) -> str:
     """The one line ``adaptlab train`` ends with: the strategy's own summary (``describe`` hook), else the task's."""
     from .strategies import get_strategy
-    from .tasks import get_task_type
+    from .tasks import task_of
 
     m = metrics
     describe = getattr(get_strategy(m["strategy"]), "describe", None)
-    task_type = get_task_type(m["task"].get("type", "classification"))
+    task_type = task_of(m)
     line = describe(m) if describe else task_type.describe(m["eval"])
     flag = m.get("did_not_learn")
     verdict = f"  DID NOT LEARN (majority-class baseline {m.get('majority_baseline') or 0:.4f}: see metrics.json)" if flag else ""

@@ -197,9 +197,10 @@ class Renderer:
         for i, turn in enumerate(turns):
             if turn["role"] != "assistant":
                 continue
-            start = len(self._chat(turns[:i], True))
+            prompt = self._chat(turns[:i], True)
+            start = len(prompt)
             upto = self._chat(turns[: i + 1], False)
-            if ids[: len(upto)] != upto or upto[:start] != self._chat(turns[:i], True):
+            if ids[: len(upto)] != upto or upto[:start] != prompt:
                 raise AdaptlabError("the chat template renders earlier turns differently once later ones follow; "
                                     "its assistant tokens cannot be found by position: use --template plain")
             end = _last(upto, self.end_of_turn, start)

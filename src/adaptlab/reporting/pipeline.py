@@ -29,7 +29,7 @@ from typing import Any
 from ..config import RunConfig, apply_overrides, build_config, read_yaml
 from ..errors import AdaptlabError
 from ..models.backbones import resolve_ref
-from ..tasks import get_task_type
+from ..tasks import task_of
 
 log = logging.getLogger("adaptlab")
 
@@ -129,7 +129,7 @@ def train_stages(recipe: Any, overrides: dict[str, Any], resume: bool = False) -
         out.mkdir(parents=True, exist_ok=True)
         results = run_stages(stages, out, resume, setups)
         rows = [dict(run=name, **r.metrics) for (name, _), r in zip(stages, results)]
-        final = [r for r in rows if get_task_type(r["task"].get("type", "classification")).serves]
+        final = [r for r in rows if task_of(r).serves]
         if final:  # stages whose product is a backbone (domain-adaptive pretraining) alone make no comparison
             write_report(out, rows, final[0].get("majority_baseline"))
         log.info("pipeline: %s", out)

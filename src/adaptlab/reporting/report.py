@@ -14,9 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from ..eval.forgetting import summary as forgetting_summary
+from ..tasks import task_of
 from .report_sections import extra_sections
 
 log = logging.getLogger("adaptlab")
+
+SHARES = ("accuracy", "macro_f1")
+"""Metrics that are shares (shown as percentages); the others (chrF, BLEU) are points."""
 
 COMMON = [
     ("learned", "learned?", "{}"),
@@ -34,13 +38,6 @@ COMMON = [
     ("forgetting_text_loss", "forgetting: text-loss Δ", "{:+.4f}"),
     ("forgetting_similarity", "forgetting: pair-similarity Δ", "{:.4f}"),
 ]
-
-
-def task_of(row: dict[str, Any]) -> Any:
-    """The task type a run's metrics.json names (classification for runs written before task types)."""
-    from ..tasks import get_task_type
-
-    return get_task_type(row["task"].get("type", "classification"))
 
 
 def columns(task_type: Any) -> list[tuple[str, str, str]]:
@@ -111,7 +108,8 @@ def recommend(rows: list[dict[str, Any]], tolerance: float = 0.01) -> str:
     if not rows:
         return f"No recommendation: no run learned more than the majority class ({', '.join(failed)}); see below."
     metric = rows[0]["metric"]
-    show = (lambda v: f"{v:.1%}") if metric in ("accuracy", "macro_f1") else (lambda v: f"{metric} {v:.1f}")
+    share = metric in SHARES
+    show = (lambda v: f"{v:.1%}") if share else (lambda v: f"{metric} {v:.1f}")
     best = max(rows, key=lambda r: r["score"])
     close = [r for r in rows if r["score"] >= best["score"] - tolerance]
     cheap = min(close, key=lambda r: r["train_seconds"])
@@ -121,7 +119,7 @@ def recommend(rows: list[dict[str, Any]], tolerance: float = 0.01) -> str:
         size = best["artifact_bytes"] / max(cheap["artifact_bytes"], 1)
         artefact = (f"a {size:.0f}x smaller artefact" if size >= 1.5 else f"a {1 / size:.0f}x larger artefact" if size <= 1 / 1.5
                     else f"an artefact of about the same size ({human_bytes(cheap['artifact_bytes'])})")
-        within = f"{tolerance:.0%}" if metric in ("accuracy", "macro_f1") else f"{tolerance:g} point"
+        within = f"{tolerance:.0%}" if share else f"{tolerance:g} point"
         text += (
             f" **{cheap['run']}** is within {within} of it ({show(cheap['score'])}) and trains"
             f" {speed:.1f}x faster with {artefact}: the recommendation unless the last point of accuracy matters."
@@ -163,14 +161,15 @@ def zero_shot_note(rows: list[dict[str, Any]], runs: list[dict[str, Any]]) -> li
     if base is None:
         return []
     metric = base["metric"]
-    show = (lambda v: f"{v:.1%}") if metric in ("accuracy", "macro_f1") else (lambda v: f"{v:.1f}")
+    share = metric in SHARES
+    show = (lambda v: f"{v:.1%}") if share else (lambda v: f"{v:.1f}")
     lines = ["## Against the zero-shot baseline", "",
              f"`{base['run']}` scores {metric} {show(base['score'])} without training: what the backbone knows before it sees an example."]
     for r, run in zip(rows, runs):
         if r is base or r.get("trainable_params") == 0 or r.get("score") is None:
             continue
         if r["score"] > base["score"]:
-            gap = f"{r['score'] - base['score']:+.1%}" if metric in ("accuracy", "macro_f1") else f"{r['score'] - base['score']:+.1f} {metric}"
+            gap = f"{r['score'] - base['score']:+.1%}" if share else f"{r['score'] - base['score']:+.1f} {metric}"
             lines.append(f"- **{r['run']}** beats it by {gap}.")
         else:
             lines.append(f"- **{r['run']}** does not ({show(r['score'])}) after {run.get('epochs')} epoch(s) on "

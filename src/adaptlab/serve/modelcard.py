@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import RunConfig
-from ..tasks import get_task_type
+from ..tasks import task_of
 
 LOADING = {
     "peft": """```python
@@ -41,7 +41,7 @@ def model_card(metrics: dict[str, Any], cfg: RunConfig, artifact: str = "transfo
     """The card's text; ``artifact`` (see :func:`artifact_kind`) picks the loading snippet, ``source`` is the backbone's."""
     ev = {k: v for k, v in metrics["eval"].items() if v is not None}
     labels = metrics["task"]["labels"]
-    task_type = get_task_type(metrics["task"].get("type", "classification"))
+    task_type = task_of(metrics)
     lines = [
         f"# {metrics['strategy']} on {metrics['task']['source']}",
         "",

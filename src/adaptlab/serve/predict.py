@@ -35,10 +35,10 @@ def read_run(run_dir: str | Path) -> tuple[Path, RunConfig, list[str]]:
         raise AdaptlabError(f"run folder not found: {run}")
     if not (run / "metrics.json").is_file():
         raise AdaptlabError(f"{run} is not a finished adaptlab run folder (no metrics.json)")
-    from ..tasks import get_task_type
+    from ..tasks import task_of
 
-    task = json.loads((run / "metrics.json").read_text(encoding="utf-8")).get("task", {})
-    task_type = get_task_type(task.get("type", "classification"))
+    metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
+    task, task_type = metrics.get("task", {}), task_of(metrics)
     if not task_type.serves:
         raise AdaptlabError(f"{run} is a {task_type.name} run: its product is a backbone, not a model to predict with; "
                             f"use it as one (--backbone {run})")

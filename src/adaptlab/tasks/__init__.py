@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import importlib
 
-from .base import TASK_TYPES, TaskType, detect_task, get_task_type, register_task
+from .base import TASK_TYPES, TaskType, detect_task, get_task_type, register_task, task_of
 
-__all__ = ["TASK_TYPES", "TaskType", "detect_task", "discover", "get_task_type", "register_task"]
+__all__ = ["TASK_TYPES", "TaskType", "detect_task", "discover", "get_task_type", "register_task", "task_of"]
 
 ORDER = ("classification", "sft", "language_modelling")
 

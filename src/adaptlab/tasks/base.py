@@ -124,6 +124,11 @@ def get_task_type(name: str) -> TaskType:
     return TASK_TYPES[name]
 
 
+def task_of(metrics: dict[str, Any]) -> TaskType:
+    """The task type a run's metrics.json names (classification for runs written before task types)."""
+    return get_task_type(metrics.get("task", {}).get("type", "classification"))
+
+
 def detect_task(columns: list[str], data: Any, source: str) -> TaskType:
     """The task type whose rows a table holds (first match in registration order); classification, whose
     column error names what is missing, when none matches."""

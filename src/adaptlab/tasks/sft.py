@@ -91,16 +91,13 @@ class SFT:
         table = table or load_table(cfg.train, cfg.encoding)
         train, form = read_conversations(table, cfg)
         log.info("sft: %d rows of %s read as %s", len(train), table.source, form)
-        rng = random.Random(seed)
         named = eval_sources(cfg)
         held_out = None
         if not named or cfg.train in named.values():
-            order = list(range(len(train)))
-            rng.shuffle(order)
             n_eval = max(1, round(len(train) * cfg.eval_fraction))
             if len(train) - n_eval < 2:
                 raise AdaptlabError(f"{table.source} has too few rows ({len(train)}) to hold out an eval split")
-            held_out, train = train.subset(sorted(order[:n_eval])), train.subset(sorted(order[n_eval:]))
+            held_out, train = _hold_out(train, n_eval, seed)
         sets = {name: held_out if source == cfg.train else read_conversations(load_table(source, cfg.encoding), cfg)[0]
                 for name, source in named.items()} or {"eval": held_out}
         sets = {name: _sample(rows, cfg.max_eval, seed) for name, rows in sets.items()}
@@ -108,9 +105,7 @@ class SFT:
         validation = None
         if cfg.validation_fraction and len(train) >= cfg.min_validation_train:
             n = min(round(len(train) * cfg.validation_fraction), cfg.max_validation or VALIDATION_CAP)
-            order = list(range(len(train)))
-            random.Random(seed + 1).shuffle(order)
-            validation, train = train.subset(sorted(order[:n])), train.subset(sorted(order[n:]))
+            validation, train = _hold_out(train, n, seed + 1)
         main, *rest = sets
         sampling = {"form": form, **({"validation_examples": len(validation)} if validation else {})}
         return SFTData(train, sets[main], table.source, form, main, {n: sets[n] for n in rest}, sampling, validation)
@@ -118,6 +113,7 @@ class SFT:
     def encode(self, split: Conversations, backbone: Any, cfg: Any, max_length: int) -> list[dict[str, Any]]:
         """Rows of token ids and labels (assistant tokens only), cut to ``max_length``; cuts are reported."""
         rows, cut_rows, lost = [], 0, 0
+        prompts = split.prompts  # a property that walks every conversation: once, not per row
         for i, turns in enumerate(split.turns):
             r = self.renderer.render(turns)
             if r.prompt_length >= max_length:
@@ -128,7 +124,7 @@ class SFT:
                 lost += sum(1 for y in r.labels[max_length:] if y != IGNORE)
             prompt = r.input_ids[: r.prompt_length][-max_length:]
             rows.append({"input_ids": r.input_ids[:max_length], "labels": r.labels[:max_length], "gen_input_ids": prompt,
-                         "gen_reference": turns[-1]["content"], "gen_prompt": split.prompts[i], "gen_index": i})
+                         "gen_reference": turns[-1]["content"], "gen_prompt": prompts[i], "gen_index": i})
         if cut_rows:
             log.warning("sft: %d of %d rows are longer than data.max_length=%d: %d response tokens cut (raise --max-length to keep them)",
                         cut_rows, len(rows), max_length, lost)
@@ -319,6 +315,13 @@ class SFTCollate:
             batch["gen_prompt"] = [r["gen_prompt"] for r in rows]
             batch["gen_reference"] = [r["gen_reference"] for r in rows]
         return batch
+
+
+def _hold_out(split: Conversations, n: int, seed: int) -> tuple[Conversations, Conversations]:
+    """``n`` conversations drawn (seeded), and the rest; both in their original order."""
+    order = list(range(len(split)))
+    random.Random(seed).shuffle(order)
+    return split.subset(sorted(order[:n])), split.subset(sorted(order[n:]))
 
 
 def _sample(split: Conversations, limit: int | None, seed: int) -> Conversations:

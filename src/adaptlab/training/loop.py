@@ -348,9 +348,9 @@ class WithTask:
 
     def __getattr__(self, name: str) -> Any:
         own = getattr(self._strategy, name, None)
-        if own is not None or name not in ("collate", "loss", "evaluate"):
-            return own if own is not None else getattr(self._strategy, name)
-        return getattr(self._task_type, name)
+        if own is None and name in ("collate", "loss", "evaluate"):
+            return getattr(self._task_type, name)
+        return own if own is not None else getattr(self._strategy, name)
 
 
 def _save(run: Run, best: BestWeights, state: LoopState) -> None:
