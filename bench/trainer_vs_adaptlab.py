@@ -41,9 +41,13 @@ def hf_trainer(strategy: str, args, data, backbone) -> dict:
     model = AutoModelForSequenceClassification.from_pretrained(
         backbone.source, num_labels=len(data.labels), hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
     if strategy == "lora":
+        from types import SimpleNamespace
+
         from peft import get_peft_model
 
-        task = type("T", (), {"backbone": backbone})()
+        from adaptlab.tasks import get_task_type
+
+        task = SimpleNamespace(backbone=backbone, type=get_task_type("classification"))
         model = get_peft_model(model, LoRA(LoRA.Config()).peft_config(task))
     with tempfile.TemporaryDirectory() as out:
         targs = TrainingArguments(

@@ -122,3 +122,69 @@ class Collate:
             else:
                 batch[key] = torch.tensor([r[key] for r in rows])
         return batch
+
+
+TOKENS = "_tokens"  # the batch's real (unpadded) input tokens, a Python int the collate counts on the CPU
+_PAD_VALUES = {"attention_mask": 0, "token_type_ids": 0, "labels": -100, "lm_labels": -100}
+
+
+def pad_multiple(device: torch.device) -> int:
+    """Sequence lengths are rounded up to this on the device: 8 on CUDA, where tensor-core GEMMs want
+    dimensions in multiples of 8 and fewer distinct shapes mean fewer kernel choices; 1 elsewhere (on a
+    CPU the extra positions are only extra work)."""
+    return 8 if torch.device(device).type == "cuda" else 1
+
+
+class Batches:
+    """A collate function, wrapped: pads the sequence length up to ``multiple`` and counts real tokens.
+
+    Works on any task's batch: the sequence fields it knows (``input_ids``, masks, token labels,
+    ``position_ids`` of packed rows, which restart at 0 so the padding is a sequence of its own) are
+    padded; a batch with other per-position fields (a teacher's cached hidden states) is left as it is.
+    The count rides along under ``TOKENS`` so the loop never reads a device tensor to know it.
+    """
+
+    def __init__(self, collate: Any, pad_token_id: int, multiple: int = 1, count: bool = True):
+        self.collate, self.pad, self.multiple, self.count = collate, pad_token_id, multiple, count
+
+    def __call__(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        batch = self.collate(rows)
+        if self.count:
+            batch[TOKENS] = count_tokens(batch)
+        ids = batch.get("input_ids")
+        if self.multiple > 1 and isinstance(ids, torch.Tensor) and ids.dim() == 2:
+            width = ids.shape[1]
+            extra = -width % self.multiple
+            if extra and self._paddable(batch, width):
+                batch.update(self._padded(batch, width, extra))
+        return batch
+
+    @staticmethod
+    def _paddable(batch: dict[str, Any], width: int) -> bool:
+        for key, value in batch.items():
+            known = key == "input_ids" or key == "position_ids" or key in _PAD_VALUES
+            if isinstance(value, torch.Tensor) and value.dim() >= 2 and width in value.shape[1:] and not known:
+                return False
+        return True
+
+    def _padded(self, batch: dict[str, Any], width: int, extra: int) -> dict[str, torch.Tensor]:
+        out = {}
+        for key, value in batch.items():
+            if not isinstance(value, torch.Tensor) or value.dim() != 2 or value.shape[1] != width:
+                continue
+            if key == "position_ids":
+                tail = torch.arange(extra, dtype=value.dtype).expand(value.shape[0], extra)
+            else:
+                tail = value.new_full((value.shape[0], extra), self.pad if key == "input_ids" else _PAD_VALUES.get(key, 0))
+            out[key] = torch.cat([value, tail], dim=1)
+        return out
+
+
+def count_tokens(batch: dict[str, Any]) -> int:
+    """Input tokens of a batch, padding excluded (packed rows have no mask: every position); 0 for
+    batches of cached features."""
+    mask = batch.get("attention_mask")
+    if isinstance(mask, torch.Tensor):
+        return int(mask.sum())
+    ids = batch.get("input_ids")
+    return ids.numel() if isinstance(ids, torch.Tensor) else 0

@@ -12,8 +12,9 @@ from tqdm.auto import tqdm
 
 
 def model_inputs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The batch without its labels and generation fields (``gen_*``): what a model's ``forward`` receives."""
-    return {k: v for k, v in batch.items() if k != "labels" and not k.startswith("gen_")}
+    """The batch without its labels, generation fields (``gen_*``) and bookkeeping (``_*``): what a model's
+    ``forward`` receives."""
+    return {k: v for k, v in batch.items() if k != "labels" and not k.startswith(("gen_", "_"))}
 
 
 def macro_f1(predictions: list[int], labels: list[int]) -> float:
@@ -41,12 +42,13 @@ def scores(predictions: list[int], labels: list[int], loss_sum: float) -> dict[s
 
 @torch.inference_mode()
 def evaluate(module: nn.Module, batches: Iterable[dict[str, torch.Tensor]], accelerator=None) -> dict[str, float]:
-    """Score ``module`` on labelled batches (gathered across processes)."""
+    """Score ``module`` on labelled batches (gathered across processes). Predictions and losses stay on
+    the device until the end: one host sync for the whole pass, not one per batch."""
     was_training = module.training
     module.eval()
-    predictions: list[int] = []
-    labels: list[int] = []
-    loss_sum = 0.0
+    predictions: list[torch.Tensor] = []
+    labels: list[torch.Tensor] = []
+    losses: list[torch.Tensor] = []
     device = None if accelerator is not None else next(module.parameters()).device  # Accelerate places its batches
     main = accelerator is None or accelerator.is_local_main_process
     for batch in tqdm(batches, desc="evaluating", unit="batch", leave=False, disable=None if main else True):
@@ -58,8 +60,10 @@ def evaluate(module: nn.Module, batches: Iterable[dict[str, torch.Tensor]], acce
         pred = logits.argmax(-1)
         if accelerator is not None:
             pred, y, loss = accelerator.gather_for_metrics((pred, y, loss))
-        predictions += pred.tolist()
-        labels += y.tolist()
-        loss_sum += loss.sum().item()
+        predictions.append(pred)
+        labels.append(y)
+        losses.append(loss.sum())
+    loss_sum = torch.stack(losses).sum().item() if losses else 0.0
+    predictions_, labels_ = (torch.cat(predictions).tolist(), torch.cat(labels).tolist()) if predictions else ([], [])
     module.train(was_training)
-    return scores(predictions, labels, loss_sum)
+    return scores(predictions_, labels_, loss_sum)

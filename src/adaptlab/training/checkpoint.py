@@ -126,7 +126,8 @@ class Checkpointer:
         params = {n: p.detach().contiguous().cpu() for n, p in module.named_parameters() if n in names}
         save_file(params, tmp / "params.safetensors")
         save_file({n: t.contiguous() for n, t in best.tensors.items()}, tmp / "best.safetensors")
-        torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng_state()}, tmp / "optim.pt")
+        if optimizer is not None:  # None: training is over (a 1B model's AdamW state alone is 8.8 GB to write)
+            torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng_state()}, tmp / "optim.pt")
         (tmp / "state.json").write_text(json.dumps(asdict(state)), encoding="utf-8")
         if self.folder.exists():
             shutil.rmtree(self._old, ignore_errors=True)
@@ -150,6 +151,8 @@ class Checkpointer:
                 if n in params:
                     p.copy_(params[n].to(p.device))
         best.tensors = load_file(folder / "best.safetensors")
+        if not (folder / "optim.pt").is_file():  # saved after the last epoch: nothing more to train
+            return state
         saved = torch.load(folder / "optim.pt", weights_only=True, map_location="cpu")
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])

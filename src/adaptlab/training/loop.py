@@ -24,7 +24,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from ..data.batching import BucketBatchSampler, lengths_of
+from ..data.batching import TOKENS, Batches, BucketBatchSampler, lengths_of, pad_multiple
 from ..errors import AdaptlabError
 from ..eval.metrics import model_inputs
 from ..settings import TrainConfig
@@ -47,7 +47,10 @@ def make_accelerator(cfg: TrainConfig):
     precision = cfg.precision
     if precision == "auto":
         precision = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32"
-    accelerator = Accelerator(gradient_accumulation_steps=cfg.grad_accum, mixed_precision="no" if precision == "fp32" else precision)
+    from accelerate.utils import DataLoaderConfiguration
+
+    accelerator = Accelerator(gradient_accumulation_steps=cfg.grad_accum, mixed_precision="no" if precision == "fp32" else precision,
+                              dataloader_config=DataLoaderConfiguration(non_blocking=torch.cuda.is_available()))
     destroy_process_group_at_exit()
     return accelerator
 
@@ -125,11 +128,11 @@ def fit(
     if precompute:  # frozen computation done once, not every epoch
         train_rows = precompute(module, train_rows, cfg.eval_batch_size, accelerator.device)
         eval_rows = precompute(module, eval_rows, cfg.eval_batch_size, accelerator.device) if eval_rows else eval_rows
-    collate = strategy.collate(pad_token_id)
+    collate, multiple = strategy.collate(pad_token_id), pad_multiple(accelerator.device)
     sampler = hook(strategy, "batch_sampler", batch_sampler)(train_rows, cfg)
     eval_sampler = BucketBatchSampler(lengths_of(eval_rows), cfg.eval_batch_size, False, bucket=cfg.bucket)
-    train_loader = DataLoader(train_rows, batch_sampler=sampler, collate_fn=collate)
-    eval_loader = DataLoader(eval_rows, batch_sampler=eval_sampler, collate_fn=collate) if eval_rows else None
+    train_loader = loader(train_rows, sampler, Batches(collate, pad_token_id, multiple), accelerator)
+    eval_loader = loader(eval_rows, eval_sampler, Batches(collate, pad_token_id, multiple, count=False), accelerator) if eval_rows else None
     state = LoopState(train_seconds=time.perf_counter() - started)
     if not any(p.requires_grad for p in module.parameters()):  # nothing trains (zero-shot): score once
         model = accelerator.prepare(module)
@@ -140,7 +143,8 @@ def fit(
     ckpt = Checkpointer(run_dir / "checkpoint") if run_dir else None
     saved = ckpt.peek() if resume and ckpt and ckpt.exists() else None
     cfg = plan(strategy, module, train_loader, cfg, accelerator, state, saved, has_validation=eval_loader is not None)
-    optimizer = torch.optim.AdamW(hook(strategy, "param_groups", param_groups)(module, cfg.lr, cfg.weight_decay), lr=cfg.lr)
+    optimizer = make_optimizer(hook(strategy, "param_groups", param_groups)(module, cfg.lr, cfg.weight_decay), cfg.lr,
+                               accelerator.device)
     model, optimizer, train_loader = accelerator.prepare(module, optimizer, train_loader)
     eval_loader = accelerator.prepare(eval_loader) if eval_loader is not None else None
     total = math.ceil(len(train_loader) / cfg.grad_accum) * cfg.epochs
@@ -176,6 +180,18 @@ def fit(
         best.restore(module)
     accelerator.wait_for_everyone()
     return _released(accelerator, run.model), state
+
+
+def loader(rows: list[dict], sampler: Any, collate: Any, accelerator: Any) -> DataLoader:
+    """Batches of ``rows``; on CUDA in pinned memory, so the copy to the GPU can overlap the running step
+    (Accelerate copies with ``non_blocking`` when the loader pins, see ``make_accelerator``)."""
+    return DataLoader(rows, batch_sampler=sampler, collate_fn=collate, pin_memory=accelerator.device.type == "cuda")
+
+
+def make_optimizer(groups: list[dict], lr: float, device: torch.device) -> torch.optim.Optimizer:
+    """AdamW; on CUDA the fused implementation (one kernel for all parameters instead of several per
+    tensor: what the Trainer's ``adamw_torch_fused`` uses)."""
+    return torch.optim.AdamW(groups, lr=lr, fused=torch.device(device).type == "cuda" or None)
 
 
 def _released(accelerator: Any, model: nn.Module) -> nn.Module:
@@ -237,6 +253,7 @@ def train_epoch(run: Run, state: LoopState, epoch: int, best: BestWeights, bar: 
     batches = _rng_neutral(acc.skip_first_batches(run.train_loader, state.batch)) if state.batch else run.train_loader
     tick = time.perf_counter()
     for batch in batches:
+        tokens = batch.pop(TOKENS, 0)  # counted on the CPU by the collate: no host sync here
         with acc.accumulate(run.model):
             loss = loss_fn(run.model(**model_inputs(batch)), batch)
             acc.backward(loss)
@@ -247,33 +264,20 @@ def train_epoch(run: Run, state: LoopState, epoch: int, best: BestWeights, bar: 
         examples = len(batch["labels"]) * acc.num_processes
         state.batch += 1
         state.examples += examples
-        state.tokens += _tokens(batch) * acc.num_processes
-        value = loss.item()
-        if not math.isfinite(value):
-            raise AdaptlabError(f"training loss became {value} at step {state.step + 1} (epoch {epoch + 1}) with learning rate "
-                                f"{run.scheduler.get_last_lr()[0]:.2e}: lower it (--lr), or let the range test choose (--lr auto)")
-        run.log.add(value, examples)
+        state.tokens += tokens * acc.num_processes
+        run.log.add(loss.detach(), examples, state.step + 1, epoch, run.scheduler.get_last_lr()[0])
         bar.update()
         if acc.sync_gradients:
             run.scheduler.step()
             state.step += 1
-            run.log.step(state, epoch, run.scheduler.get_last_lr()[0])
-            bar.set_postfix(loss=f"{run.log.running_loss():.4f}", ex_s=f"{run.log.epoch_rate():.1f}", refresh=False)
+            if run.log.step(state, epoch, run.scheduler.get_last_lr()[0]):
+                bar.set_postfix(loss=f"{run.log.running_loss():.4f}", ex_s=f"{run.log.epoch_rate():.1f}", refresh=False)
             if run.ckpt and cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0:
                 state.train_seconds += time.perf_counter() - tick
                 tick = time.perf_counter()
                 _save(run, best, state)
+    run.log.flush()
     state.train_seconds += time.perf_counter() - tick
-
-
-def _tokens(batch: dict[str, Any]) -> int:
-    """Input tokens of a batch, padding excluded (packed rows have no mask: every position); 0 for batches of
-    cached features. A host sync, but the step's ``loss.item()`` synchronises anyway."""
-    mask = batch.get("attention_mask")
-    if mask is not None:
-        return int(mask.sum())
-    ids = batch.get("input_ids")
-    return ids.numel() if isinstance(ids, torch.Tensor) else 0
 
 
 def _rng_neutral(loader: Any) -> Any:
@@ -312,9 +316,10 @@ def end_epoch(run: Run, state: LoopState, epoch: int, best: BestWeights) -> bool
     state.best_loss = min(state.best_loss, loss)
     state.stale_epochs = 0 if improved else state.stale_epochs + 1
     state.epoch, state.batch = epoch + 1, 0
-    if run.ckpt:
-        _save(run, best, state)
-    return bool(run.cfg.patience and state.stale_epochs >= run.cfg.patience)
+    stop = bool(run.cfg.patience and state.stale_epochs >= run.cfg.patience)
+    if run.ckpt:  # after the last epoch only the weights are kept: no step follows that needs the optimiser's state
+        _save(run, best, state, final=stop or state.epoch >= run.cfg.epochs)
+    return stop
 
 
 def _trainable_names(module: nn.Module) -> set[str]:
@@ -330,10 +335,10 @@ def score(strategy: Any, module: nn.Module, rows: list[dict], cfg: TrainConfig, 
     precompute = hook(strategy, "precompute", None)
     if precompute:
         rows = precompute(module, rows, cfg.eval_batch_size, accelerator.device)
-    collate = strategy.collate(pad_token_id)
+    collate = Batches(strategy.collate(pad_token_id), pad_token_id, pad_multiple(accelerator.device), count=False)
     sampler = BucketBatchSampler(lengths_of(rows), cfg.eval_batch_size, False, bucket=cfg.bucket)
-    loader = accelerator.prepare(DataLoader(rows, batch_sampler=sampler, collate_fn=collate))
-    return _evaluate(strategy, module, loader, accelerator)
+    batches = accelerator.prepare(loader(rows, sampler, collate, accelerator))
+    return _evaluate(strategy, module, batches, accelerator)
 
 
 def _evaluate(strategy: Any, model: nn.Module, loader: Any, accelerator: Any) -> dict[str, float]:
@@ -353,20 +358,27 @@ class WithTask:
         return own if own is not None else getattr(self._strategy, name)
 
 
-def _save(run: Run, best: BestWeights, state: LoopState) -> None:
+def _save(run: Run, best: BestWeights, state: LoopState, final: bool = False) -> None:
+    run.log.flush()
     state.epoch_losses, state.log_window = list(run.log.epoch_losses), list(run.log.window)
     if run.accelerator.is_main_process:
-        run.ckpt.save(run.module, run.optimizer, run.scheduler, best, state)
+        run.ckpt.save(run.module, None if final else run.optimizer, run.scheduler, best, state)
     run.accelerator.wait_for_everyone()
 
 
 class StepLog:
-    """Per-step JSONL log (loss, learning rate, throughput) and running averages for the bar."""
+    """Per-step JSONL log (loss, learning rate, throughput) and running averages for the bar.
+
+    Losses stay on the device as they come (``add``) and are read in one transfer every ``every``
+    steps (``flush``): a ``loss.item()`` per batch would make the CPU wait for the GPU at every step,
+    so it could never queue the next batch's kernels while the current ones run (issue 14). A loss
+    that is not finite is reported at the read, naming the first step where it appeared."""
 
     def __init__(self, path: Path | None, every: int):
         self.path, self.every = path, every
         self.window: list[float] = []
         self.epoch_losses: list[float] = []
+        self.pending: list[tuple[torch.Tensor, int, int, float]] = []  # (loss on the device, step, epoch, lr)
         self.examples = self.epoch_examples = 0
         self.since = self.epoch_since = time.perf_counter()
 
@@ -376,15 +388,30 @@ class StepLog:
             lines = self.path.read_text(encoding="utf-8").splitlines(keepends=True)
             self.path.write_text("".join(line for line in lines if json.loads(line)["step"] <= step), encoding="utf-8")
 
-    def add(self, loss: float, examples: int) -> None:
-        self.window.append(loss)
-        self.epoch_losses.append(loss)
+    def add(self, loss: torch.Tensor, examples: int, step: int, epoch: int, lr: float) -> None:
+        self.pending.append((loss, step, epoch, lr))
         self.examples += examples
         self.epoch_examples += examples
 
-    def step(self, state: LoopState, epoch: int, lr: float) -> None:
-        if state.step % self.every:
+    def flush(self) -> None:
+        """Read the pending losses (one host sync); raise if one is NaN or infinite."""
+        if not self.pending:
             return
+        values = torch.stack([loss.float().reshape(()) for loss, *_ in self.pending]).tolist()
+        for value, (_, step, epoch, lr) in zip(values, self.pending):
+            if not math.isfinite(value):
+                self.pending = []
+                raise AdaptlabError(f"training loss became {value} at step {step} (epoch {epoch + 1}) with learning rate "
+                                    f"{lr:.2e}: lower it (--lr), or let the range test choose (--lr auto)")
+        self.pending = []
+        self.window.extend(values)
+        self.epoch_losses.extend(values)
+
+    def step(self, state: LoopState, epoch: int, lr: float) -> bool:
+        """At every ``every``-th step: read the losses and write a line. True when it did."""
+        if state.step % self.every:
+            return False
+        self.flush()
         now = time.perf_counter()
         if self.path:
             line = {"step": state.step, "epoch": epoch + 1, "loss": round(sum(self.window) / max(len(self.window), 1), 6),
@@ -393,6 +420,7 @@ class StepLog:
             with open(self.path, "a", encoding="utf-8") as f:
                 f.write(json.dumps(line) + "\n")
         self.window, self.examples, self.since = [], 0, now
+        return True
 
     def running_loss(self) -> float:
         return sum(self.epoch_losses) / max(len(self.epoch_losses), 1)
@@ -402,6 +430,7 @@ class StepLog:
 
     def epoch_loss(self) -> float:
         """Mean training loss of the epoch that just ended; starts the next one."""
+        self.flush()
         loss = self.running_loss()
         self.epoch_losses, self.epoch_examples, self.epoch_since = [], 0, time.perf_counter()
         return loss
