@@ -68,6 +68,7 @@ def _overrides(**flags) -> dict:
         "seed": "train.seed", "strategy": "strategy.name", "shots": "data.shots", "target_shots": "data.target_shots",
         "task": "data.task", "prompt_column": "data.prompt_column", "response_column": "data.response_column",
         "system": "data.system", "template": "data.template", "packing": "data.packing", "max_length": "data.max_length",
+        "distributed": "train.distributed",
     }
     out = {keys[k]: v for k, v in flags.items() if v is not None and k in keys}
     if flags.get("quiet"):
@@ -86,6 +87,8 @@ def train(
     resume: Resume = False, quiet: Quiet = False, shots: Shots = None, target_shots: TargetShots = None,
     task: Task = None, prompt_column: PromptCol = None, response_column: ResponseCol = None, system: System = None,
     template: Template = None, packing: Packing = None, max_length: MaxLength = None,
+    distributed: Annotated[str | None, typer.Option("--distributed", help="Under torchrun/accelerate launch: ddp, fsdp, "
+                                                    "deepspeed-zero2 or deepspeed-zero3.", show_default="ddp")] = None,
 ) -> None:
     """Train one strategy and write a run folder (weights, metrics.json, model card)."""
     from .api import train as run_train

@@ -150,6 +150,11 @@ class TrainConfig(Section):
     """Also checkpoint every this many optimiser steps (epoch ends always are)."""
     progress: bool = True
     """Show a progress bar (in a terminal; never in logs)."""
+    distributed: Literal["ddp", "fsdp", "deepspeed-zero2", "deepspeed-zero3"] = "ddp"
+    """The engine that spreads training over the processes of ``torchrun``/``accelerate launch`` (ignored in
+    one process): ``ddp`` copies the model to each; ``fsdp`` (FSDP2) shards parameters, gradients and
+    optimiser state per transformer block; ``deepspeed-zero2``/``-zero3`` shard optimiser state and
+    gradients (and, at 3, parameters) through DeepSpeed. The run folder is the same whichever trained it."""
 
 
 class GenerationConfig(Section):

@@ -79,18 +79,23 @@ class BestWeights:
     Only parameters that are (or were) trainable are copied. One that starts
     training only after the best epoch (gradual unfreezing) is copied by
     :meth:`cover` before its first update, when it still holds its best value.
+    ``on_device``: copies stay beside the parameters (each process's shard, under FSDP).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, on_device: bool = False) -> None:
         self.tensors: dict[str, torch.Tensor] = {}
+        self.on_device = on_device
+
+    def _copy(self, p: torch.Tensor) -> torch.Tensor:
+        return p.detach().clone() if self.on_device else p.detach().to("cpu", copy=True)
 
     def update(self, module: nn.Module, names: set[str]) -> None:
-        self.tensors = {n: p.detach().to("cpu", copy=True) for n, p in module.named_parameters() if n in names}
+        self.tensors = {n: self._copy(p) for n, p in module.named_parameters() if n in names}
 
     def cover(self, module: nn.Module, names: set[str]) -> None:
         for n, p in module.named_parameters():
             if n in names and n not in self.tensors:
-                self.tensors[n] = p.detach().to("cpu", copy=True)
+                self.tensors[n] = self._copy(p)
 
     def restore(self, module: nn.Module) -> None:
         with torch.no_grad():

@@ -30,6 +30,7 @@ from ..eval.metrics import model_inputs
 from ..settings import TrainConfig
 from ..strategies.base import batch_sampler, hook, param_groups
 from .checkpoint import BestWeights, Checkpointer, LoopState, rng_state, set_rng_state
+from .distributed import adopt, gathered, plain_copy, plugins, shard_blocks
 from .schedules import lr_multiplier
 
 log = logging.getLogger("adaptlab")
@@ -49,8 +50,10 @@ def make_accelerator(cfg: TrainConfig):
         precision = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32"
     from accelerate.utils import DataLoaderConfiguration
 
+    engine = plugins(cfg.distributed)
     accelerator = Accelerator(gradient_accumulation_steps=cfg.grad_accum, mixed_precision="no" if precision == "fp32" else precision,
-                              dataloader_config=DataLoaderConfiguration(non_blocking=torch.cuda.is_available()))
+                              dataloader_config=DataLoaderConfiguration(non_blocking=torch.cuda.is_available()), **engine)
+    adopt(accelerator, cfg.distributed, engine)
     destroy_process_group_at_exit()
     return accelerator
 
@@ -140,11 +143,16 @@ def fit(
         state.history.append({"epoch": 0, "train_loss": None, **scores})
         state.best_epoch = 1
         return _released(accelerator, model), state
-    ckpt = Checkpointer(run_dir / "checkpoint") if run_dir else None
+    plain = plain_copy(module, accelerator)  # sharded engines: receives the gathered weights at the end
+    if plain is not None and run_dir and resume:
+        raise AdaptlabError(f"--resume is not supported with train.distributed={cfg.distributed} yet (its checkpoints would be shards)")
+    ckpt = Checkpointer(run_dir / "checkpoint") if run_dir and plain is None else None
     saved = ckpt.peek() if resume and ckpt and ckpt.exists() else None
     cfg = plan(strategy, module, train_loader, cfg, accelerator, state, saved, has_validation=eval_loader is not None)
     optimizer = make_optimizer(hook(strategy, "param_groups", param_groups)(module, cfg.lr, cfg.weight_decay), cfg.lr,
                                accelerator.device)
+    if plain is not None:
+        shard_blocks(accelerator, module)
     model, optimizer, train_loader = accelerator.prepare(module, optimizer, train_loader)
     eval_loader = accelerator.prepare(eval_loader) if eval_loader is not None else None
     total = math.ceil(len(train_loader) / cfg.grad_accum) * cfg.epochs
@@ -152,7 +160,7 @@ def fit(
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_multiplier(cfg.schedule, total, state.warmup_steps))
     run = Run(strategy, module, model, cfg, accelerator, train_loader, eval_loader, sampler, optimizer, scheduler, ckpt,
               StepLog(run_dir / "steps.jsonl" if run_dir and accelerator.is_main_process else None, cfg.log_every))
-    best = BestWeights()
+    best = BestWeights(on_device=plain is not None)  # shards stay where they are
     on_epoch_start = hook(strategy, "on_epoch_start", lambda epoch, module: None)
     if saved is not None:
         for epoch in range(saved.epoch):
@@ -179,6 +187,8 @@ def fit(
     if cfg.keep_best:
         best.restore(module)
     accelerator.wait_for_everyone()
+    if plain is not None:
+        return gathered(run.model, plain, accelerator.device), state
     return _released(accelerator, run.model), state
 
 
