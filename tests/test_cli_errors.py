@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
+import torch
 
 from .conftest import toy_rows, write_csv
 
@@ -81,6 +82,9 @@ def test_eval_labels_unseen(cli, tmp_path, tiny_backbone):
         (["--set", "strategy.k=99", "-s", "top_k"], "strategy.k=99 but the backbone has only 2 layers"),
         (["--bogus-flag"], "No such option: --bogus-flag"),
         (["--seed", "-5"], "invalid config 'train.seed': Input should be greater than or equal to 0"),
+        (["--distributed", "zero"], "invalid config 'train.distributed'"),
+        pytest.param(["-s", "qlora"], "qlora needs a CUDA GPU \\(bitsandbytes' 4-bit kernels\\): this machine has none; use lora",
+                     marks=pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is here: qlora runs")),
     ],
 )
 def test_bad_options(cli, tmp_path, tiny_backbone, toy_csv, args, pattern):

@@ -56,6 +56,9 @@ class Case:
     """Builds what the strategy needs first (backbone, data, scratch folder) -> extra options."""
     kind: str = "classification"
     """``language-modelling``: no accuracy; the held-out loss must fall instead."""
+    cuda: bool = False
+    """Runs only where CUDA is (qlora's 4-bit kernels); elsewhere its cases are skipped and
+    tests/test_cli_errors.py checks the one-line refusal."""
 
     def name_of(self, key: str) -> str:
         return self.strategy or key
@@ -98,6 +101,7 @@ CASES: dict[str, Case] = {
     # Strategies that keep the backbone frozen run on ``tuned`` (the tiny BERT after some training,
     # see conftest.make_tuned_bert): a random tiny BERT's frozen features carry no signal.
     "dora": Case(lambda n: "lora_" in n or "modules_to_save" in n, train=FROZEN, backbone="tuned", merges=True),
+    "qlora": Case(lambda n: "lora_" in n or "modules_to_save" in n, train=FROZEN, backbone="tuned", cuda=True),
     "ia3": Case(lambda n: "ia3_" in n or "modules_to_save" in n, train=FROZEN | {"lr": 3e-2}, backbone="tuned", merges=True),
     "adapter": Case(adapter_or_head, {"reduction_factor": 4}, FROZEN, backbone="tuned"),
     "adapter:linear": Case(adapter_or_head, {"placement": "pfeiffer", "activation": "identity"}, FROZEN, strategy="adapter",
@@ -145,6 +149,14 @@ def case_config(name: str, backbone, data, scratch: Path | None = None) -> Any:
     })
 
 
+@pytest.fixture(autouse=True)
+def _cuda_only(request):
+    """Cases marked ``cuda`` (qlora) are skipped where no CUDA device is."""
+    name = getattr(getattr(request.node, "callspec", None), "params", {}).get("name")
+    if name in CASES and CASES[name].cuda and not torch.cuda.is_available():
+        pytest.skip(f"{name} needs a CUDA GPU (bitsandbytes' 4-bit kernels)")
+
+
 @pytest.fixture(scope="module")
 def backbones(tiny_backbone, tiny_llama, tuned_bert):
     return {"bert": tiny_backbone, "llama": tiny_llama, "tuned": tuned_bert}
@@ -161,6 +173,8 @@ def trained(backbones, toy_csv, scratch):
     cache: dict[str, dict[str, Any]] = {}
 
     def get(name: str) -> dict[str, Any]:
+        if CASES[name].cuda and not torch.cuda.is_available():
+            pytest.skip(f"{name} needs a CUDA GPU")
         if name not in cache:
             cfg = case_config(name, backbones[CASES[name].backbone], toy_csv, scratch)
             setup = make_setup(cfg)

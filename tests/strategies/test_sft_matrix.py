@@ -30,6 +30,7 @@ class Case:
     options: dict[str, Any] = field(default_factory=dict)
     train: dict[str, Any] = field(default_factory=dict)
     learns: bool = True
+    cuda: bool = False  # qlora: 4-bit kernels need CUDA; skipped elsewhere
 
 
 CASES = {
@@ -38,6 +39,7 @@ CASES = {
     "gradual_unfreeze": Case(lambda n: True, {"layers_per_group": 1, "unfreeze_every": 1}, {"lr": 3e-3, "epochs": 4}),
     "lora": Case(lambda n: "lora_" in n, train={"lr": 1e-2}),
     "dora": Case(lambda n: "lora_" in n, train={"lr": 1e-2}),
+    "qlora": Case(lambda n: "lora_" in n, train={"lr": 1e-2}, cuda=True),
     "ia3": Case(lambda n: "ia3_l" in n, train={"lr": 3e-2}),
     "prompt_tuning": Case(lambda n: "prompt_encoder" in n, train={"lr": 3e-1}),
     "p_tuning": Case(lambda n: "prompt_encoder" in n, train={"lr": 3e-2}),
@@ -50,6 +52,14 @@ PROMPTS = ["translate : good film", "translate : the plot was dull", "translate 
 def test_every_sft_strategy_has_a_row():
     declared = {name for name, cls in discover().items() if "sft" in getattr(cls, "tasks", ())}
     assert declared == set(CASES)
+
+
+@pytest.fixture(autouse=True)
+def _cuda_only(request):
+    """Cases marked ``cuda`` (qlora) are skipped where no CUDA device is."""
+    name = getattr(getattr(request.node, "callspec", None), "params", {}).get("name")
+    if name in CASES and CASES[name].cuda and not torch.cuda.is_available():
+        pytest.skip(f"{name} needs a CUDA GPU (bitsandbytes' 4-bit kernels)")
 
 
 @pytest.fixture(scope="module")

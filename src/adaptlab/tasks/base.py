@@ -68,8 +68,9 @@ class TaskType(Protocol):
         """The rows the training loop iterates, made from the encoded training split (sft: packed on request)."""
         ...
 
-    def build(self, task: Any) -> nn.Module:
-        """The starting model for a strategy to prepare."""
+    def build(self, task: Any, **load: Any) -> nn.Module:
+        """The starting model for a strategy to prepare; ``load``: further ``from_pretrained`` arguments
+        (a quantised base for qlora)."""
         ...
 
     def load_model(self, folder: Any, task: Any) -> nn.Module:

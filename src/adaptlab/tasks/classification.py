@@ -19,8 +19,9 @@ from torch import nn
 from .base import register_task
 
 
-def build_classifier(task: Any, dtype: torch.dtype = torch.float32) -> nn.Module:
-    """The backbone with a freshly initialised classification head."""
+def build_classifier(task: Any, dtype: torch.dtype = torch.float32, **load: Any) -> nn.Module:
+    """The backbone with a freshly initialised classification head (``load``: more ``from_pretrained``
+    arguments, such as a strategy's ``quantization_config``)."""
     from transformers import AutoModelForSequenceClassification
 
     from ..models.modeling import set_dropout
@@ -34,7 +35,7 @@ def build_classifier(task: Any, dtype: torch.dtype = torch.float32) -> nn.Module
     dropout = getattr(task.train_config, "dropout", None)
     if dropout is not None:
         set_dropout(config, dropout)
-    return AutoModelForSequenceClassification.from_pretrained(backbone.source, config=config, dtype=dtype)
+    return AutoModelForSequenceClassification.from_pretrained(backbone.source, config=config, dtype=dtype, **load)
 
 
 def cross_entropy(outputs: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -76,8 +77,8 @@ class Classification:
     def training_rows(self, rows: list[dict[str, Any]], max_length: int) -> list[dict[str, Any]]:
         return rows
 
-    def build(self, task: Any) -> nn.Module:
-        return build_classifier(task)
+    def build(self, task: Any, **load: Any) -> nn.Module:
+        return build_classifier(task, **load)
 
     def load_model(self, folder: Any, task: Any) -> nn.Module:
         from transformers import AutoModelForSequenceClassification

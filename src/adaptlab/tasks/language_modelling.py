@@ -244,7 +244,7 @@ class LanguageModelling:
     def training_rows(self, rows: list[dict[str, Any]], max_length: int) -> list[dict[str, Any]]:
         return [{"input_ids": r["input_ids"]} for r in rows]  # training blocks are masked afresh every time
 
-    def build(self, task: Any) -> nn.Module:
+    def build(self, task: Any, **load: Any) -> nn.Module:
         from transformers import AutoModelForCausalLM, AutoModelForMaskedLM
 
         cls = AutoModelForCausalLM if self.causal else AutoModelForMaskedLM

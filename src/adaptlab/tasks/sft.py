@@ -157,7 +157,7 @@ class SFT:
 
     # -- model -----------------------------------------------------------------------------------
 
-    def build(self, task: Any) -> nn.Module:
+    def build(self, task: Any, **load: Any) -> nn.Module:
         from transformers import AutoModelForCausalLM
 
         from ..models.modeling import set_dropout
@@ -168,7 +168,7 @@ class SFT:
         dropout = getattr(task.train_config, "dropout", None)
         if dropout is not None:
             set_dropout(config, dropout)
-        return AutoModelForCausalLM.from_pretrained(backbone.source, config=config, dtype=torch.float32)
+        return AutoModelForCausalLM.from_pretrained(backbone.source, config=config, **{"dtype": torch.float32, **load})
 
     def load_model(self, folder: Any, task: Any) -> nn.Module:
         from transformers import AutoModelForCausalLM
