@@ -257,6 +257,26 @@ def generate(
 
 
 @app.command()
+def score(
+    run_dir: Annotated[Path, typer.Argument(help="A finished reward_model run folder.", show_default=False)],
+    input: Annotated[Path, typer.Option("--input", "-i", help="CSV/TSV/JSONL/JSON/Parquet file with prompt and response columns.",
+                                        show_default=False)],
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write JSONL here instead of stdout.", show_default="stdout")] = None,
+    prompt_column: Annotated[str, typer.Option("--prompt-column", help="Prompt column of --input.")] = "prompt",
+    response_column: Annotated[str, typer.Option("--response-column", help="Response column of --input.")] = "response",
+    encoding: Encoding = None,
+) -> None:
+    """Score every (prompt, response) with a reward model: one JSON line {prompt, response, reward} per row."""
+    from .serve.predict import Predictor, read_inputs, read_run, write_rows
+
+    read_run(run_dir)
+    prompts = read_inputs(input, prompt_column, encoding or "utf-8")
+    responses = read_inputs(input, response_column, encoding or "utf-8")
+    rewards = Predictor(run_dir).score(prompts, responses, progress=True)
+    write_rows([{"prompt": p, "response": r, "reward": round(x, 6)} for p, r, x in zip(prompts, responses, rewards)], output)
+
+
+@app.command()
 def tasks() -> None:
     """List the task types (--task), one line each."""
     from .tasks import discover

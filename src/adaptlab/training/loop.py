@@ -24,7 +24,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from ..data.batching import TOKENS, Batches, BucketBatchSampler, lengths_of, pad_multiple
+from ..data.batching import EXAMPLES, TOKENS, Batches, BucketBatchSampler, lengths_of, pad_multiple
 from ..errors import AdaptlabError
 from ..eval.metrics import model_inputs
 from ..settings import TrainConfig
@@ -264,6 +264,7 @@ def train_epoch(run: Run, state: LoopState, epoch: int, best: BestWeights, bar: 
     tick = time.perf_counter()
     for batch in batches:
         tokens = batch.pop(TOKENS, 0)  # counted on the CPU by the collate: no host sync here
+        examples = batch.pop(EXAMPLES, None) or len(batch["labels"])
         with acc.accumulate(run.model):
             loss = loss_fn(run.model(**model_inputs(batch)), batch)
             acc.backward(loss)
@@ -271,7 +272,7 @@ def train_epoch(run: Run, state: LoopState, epoch: int, best: BestWeights, bar: 
                 acc.clip_grad_norm_(run.model.parameters(), cfg.max_grad_norm)
             run.optimizer.step()
             run.optimizer.zero_grad(set_to_none=True)
-        examples = len(batch["labels"]) * acc.num_processes
+        examples *= acc.num_processes
         state.batch += 1
         state.examples += examples
         state.tokens += tokens * acc.num_processes

@@ -1,0 +1,60 @@
+"""ORPO: supervised fine-tuning and preference alignment in one stage, with no reference model.
+
+Hong et al. 2024, eq. 6-7: ``L = L_SFT + lambda * L_OR`` where ``L_SFT`` is the usual next-token loss on
+the chosen answer and ``L_OR = -log sigma(log odds(yw|x) - log odds(yl|x))``, with
+``odds(y|x) = P(y|x) / (1 - P(y|x))`` and ``P(y|x)`` the length-normalised likelihood
+``exp(mean token log-prob)`` (eq. 4). Unlike DPO there is nothing to cache: the odds ratio compares the
+policy with itself, so a single stage replaces SFT followed by DPO. ``method`` decides what trains.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+
+from ..settings import StrategyConfig
+from ..tasks.preference import sequence_logps
+from ..tasks.sft import response_nll
+from .base import register
+from .dpo import DPO
+
+
+class ORPOConfig(StrategyConfig):
+    name: Literal["orpo"] = "orpo"
+    weight: float = Field(0.1, gt=0)
+    """lambda of eq. 6: the odds-ratio term's weight next to the SFT loss (the paper's 0.1)."""
+    method: str | dict[str, Any] = "lora"
+    """What trains: a strategy name or ``{name: lora, r: 16}``."""
+
+
+def log_odds(mean_logp: torch.Tensor) -> torch.Tensor:
+    """log(P / (1 - P)) for P = exp(mean_logp) < 1, computed stably: mean_logp - log(1 - exp(mean_logp))."""
+    return mean_logp - torch.log1p(-torch.exp(mean_logp.clamp(max=-1e-6)))
+
+
+def odds_ratio_loss(logps: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    """Eq. 7 from summed answer log-probs and answer lengths (2B rows: chosen, then rejected)."""
+    mean = logps / counts.clamp(min=1)
+    half = mean.shape[0] // 2
+    return -F.logsigmoid(log_odds(mean[:half]) - log_odds(mean[half:])).mean()
+
+
+@register
+class ORPO(DPO):
+    """SFT and preference in one stage, reference-free (Hong et al. 2024); ``method`` decides what trains."""
+
+    Config = ORPOConfig
+    train_defaults = {"lr": 1e-4, "epochs": 1, "schedule": "linear", "dropout": 0.0}
+
+    def precompute(self, module: Any, rows: list[dict], batch_size: int, device: torch.device) -> list[dict]:
+        return rows  # no reference model
+
+    def loss(self, outputs: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        labels = batch["labels"]
+        half = labels.shape[0] // 2
+        nll, count = response_nll(outputs.logits[:half], labels[:half])
+        counts = (labels[:, 1:] != -100).sum(-1)
+        return nll / count.clamp(min=1) + self.config.weight * odds_ratio_loss(sequence_logps(outputs.logits, labels), counts)
