@@ -205,13 +205,17 @@ def _caveat(strategy: str) -> str:
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> list[str]:
+    """One table per task type among ``rows`` (a pipeline's earlier stages may be of another), in order."""
     from ..tasks import get_task_type
 
-    cols = columns(get_task_type(rows[0].get("task_type") or "classification"))
-    lines = ["| " + " | ".join(h for _, h, _ in cols) + " |", "|" + "---|" * len(cols)]
-    for r in rows:
-        cells = [human_bytes(r[k]) if k == "artifact_bytes" else "–" if r.get(k) is None else fmt.format(r[k]) for k, _, fmt in cols]
-        lines.append("| " + " | ".join(cells) + " |")
+    lines: list[str] = []
+    for kind in dict.fromkeys(r.get("task_type") or "classification" for r in rows):
+        cols = columns(get_task_type(kind))
+        lines += [""] if lines else []
+        lines += ["| " + " | ".join(h for _, h, _ in cols) + " |", "|" + "---|" * len(cols)]
+        for r in (r for r in rows if (r.get("task_type") or "classification") == kind):
+            cells = [human_bytes(r[k]) if k == "artifact_bytes" else "–" if r.get(k) is None else fmt.format(r[k]) for k, _, fmt in cols]
+            lines.append("| " + " | ".join(cells) + " |")
     return lines
 
 

@@ -96,6 +96,9 @@ class DPO:
             del fresh
 
     def _score(self, model: nn.Module, rows: list[dict], batch_size: int, device: torch.device) -> None:
+        """At most a training batch of pairs at a time: the logits of 2B sequences over a 50k vocabulary are the
+        largest tensor here, and a larger evaluation batch would make this pass the run's memory peak."""
+        batch_size = min(batch_size, getattr(self.task.train_config, "batch_size", batch_size) or batch_size)
         collate = self.task.type.collate(self.task.backbone.tokenizer.pad_token_id or 0)
         was_training = model.training
         model.eval()

@@ -6,12 +6,11 @@ sequences (chosen first, then rejected), as TRL's concatenated forward does. A s
 log-probability is the sum over its answer tokens only (Rafailov et al. 2023, eq. 7 uses
 ``log pi(y|x)``; the prompt is given, not scored).
 
-Judged on held-out pairs by what a preference stage is for: *reward accuracy* -- the share of pairs
-whose chosen answer gains more log-probability over the reference than the rejected one (DPO's
-implicit reward, Rafailov et al. 2023 §5; without a cached reference, the plain likelihood order) --
-the mean margin of that log-ratio, the share of pairs whose chosen answer is simply the likelier
-(comparable across strategies with and without a reference), the chosen and rejected
-log-probabilities, and, from answers
+Judged on held-out pairs by what a preference stage is for: the share of pairs whose chosen answer
+the model finds likelier (the primary metric: the same for every strategy), and with a reference
+model (DPO) the *reward accuracy* -- the share whose chosen answer gains more log-probability over the
+reference than the rejected one (DPO's implicit reward, Rafailov et al. 2023 §5) -- and the mean
+margin of that log-ratio; the chosen and rejected log-probabilities, and, from answers
 generated for the prompts, chrF against the chosen answers, chrF against the rejected ones and the
 share of archaic English words (:mod:`adaptlab.eval.style`). A strategy without an objective of its
 own (``full``, ``lora``) trains on the chosen answers with the ``sft`` loss.
@@ -46,12 +45,14 @@ class Preference:
     """Prompts with a chosen and a rejected answer -> a causal LM that prefers the chosen (reward accuracy)."""
 
     summary = "prompt, chosen and rejected answers -> a causal LM that prefers the chosen (reward accuracy, chrF)"
-    metrics = ("reward_accuracy", "margin", "chrf")
-    default_metric = "reward_accuracy"
+    metrics = ("likelihood_accuracy", "reward_accuracy", "margin", "chrf")
+    default_metric = "likelihood_accuracy"
+    """The share of held-out pairs whose chosen answer the model finds likelier: measured the same way for
+    every strategy, with a reference model or without one (ORPO, the model as it is)."""
     peft_task_type = "CAUSAL_LM"
     generative = True
-    columns = (("reward_accuracy", "reward accuracy", "{:.3f}"), ("margin", "margin", "{:.2f}"),
-               ("likelihood_accuracy", "chosen likelier", "{:.3f}"), ("chrf", "chrF", "{:.1f}"),
+    columns = (("likelihood_accuracy", "chosen likelier", "{:.3f}"), ("reward_accuracy", "reward accuracy", "{:.3f}"),
+               ("margin", "reward margin", "{:.2f}"), ("chrf", "chrF", "{:.1f}"),
                ("chrf_rejected", "chrF vs rejected", "{:.1f}"), ("archaic_rate", "archaic words", "{:.3f}"))
     tolerance = 0.02
     serves = True
@@ -181,7 +182,9 @@ class Preference:
         ratio, plain, chosen, rejected = (torch.cat(t) for t in zip(*parts))
         outputs.sort()
         generated, loss = [o[4] for o in outputs], nll / max(count, 1)
-        return {"reward_accuracy": _wins(ratio), "margin": float(ratio.mean()), "likelihood_accuracy": _wins(plain),
+        implicit = not bool(ratio.isnan().any())  # a reference model's log-probs came with every batch
+        return {"likelihood_accuracy": _wins(plain), "reward_accuracy": _wins(ratio) if implicit else None,
+                "margin": float(ratio.mean()) if implicit else None,
                 "chosen_logp": float(chosen.mean()), "rejected_logp": float(rejected.mean()),
                 **text_metrics(generated, [o[2] for o in outputs]),
                 "chrf_rejected": text_metrics(generated, [o[3] for o in outputs])["chrf"],
@@ -200,7 +203,7 @@ class Preference:
         logps = sequence_logps(logits, batch["labels"])
         half = logps.shape[0] // 2
         plain = logps[:half] - logps[half:]
-        ratio = dpo_logits(logps, batch[REFERENCE]) if REFERENCE in batch else plain
+        ratio = dpo_logits(logps, batch[REFERENCE]) if REFERENCE in batch else torch.full_like(plain, float("nan"))
         total, n = response_nll(logits[:half], batch["labels"][:half])
         tokenizer = self.sft.renderer.tokenizer
         with timer:
@@ -220,7 +223,9 @@ class Preference:
         return {"samples": final.get("samples", []), "generated_tokens_per_second": final.get("generated_tokens_per_second")}
 
     def describe(self, scores: dict[str, Any]) -> str:
-        return (f"reward accuracy {scores.get('reward_accuracy') or 0:.3f}, margin {scores.get('margin') or 0:.2f}, "
+        reward = "" if scores.get("reward_accuracy") is None else (f", reward accuracy {scores['reward_accuracy']:.3f} "
+                                                                   f"(margin {scores['margin']:.2f})")
+        return (f"chosen likelier {scores.get('likelihood_accuracy') or 0:.3f}{reward}, "
                 f"chrF {scores.get('chrf') or 0:.1f} (vs rejected {scores.get('chrf_rejected') or 0:.1f}), "
                 f"archaic words {scores.get('archaic_rate') or 0:.3f}")
 
