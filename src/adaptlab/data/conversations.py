@@ -76,15 +76,15 @@ def read_conversations(table: Any, data: Any) -> tuple[Conversations, str]:
     out = []
     for i, row in enumerate(table.rows):
         if form == "messages":
-            turns = _messages(row.get("messages"), table, i)
+            turns = read_messages(row.get("messages"), table, i)
             out.append(system + turns if system and turns[0]["role"] != "system" else turns)
             continue
         if form == "alpaca":
-            extra = _text(row.get("input"))
-            prompt, response = _text(row.get("instruction")) + (f"\n\n{extra}" if extra else ""), _text(row.get("output"))
+            extra = cell_text(row.get("input"))
+            prompt, response = cell_text(row.get("instruction")) + (f"\n\n{extra}" if extra else ""), cell_text(row.get("output"))
             names = ("instruction", "output")
         else:
-            prompt, response = _text(row.get(data.prompt_column)), _text(row.get(data.response_column))
+            prompt, response = cell_text(row.get(data.prompt_column)), cell_text(row.get(data.response_column))
             names = (data.prompt_column, data.response_column)
         for name, value in zip(names, (prompt, response)):
             if not value.strip():
@@ -93,11 +93,11 @@ def read_conversations(table: Any, data: Any) -> tuple[Conversations, str]:
     return Conversations(out), form
 
 
-def _text(value: Any) -> str:
+def cell_text(value: Any) -> str:
     return "" if value is None or (isinstance(value, float) and value != value) else str(value)
 
 
-def _messages(value: Any, table: Any, i: int) -> list[dict[str, str]]:
+def read_messages(value: Any, table: Any, i: int) -> list[dict[str, str]]:
     """A ``messages`` cell: a list (or its JSON text) of ``{role, content}`` with an assistant turn last."""
     if isinstance(value, str):
         try:
@@ -107,7 +107,7 @@ def _messages(value: Any, table: Any, i: int) -> list[dict[str, str]]:
     where = f"{table.source} at {table.where(i)}"
     if not isinstance(value, list) or not value or not all(isinstance(t, dict) and {"role", "content"} <= set(t) for t in value):
         raise AdaptlabError(f"{where}: 'messages' must be a list of {{\"role\": ..., \"content\": ...}} objects")
-    turns = [{"role": str(t["role"]), "content": _text(t["content"])} for t in value]
+    turns = [{"role": str(t["role"]), "content": cell_text(t["content"])} for t in value]
     unknown = sorted({t["role"] for t in turns} - {"system", "user", "assistant"})
     if unknown:
         raise AdaptlabError(f"{where}: unknown role {unknown[0]!r} in 'messages' (use system, user, assistant)")

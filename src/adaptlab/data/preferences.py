@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import AdaptlabError
-from .conversations import Conversations, _messages, _text
+from .conversations import Conversations, cell_text, read_messages
 
 log = logging.getLogger("adaptlab")
 
@@ -69,8 +69,8 @@ def read_preferences(table: Any, data: Any) -> tuple[Preferences, str]:
             if data.prompt_column not in table.columns:
                 raise AdaptlabError(f"{table.source}: text '{data.chosen_column}'/'{data.rejected_column}' rows need a "
                                     f"'{data.prompt_column}' column (--prompt-column); columns present: {', '.join(table.columns)}")
-            prompt = [{"role": "user", "content": _text(row.get(data.prompt_column))}]
-            c_text, r_text = _text(c), _text(r)
+            prompt = [{"role": "user", "content": cell_text(row.get(data.prompt_column))}]
+            c_text, r_text = cell_text(c), cell_text(r)
             _require(prompt[0]["content"], data.prompt_column, table, i)
         _require(c_text, data.chosen_column, table, i)
         _require(r_text, data.rejected_column, table, i)
@@ -94,12 +94,12 @@ def _listlike(value: Any) -> bool:
 
 def _conversational(row: dict, data: Any, table: Any, i: int) -> tuple[list[dict[str, str]], str, str]:
     """TRL's conversational row: (prompt turns, chosen answer, rejected answer)."""
-    c = _messages(row.get(data.chosen_column), table, i)
-    r = _messages(row.get(data.rejected_column), table, i)
+    c = read_messages(row.get(data.chosen_column), table, i)
+    r = read_messages(row.get(data.rejected_column), table, i)
     prompt_cell = row.get(data.prompt_column)
     if prompt_cell not in (None, "") and (isinstance(prompt_cell, list) or str(prompt_cell).lstrip().startswith("[")):
         value = json.loads(prompt_cell) if isinstance(prompt_cell, str) else prompt_cell
-        prompt = [{"role": str(t["role"]), "content": _text(t["content"])} for t in value]
+        prompt = [{"role": str(t["role"]), "content": cell_text(t["content"])} for t in value]
         return prompt, c[-1]["content"], r[-1]["content"]
     if c[:-1] != r[:-1]:
         raise AdaptlabError(f"{table.source} at {table.where(i)}: '{data.chosen_column}' and '{data.rejected_column}' must "

@@ -32,7 +32,7 @@ from ..data.batching import EXAMPLES
 from ..data.conversations import IGNORE
 from ..errors import AdaptlabError
 from .base import register_task
-from .sft import SFT, VALIDATION_CAP, SFTData, _hold_out, _sample, response_nll
+from .sft import SFT, VALIDATION_CAP, SFTData, hold_out, response_nll, sample_split
 
 log = logging.getLogger("adaptlab")
 
@@ -99,15 +99,15 @@ class Preference:
             n_eval = max(1, round(len(train) * cfg.eval_fraction))
             if len(train) - n_eval < 2:
                 raise AdaptlabError(f"{table.source} has too few pairs ({len(train)}) to hold out an eval split")
-            held_out, train = _hold_out(train, n_eval, seed)
+            held_out, train = hold_out(train, n_eval, seed)
         sets = {name: held_out if source == cfg.train else read_preferences(load_table(source, cfg.encoding), cfg)[0]
                 for name, source in named.items()} or {"eval": held_out}
-        sets = {name: _sample(rows, cfg.max_eval, seed) for name, rows in sets.items()}
-        train = _sample(train, cfg.max_train, seed)
+        sets = {name: sample_split(rows, cfg.max_eval, seed) for name, rows in sets.items()}
+        train = sample_split(train, cfg.max_train, seed)
         validation = None
         if cfg.validation_fraction and len(train) >= cfg.min_validation_train:
             n = min(round(len(train) * cfg.validation_fraction), cfg.max_validation or VALIDATION_CAP)
-            validation, train = _hold_out(train, n, seed + 1)
+            validation, train = hold_out(train, n, seed + 1)
         main, *rest = sets
         sampling = {"form": form, **({"validation_examples": len(validation)} if validation else {})}
         return SFTData(train, sets[main], table.source, form, main, {n: sets[n] for n in rest}, sampling, validation)

@@ -97,15 +97,15 @@ class SFT:
             n_eval = max(1, round(len(train) * cfg.eval_fraction))
             if len(train) - n_eval < 2:
                 raise AdaptlabError(f"{table.source} has too few rows ({len(train)}) to hold out an eval split")
-            held_out, train = _hold_out(train, n_eval, seed)
+            held_out, train = hold_out(train, n_eval, seed)
         sets = {name: held_out if source == cfg.train else read_conversations(load_table(source, cfg.encoding), cfg)[0]
                 for name, source in named.items()} or {"eval": held_out}
-        sets = {name: _sample(rows, cfg.max_eval, seed) for name, rows in sets.items()}
-        train = _sample(train, cfg.max_train, seed)
+        sets = {name: sample_split(rows, cfg.max_eval, seed) for name, rows in sets.items()}
+        train = sample_split(train, cfg.max_train, seed)
         validation = None
         if cfg.validation_fraction and len(train) >= cfg.min_validation_train:
             n = min(round(len(train) * cfg.validation_fraction), cfg.max_validation or VALIDATION_CAP)
-            validation, train = _hold_out(train, n, seed + 1)
+            validation, train = hold_out(train, n, seed + 1)
         main, *rest = sets
         sampling = {"form": form, **({"validation_examples": len(validation)} if validation else {})}
         return SFTData(train, sets[main], table.source, form, main, {n: sets[n] for n in rest}, sampling, validation)
@@ -317,14 +317,14 @@ class SFTCollate:
         return batch
 
 
-def _hold_out(split: Conversations, n: int, seed: int) -> tuple[Conversations, Conversations]:
+def hold_out(split: Conversations, n: int, seed: int) -> tuple[Conversations, Conversations]:
     """``n`` conversations drawn (seeded), and the rest; both in their original order."""
     order = list(range(len(split)))
     random.Random(seed).shuffle(order)
     return split.subset(sorted(order[:n])), split.subset(sorted(order[n:]))
 
 
-def _sample(split: Conversations, limit: int | None, seed: int) -> Conversations:
+def sample_split(split: Conversations, limit: int | None, seed: int) -> Conversations:
     if not limit or limit >= len(split):
         return split
     return split.subset(sorted(random.Random(seed).sample(range(len(split)), limit)))
