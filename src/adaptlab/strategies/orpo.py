@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
+from ..data.conversations import IGNORE
 from ..settings import StrategyConfig
 from ..tasks.preference import sequence_logps
 from ..tasks.sft import response_nll
@@ -56,5 +57,5 @@ class ORPO(DPO):
         labels = batch["labels"]
         half = labels.shape[0] // 2
         nll, count = response_nll(outputs.logits[:half], labels[:half])
-        counts = (labels[:, 1:] != -100).sum(-1)
+        counts = (labels[:, 1:] != IGNORE).sum(-1)
         return nll / count.clamp(min=1) + self.config.weight * odds_ratio_loss(sequence_logps(outputs.logits, labels), counts)

@@ -88,7 +88,6 @@ class RewardModel(DPO):
                 "examples": len(m)}
 
     def load(self, folder: Any, task: Task) -> nn.Module:
-        self.prepare_inner()
         if (folder / "adapter_config.json").is_file():
             from peft import PeftModel
 

@@ -32,7 +32,7 @@ from ..data.batching import EXAMPLES
 from ..data.conversations import IGNORE
 from ..errors import AdaptlabError
 from .base import register_task
-from .sft import SFT, VALIDATION_CAP, SFTData, hold_out, response_nll, sample_split
+from .sft import SFT, SFTData, load_splits, require_causal_lm, response_nll
 
 log = logging.getLogger("adaptlab")
 
@@ -76,41 +76,15 @@ class Preference:
         return is_preference(columns, data)
 
     def configure(self, run_config: Any, backbone: Any) -> Preference:
-        try:
-            return Preference(SFT().configure(run_config, backbone))
-        except AdaptlabError as e:
-            raise AdaptlabError(str(e).replace("task sft", "task preference")) from None
+        require_causal_lm(backbone, "preference")
+        return Preference(SFT().configure(run_config, backbone))
 
     # -- data ---------------------------------------------------------------------------------
 
     def load(self, cfg: Any, seed: int, table: Any = None) -> SFTData:
         from ..data.preferences import read_preferences
-        from ..data.task import eval_sources, load_table
 
-        for name in ("shots", "target_shots"):
-            if getattr(cfg, name) is not None:
-                raise AdaptlabError(f"data.{name} is for classification (examples per class); task preference has no classes")
-        table = table or load_table(cfg.train, cfg.encoding)
-        train, form = read_preferences(table, cfg)
-        log.info("preference: %d pairs of %s read (%s)", len(train), table.source, form)
-        named = eval_sources(cfg)
-        held_out = None
-        if not named or cfg.train in named.values():
-            n_eval = max(1, round(len(train) * cfg.eval_fraction))
-            if len(train) - n_eval < 2:
-                raise AdaptlabError(f"{table.source} has too few pairs ({len(train)}) to hold out an eval split")
-            held_out, train = hold_out(train, n_eval, seed)
-        sets = {name: held_out if source == cfg.train else read_preferences(load_table(source, cfg.encoding), cfg)[0]
-                for name, source in named.items()} or {"eval": held_out}
-        sets = {name: sample_split(rows, cfg.max_eval, seed) for name, rows in sets.items()}
-        train = sample_split(train, cfg.max_train, seed)
-        validation = None
-        if cfg.validation_fraction and len(train) >= cfg.min_validation_train:
-            n = min(round(len(train) * cfg.validation_fraction), cfg.max_validation or VALIDATION_CAP)
-            validation, train = hold_out(train, n, seed + 1)
-        main, *rest = sets
-        sampling = {"form": form, **({"validation_examples": len(validation)} if validation else {})}
-        return SFTData(train, sets[main], table.source, form, main, {n: sets[n] for n in rest}, sampling, validation)
+        return load_splits(cfg, seed, table, read_preferences, "preference", "pairs")
 
     def encode(self, split: Any, backbone: Any, cfg: Any, max_length: int) -> list[dict[str, Any]]:
         """One row per pair: both answers rendered (only the last answer trained), cut to ``max_length``."""

@@ -72,43 +72,14 @@ class SFT:
         return row_format(columns, data) is not None
 
     def configure(self, run_config: Any, backbone: Any) -> SFT:
-        from ..models.verbalizer import is_causal_lm
-
-        if not is_causal_lm(backbone.config):
-            raise AdaptlabError(f"task sft needs a causal LM, and backbone {backbone.name} is a {backbone.config.model_type} encoder; "
-                                f"use --backbone smollm2-135m, or a local or hub causal LM (Llama, Qwen, Mistral, GPT-2 families)")
+        require_causal_lm(backbone, "sft")
         renderer = Renderer(backbone.tokenizer, run_config.data.template, backbone.name)
         return SFT(renderer, run_config.generation, run_config.data.system, run_config.data.packing)
 
     # -- data ---------------------------------------------------------------------------------
 
     def load(self, cfg: Any, seed: int, table: Any = None) -> SFTData:
-        from ..data.task import eval_sources, load_table
-
-        for name in ("shots", "target_shots"):
-            if getattr(cfg, name) is not None:
-                raise AdaptlabError(f"data.{name} is for classification (examples per class); task sft has no classes")
-        table = table or load_table(cfg.train, cfg.encoding)
-        train, form = read_conversations(table, cfg)
-        log.info("sft: %d rows of %s read as %s", len(train), table.source, form)
-        named = eval_sources(cfg)
-        held_out = None
-        if not named or cfg.train in named.values():
-            n_eval = max(1, round(len(train) * cfg.eval_fraction))
-            if len(train) - n_eval < 2:
-                raise AdaptlabError(f"{table.source} has too few rows ({len(train)}) to hold out an eval split")
-            held_out, train = hold_out(train, n_eval, seed)
-        sets = {name: held_out if source == cfg.train else read_conversations(load_table(source, cfg.encoding), cfg)[0]
-                for name, source in named.items()} or {"eval": held_out}
-        sets = {name: sample_split(rows, cfg.max_eval, seed) for name, rows in sets.items()}
-        train = sample_split(train, cfg.max_train, seed)
-        validation = None
-        if cfg.validation_fraction and len(train) >= cfg.min_validation_train:
-            n = min(round(len(train) * cfg.validation_fraction), cfg.max_validation or VALIDATION_CAP)
-            validation, train = hold_out(train, n, seed + 1)
-        main, *rest = sets
-        sampling = {"form": form, **({"validation_examples": len(validation)} if validation else {})}
-        return SFTData(train, sets[main], table.source, form, main, {n: sets[n] for n in rest}, sampling, validation)
+        return load_splits(cfg, seed, table, read_conversations, "sft", "rows")
 
     def encode(self, split: Conversations, backbone: Any, cfg: Any, max_length: int) -> list[dict[str, Any]]:
         """Rows of token ids and labels (assistant tokens only), cut to ``max_length``; cuts are reported."""
@@ -315,6 +286,47 @@ class SFTCollate:
             batch["gen_prompt"] = [r["gen_prompt"] for r in rows]
             batch["gen_reference"] = [r["gen_reference"] for r in rows]
         return batch
+
+
+def require_causal_lm(backbone: Any, task: str) -> None:
+    """Stop with one line when ``backbone`` cannot generate (an encoder), naming ones that can."""
+    from ..models.verbalizer import is_causal_lm
+
+    if not is_causal_lm(backbone.config):
+        raise AdaptlabError(f"task {task} needs a causal LM, and backbone {backbone.name} is a {backbone.config.model_type} encoder; "
+                            f"use --backbone smollm2-135m, or a local or hub causal LM (Llama, Qwen, Mistral, GPT-2 families)")
+
+
+def load_splits(cfg: Any, seed: int, table: Any, read: Any, task: str, unit: str) -> SFTData:
+    """Read, validate and split a generative task's data: held-out eval (or the named eval sets), samples
+    of at most ``max_train``/``max_eval``, a seeded validation split. ``read(table, cfg)`` gives the split
+    (conversations, preference pairs: anything with ``len`` and ``subset``) and the form its rows had."""
+    from ..data.task import eval_sources, load_table
+
+    for name in ("shots", "target_shots"):
+        if getattr(cfg, name) is not None:
+            raise AdaptlabError(f"data.{name} is for classification (examples per class); task {task} has no classes")
+    table = table or load_table(cfg.train, cfg.encoding)
+    train, form = read(table, cfg)
+    log.info("%s: %d %s of %s read as %s", task, len(train), unit, table.source, form)
+    named = eval_sources(cfg)
+    held_out = None
+    if not named or cfg.train in named.values():
+        n_eval = max(1, round(len(train) * cfg.eval_fraction))
+        if len(train) - n_eval < 2:
+            raise AdaptlabError(f"{table.source} has too few {unit} ({len(train)}) to hold out an eval split")
+        held_out, train = hold_out(train, n_eval, seed)
+    sets = {name: held_out if source == cfg.train else read(load_table(source, cfg.encoding), cfg)[0]
+            for name, source in named.items()} or {"eval": held_out}
+    sets = {name: sample_split(rows, cfg.max_eval, seed) for name, rows in sets.items()}
+    train = sample_split(train, cfg.max_train, seed)
+    validation = None
+    if cfg.validation_fraction and len(train) >= cfg.min_validation_train:
+        n = min(round(len(train) * cfg.validation_fraction), cfg.max_validation or VALIDATION_CAP)
+        validation, train = hold_out(train, n, seed + 1)
+    main, *rest = sets
+    sampling = {"form": form, **({"validation_examples": len(validation)} if validation else {})}
+    return SFTData(train, sets[main], table.source, form, main, {n: sets[n] for n in rest}, sampling, validation)
 
 
 def hold_out(split: Conversations, n: int, seed: int) -> tuple[Conversations, Conversations]:
