@@ -127,6 +127,10 @@ class Collate:
 TOKENS = "_tokens"  # the batch's real (unpadded) input tokens, a Python int the collate counts on the CPU
 EXAMPLES = "_examples"  # examples in a batch when its rows are not one per example (a preference pair is two)
 _PAD_VALUES = {"attention_mask": 0, "token_type_ids": 0, "labels": -100, "lm_labels": -100}
+KEEP = "logits_to_keep"
+"""transformers' causal-LM argument: logits for the last N positions only (a preference batch's answers;
+the prompt's logits, B x W x vocabulary floats, would be computed and never read). Counted from the right,
+so right padding adds to it."""
 
 
 def pad_multiple(device: torch.device) -> int:
@@ -178,6 +182,8 @@ class Batches:
             else:
                 tail = value.new_full((value.shape[0], extra), self.pad if key == "input_ids" else _PAD_VALUES.get(key, 0))
             out[key] = torch.cat([value, tail], dim=1)
+        if isinstance(batch.get(KEEP), int) and batch[KEEP] > 0:
+            out[KEEP] = batch[KEEP] + extra
         return out
 
 

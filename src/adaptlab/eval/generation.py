@@ -11,6 +11,7 @@ runs of whitespace ignored.
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -18,6 +19,16 @@ import torch
 from torch import nn
 
 from ..errors import AdaptlabError
+
+GENERATIONS = "generations"
+"""Scores key of every (prompt, reference, output) a generative evaluation produced; written to the run folder
+as generations.jsonl (a reward model judges them later, ``adaptlab.reporting.judge``), kept out of metrics.json."""
+
+
+def generations_file(scores: dict[str, Any]) -> dict[str, str]:
+    """``generations.jsonl``: one JSON line per evaluation prompt, in the evaluation split's order."""
+    rows = scores.get(GENERATIONS) or []
+    return {"generations.jsonl": "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)} if rows else {}
 
 
 def text_metrics(predictions: list[str], references: list[str]) -> dict[str, float]:

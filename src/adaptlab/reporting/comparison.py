@@ -23,6 +23,7 @@ from ..errors import AdaptlabError
 from ..strategies import get_strategy
 from ..strategies.base import supported
 from ..training.runner import RunResult, _as_dict, _is_main_process, exclusive, fields_to_overrides, partial_folder, run_one
+from .judge import check_judge, judge
 from .pipeline import Setups, plan_stages, run_stages
 from .report import write_report
 
@@ -63,6 +64,7 @@ def plan(recipe: dict[str, Any], strategies: list[str] | None, overrides: dict[s
     listed = [{"name": e} if isinstance(e, str) else e for e in base.pop("strategies", None) or []]
     base.pop("strategy", None)
     base.pop("stages", None)  # run first, see pipeline.py
+    base.pop("judge", None)  # after every run, see judge.py
     by_name = {str(e.get("label") or e.get("name")): e for e in extra + listed if isinstance(e, dict)}
     entries = [by_name.get(name, {"name": name}) for name in strategies] if strategies else listed or DEFAULT_STRATEGIES
     configs: list[tuple[str, RunConfig]] = []
@@ -146,6 +148,7 @@ def _compare_into(out: Path, data: dict[str, Any], configs: list, more: dict[str
     clash = {n for n, _ in stages} & {n for n, _ in configs}
     if clash:
         raise AdaptlabError(f"stage and strategy entries share the name {sorted(clash)[0]!r}; give one a label")
+    judge_spec = check_judge(data.get("judge"), [n for n, _ in configs], [n for n, _ in stages])
     setups = Setups(work)
     first = setups.get(next(c for _, c in stages + configs if not c.backbone.startswith("@")))  # fail before any folder
     for _, cfg in configs:  # a strategy that cannot do the task: one clear error, before any folder
@@ -163,7 +166,8 @@ def _compare_into(out: Path, data: dict[str, Any], configs: list, more: dict[str
     if not _is_main_process():
         return Comparison(out, runs, [])
     rows = [dict(run=name, **r.metrics) for (name, _), r in zip(configs, runs)]
-    write_report(work, rows, getattr(first.data, "majority_baseline", None))
+    judged = judge(judge_spec, rows, work) if judge_spec else None
+    write_report(work, rows, getattr(first.data, "majority_baseline", None), judged)
     os.replace(work, out)
     log.info("report: %s", out / "report.md")
     return Comparison(out, [RunResult(out / n, r.metrics, r.config) for (n, _), r in zip(configs, runs)], rows)

@@ -15,6 +15,7 @@ from typing import Any
 
 from ..eval.forgetting import summary as forgetting_summary
 from ..tasks import task_of
+from .judge import JUDGE_COLUMNS, judge_section
 from .report_sections import extra_sections
 
 log = logging.getLogger("adaptlab")
@@ -58,6 +59,7 @@ def flat(row: dict[str, Any]) -> dict[str, Any]:
                optimizer_steps=settings.get("optimizer_steps"), lr_find_seconds=(settings.get("lr_find") or {}).get("seconds"))
     out["learned"] = "no" if row.get("did_not_learn") else "yes" if settings.get("optimizer_steps") else "–"
     out["forgetting_text_loss"], out["forgetting_similarity"] = forgetting_summary(row.get("forgetting"))
+    out.update({f"judge_{k}": v for k, v in (row.get("judge") or {}).items() if k in ("win_rate", "reward")})
     for name, scores in (row.get("eval_sets") or {}).items():
         if len(row["eval_sets"]) > 1:
             out[f"{task_type.default_metric}_{name}"] = scores.get(task_type.default_metric)
@@ -210,25 +212,30 @@ def markdown_table(rows: list[dict[str, Any]]) -> list[str]:
 
     lines: list[str] = []
     for kind in dict.fromkeys(r.get("task_type") or "classification" for r in rows):
-        cols = columns(get_task_type(kind))
+        task_type = get_task_type(kind)
+        mine = [r for r in rows if (r.get("task_type") or "classification") == kind]
+        cols, split = columns(task_type), 1 + len(task_type.columns)
+        if any(r.get("judge_reward") is not None for r in mine):  # a reward model judged the answers (judge.py)
+            cols = cols[:split] + JUDGE_COLUMNS + cols[split:]
         lines += [""] if lines else []
         lines += ["| " + " | ".join(h for _, h, _ in cols) + " |", "|" + "---|" * len(cols)]
-        for r in (r for r in rows if (r.get("task_type") or "classification") == kind):
+        for r in mine:
             cells = [human_bytes(r[k]) if k == "artifact_bytes" else "–" if r.get(k) is None else fmt.format(r[k]) for k, _, fmt in cols]
             lines.append("| " + " | ".join(cells) + " |")
     return lines
 
 
-def write_report(folder: Path, runs: list[dict[str, Any]], baseline: float | None) -> None:
+def write_report(folder: Path, runs: list[dict[str, Any]], baseline: float | None, judged: dict[str, Any] | None = None) -> None:
     stages = runs  # every run, of the task or not (domain-adaptation stages), for the sections below
     task_type = task_of(runs[-1])  # the final stage's: earlier stages (language modelling) make backbones for it
     runs = [r for r in runs if task_of(r) is task_type]
     rows = [flat(r) for r in runs]
     first = runs[0]
     majority = f" Majority-class baseline accuracy: {baseline:.4f}." if baseline is not None else ""
-    (folder / "results.json").write_text(json.dumps({"majority_baseline": baseline, "runs": stages}, indent=2), encoding="utf-8")
+    (folder / "results.json").write_text(json.dumps({"majority_baseline": baseline, "judge": judged or None, "runs": stages}, indent=2),
+                                         encoding="utf-8")
     with open(folder / "results.csv", "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))  # runs may differ (a reward model's)
         writer.writeheader()
         writer.writerows(rows)
     plots = _plots(folder, rows, baseline)
@@ -253,6 +260,7 @@ def write_report(folder: Path, runs: list[dict[str, Any]], baseline: float | Non
         "(feature caching included, evaluation excluded); memory is the peak while the strategy ran; size on "
         "disk is the saved artefact. Per-run details are in each run folder's `metrics.json`.",
     ]
+    lines += judge_section(judged or {}, runs)
     lines += samples_section(runs)
     lines += extra_sections(stages)
     lines += ["", *[f"![{p.stem}]({p.name})" for p in plots]] if plots else []

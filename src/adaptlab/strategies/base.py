@@ -69,6 +69,10 @@ class Strategy(Protocol):
     - ``on_epoch_start(epoch, module) -> None``: e.g. unfreeze another layer
       group. Must be idempotent: a resumed run replays it.
     - ``loss(outputs, batch) -> Tensor``: default the task type's loss.
+    - ``step_stats() -> dict[str, Tensor]``: statistics of the batch the last
+      ``loss`` call saw, as detached scalar tensors (DPO's reward accuracy on
+      its training pairs); logged in steps.jsonl and averaged per epoch into
+      the history as ``train_<name>`` without a host sync per step.
     - ``evaluate(model, batches, accelerator) -> dict``: default the task
       type's scores; the loop keeps the epoch with the best ``train.metric``
       (or the lowest ``loss`` when that metric is absent).

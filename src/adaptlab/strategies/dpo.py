@@ -28,7 +28,7 @@ from ..data.batching import BucketBatchSampler, lengths_of
 from ..errors import AdaptlabError
 from ..eval.metrics import model_inputs
 from ..settings import StrategyConfig
-from ..tasks.preference import REFERENCE, dpo_logits, dpo_loss, sequence_logps
+from ..tasks.preference import REFERENCE, dpo_logits, dpo_loss, pair_stats, sequence_logps
 from .base import Task, get_strategy, hook, register, save_pretrained
 
 log = logging.getLogger("adaptlab")
@@ -58,6 +58,7 @@ class DPO:
         self.task: Task | None = None
         self.reference: dict[tuple, tuple[float, float]] = {}
         self.start: dict[str, torch.Tensor] | None = None  # a few trainable tensors as they started (has training begun?)
+        self.stats: dict[str, torch.Tensor] = {}  # the last training batch's (step_stats)
 
     def prepare(self, model: nn.Module, task: Task) -> nn.Module:
         spec = self._spec()
@@ -74,7 +75,8 @@ class DPO:
     def precompute(self, module: nn.Module, rows: list[dict], batch_size: int, device: torch.device) -> list[dict]:
         """Each row with ``ref_logps`` (chosen, rejected) under the reference model."""
         if self.start is None:  # the first call comes before any step: the module is the reference
-            self.start = {n: p.detach().clone() for n, p in [(n, p) for n, p in module.named_parameters() if p.requires_grad][:4]}
+            trained = sorted(((p.numel(), n, p) for n, p in module.named_parameters() if p.requires_grad), key=lambda t: t[0])
+            self.start = {n: p.detach().clone() for _, n, p in trained[:8]}  # the smallest (not a 100 MB embedding)
         missing = [r for r in rows if _key(r) not in self.reference]
         if missing:
             with self._as_reference(module) as reference:
@@ -115,8 +117,14 @@ class DPO:
     # -- training ------------------------------------------------------------------------------------
 
     def loss(self, outputs: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        h = dpo_logits(sequence_logps(outputs.logits, batch["labels"]), batch[REFERENCE])
+        logps = sequence_logps(outputs.logits, batch["labels"])
+        h = dpo_logits(logps, batch[REFERENCE])
+        self.stats = pair_stats(logps, h, "reward_accuracy")
         return dpo_loss(h, self.config.beta, self.config.loss)
+
+    def step_stats(self) -> dict[str, torch.Tensor]:
+        """The training pairs' reward accuracy, margin and log-probs (steps.jsonl, history's ``train_*``)."""
+        return self.stats
 
     # -- the artefact is the method's ------------------------------------------------------------------
 

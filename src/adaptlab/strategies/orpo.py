@@ -17,7 +17,7 @@ from pydantic import Field
 
 from ..data.conversations import IGNORE
 from ..settings import StrategyConfig
-from ..tasks.preference import sequence_logps
+from ..tasks.preference import pair_stats, sequence_logps
 from ..tasks.sft import response_nll
 from .base import register
 from .dpo import DPO
@@ -58,4 +58,6 @@ class ORPO(DPO):
         half = labels.shape[0] // 2
         nll, count = response_nll(outputs.logits[:half], labels[:half])
         counts = (labels[:, 1:] != IGNORE).sum(-1)
-        return nll / count.clamp(min=1) + self.config.weight * odds_ratio_loss(sequence_logps(outputs.logits, labels), counts)
+        logps = sequence_logps(outputs.logits, labels)
+        self.stats = pair_stats(logps, logps[:half] - logps[half:], "likelihood_accuracy")
+        return nll / count.clamp(min=1) + self.config.weight * odds_ratio_loss(logps, counts)

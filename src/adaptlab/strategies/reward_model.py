@@ -17,10 +17,12 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..data.batching import KEEP
 from ..errors import AdaptlabError
 from ..eval.metrics import model_inputs
 from ..settings import StrategyConfig
 from ..tasks import get_task_type
+from ..tasks.preference import PairCollate, win_share
 from .base import Task, register
 from .dpo import DPO
 
@@ -60,10 +62,23 @@ class RewardModel(DPO):
     def precompute(self, module: nn.Module, rows: list[dict], batch_size: int, device: torch.device) -> list[dict]:
         return rows
 
+    def collate(self, pad_token_id: int) -> Any:
+        """The task's pair batches without ``logits_to_keep``: the scalar head reads one state per sequence."""
+        pairs = PairCollate(pad_token_id)
+
+        def collate(rows: list[dict]) -> dict[str, Any]:
+            batch = pairs(rows)
+            batch.pop(KEEP, None)
+            return batch
+
+        return collate
+
     def loss(self, outputs: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         r = rewards(outputs)
         half = r.shape[0] // 2
-        return -F.logsigmoid(r[:half] - r[half:]).mean()
+        margin = r[:half] - r[half:]
+        self.stats = {"reward_accuracy": win_share(margin.detach()), "margin": margin.detach().mean()}
+        return -F.logsigmoid(margin).mean()
 
     @torch.inference_mode()
     def evaluate(self, model: nn.Module, batches: Any, accelerator: Any = None) -> dict[str, Any]:

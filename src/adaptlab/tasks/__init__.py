@@ -12,7 +12,7 @@ from .base import TASK_TYPES, TaskType, detect_task, get_task_type, register_tas
 
 __all__ = ["TASK_TYPES", "TaskType", "detect_task", "discover", "get_task_type", "register_task", "task_of"]
 
-ORDER = ("classification", "sft", "language_modelling")
+ORDER = ("classification", "preference", "sft", "language_modelling")  # preference before sft: its rows have a prompt too
 
 
 def discover() -> dict[str, TaskType]:

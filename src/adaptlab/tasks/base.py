@@ -100,8 +100,9 @@ class TaskType(Protocol):
         """The scores in a few words, for the run's last log line."""
         ...
 
-    def files(self, data: Any) -> dict[str, str]:
-        """Extra files of the run folder (``labels.json``), name -> text."""
+    def files(self, data: Any, scores: dict[str, Any]) -> dict[str, str]:
+        """Extra files of the run folder, name -> text, from the data (``labels.json``) or from the final
+        evaluation's ``scores`` (``generations.jsonl``)."""
         ...
 
 

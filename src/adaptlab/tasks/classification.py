@@ -112,5 +112,5 @@ class Classification:
     def describe(self, scores: dict[str, Any]) -> str:
         return f"accuracy {scores.get('accuracy') or 0:.3f}, macro-F1 {scores.get('macro_f1') or 0:.3f}, eval loss {scores.get('loss') or 0:.4f}"
 
-    def files(self, data: Any) -> dict[str, str]:
+    def files(self, data: Any, scores: dict[str, Any]) -> dict[str, str]:
         return {"labels.json": json.dumps({"id2label": dict(enumerate(data.labels))}, indent=2)}

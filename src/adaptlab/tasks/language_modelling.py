@@ -274,5 +274,5 @@ class LanguageModelling:
     def describe(self, scores: dict[str, Any]) -> str:
         return f"held-out perplexity {scores.get('perplexity') or float('nan'):.2f} (loss {scores.get('loss') or float('nan'):.4f})"
 
-    def files(self, data: Any) -> dict[str, str]:
+    def files(self, data: Any, scores: dict[str, Any]) -> dict[str, str]:
         return {}

@@ -28,11 +28,11 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..data.batching import EXAMPLES
+from ..data.batching import EXAMPLES, KEEP
 from ..data.conversations import IGNORE
 from ..errors import AdaptlabError
 from .base import register_task
-from .sft import SFT, SFTData, load_splits, require_causal_lm, response_nll
+from .sft import SFT, SFTData, aligned, load_splits, logits_needed, require_causal_lm, response_nll
 
 log = logging.getLogger("adaptlab")
 
@@ -132,7 +132,7 @@ class Preference:
 
     @torch.inference_mode()
     def evaluate(self, model: nn.Module, batches: Any, accelerator: Any = None) -> dict[str, Any]:
-        from ..eval.generation import Timer, text_metrics
+        from ..eval.generation import GENERATIONS, Timer, text_metrics
         from ..eval.style import archaic_rate
 
         was_training = model.training
@@ -165,7 +165,8 @@ class Preference:
                 "archaic_rate": archaic_rate(generated), "loss": loss, "perplexity": math.exp(min(loss, 50)),
                 "examples": len(outputs), "generated_tokens_per_second": round(timer.rate, 1),
                 "samples": [{"prompt": p, "reference": c, "rejected": r, "output": o}
-                            for _, p, c, r, o in outputs[: self.sft.generation.samples]]}
+                            for _, p, c, r, o in outputs[: self.sft.generation.samples]],
+                GENERATIONS: [{"prompt": p, "reference": c, "rejected": r, "output": o} for _, p, c, r, o in outputs]}
 
     def _pairs(self, model: nn.Module, batch: dict[str, Any], timer: Any) -> tuple[tuple[torch.Tensor, ...], Any, Any, list]:
         """One batch: (log-ratio margin over the reference, plain margin, chosen and rejected log-probs), the
@@ -197,14 +198,19 @@ class Preference:
         return {"samples": final.get("samples", []), "generated_tokens_per_second": final.get("generated_tokens_per_second")}
 
     def describe(self, scores: dict[str, Any]) -> str:
-        reward = "" if scores.get("reward_accuracy") is None else (f", reward accuracy {scores['reward_accuracy']:.3f} "
-                                                                   f"(margin {scores['margin']:.2f})")
-        return (f"chosen likelier {scores.get('likelihood_accuracy') or 0:.3f}{reward}, "
-                f"chrF {scores.get('chrf') or 0:.1f} (vs rejected {scores.get('chrf_rejected') or 0:.1f}), "
-                f"archaic words {scores.get('archaic_rate') or 0:.3f}")
+        """The measured scores in words (a reward model's run has only its reward accuracy and margin)."""
+        parts = []
+        if scores.get("likelihood_accuracy") is not None:
+            parts.append(f"chosen likelier {scores['likelihood_accuracy']:.3f}")
+        if scores.get("reward_accuracy") is not None:
+            parts.append(f"reward accuracy {scores['reward_accuracy']:.3f} (margin {scores['margin']:.2f})")
+        if scores.get("chrf") is not None:
+            parts.append(f"chrF {scores['chrf']:.1f} (vs rejected {scores.get('chrf_rejected') or 0:.1f}), "
+                         f"archaic words {scores.get('archaic_rate') or 0:.3f}")
+        return ", ".join(parts) or "no pairs scored"
 
-    def files(self, data: Any) -> dict[str, str]:
-        return {}
+    def files(self, data: Any, scores: dict[str, Any]) -> dict[str, str]:
+        return self.sft.files(data, scores)
 
     def generate(self, model: nn.Module, prompts: list[str], batch_size: int | None = None, progress: bool = True) -> list[str]:
         return self.sft.generate(model, prompts, batch_size, progress)
@@ -214,9 +220,23 @@ class Preference:
                        rejected=self.sft.with_shots(split.rejected, pool.chosen, k, seed))
 
 
+def win_share(margins: torch.Tensor) -> torch.Tensor:
+    """The share of pairs won, a tie (the policy is still the reference) counting half: 0.5 at the start
+    (a tensor on the margins' device: the training loop reads it with its other statistics)."""
+    return ((margins > 0).float() + 0.5 * (margins == 0).float()).mean()
+
+
 def _wins(margins: torch.Tensor) -> float:
-    """The share of pairs won, a tie (the policy is still the reference) counting half: 0.5 at the start."""
-    return float(((margins > 0).float() + 0.5 * (margins == 0).float()).mean())
+    return float(win_share(margins))
+
+
+def pair_stats(logps: torch.Tensor, margins: torch.Tensor, name: str) -> dict[str, torch.Tensor]:
+    """What a preference loss logs per training batch (as TRL does): the share of pairs won by ``margins``
+    (under ``name``), their mean, and the mean chosen and rejected log-probabilities; detached."""
+    half = logps.shape[0] // 2
+    logps, margins = logps.detach(), margins.detach()
+    return {name: win_share(margins), "margin": margins.mean(), "chosen_logp": logps[:half].mean(),
+            "rejected_logp": logps[half:].mean()}
 
 
 def sequence_logps(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -224,7 +244,7 @@ def sequence_logps(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 
     Position t predicts token t + 1; only labelled positions are cast to fp32 and normalised (a full
     fp32 log-softmax over a 50k vocabulary would be the step's largest tensor)."""
-    logits = logits[:, -labels.shape[1]:]
+    logits, labels = aligned(logits, labels)
     target = labels[:, 1:]
     mask = target != IGNORE
     picked = logits[:, :-1][mask].float()
@@ -252,6 +272,7 @@ class PairCollate:
             "labels": torch.tensor([y + [IGNORE] * (width - len(y)) for y in labels]),
             EXAMPLES: len(rows),
         }
+        batch[KEEP] = logits_needed(batch["labels"])  # the answers' logits only: the prompts' are never read
         if REFERENCE in rows[0]:
             batch[REFERENCE] = torch.tensor([r[REFERENCE][0] for r in rows] + [r[REFERENCE][1] for r in rows], dtype=torch.float64)
         if "gen_input_ids" in rows[0]:

@@ -158,7 +158,7 @@ class SFT:
     @torch.inference_mode()
     def evaluate(self, model: nn.Module, batches: Any, accelerator: Any = None) -> dict[str, Any]:
         """Response-token loss on every batch, and an answer generated for every prompt, scored."""
-        from ..eval.generation import Timer, generate_ids, text_metrics
+        from ..eval.generation import GENERATIONS, Timer, generate_ids, text_metrics
         from ..eval.metrics import model_inputs
 
         was_training = model.training
@@ -190,9 +190,10 @@ class SFT:
         outputs.sort()
         loss = nll.item() / max(count, 1)
         scores = text_metrics([o[3] for o in outputs], [o[2] for o in outputs])
+        generated = [{"prompt": p, "reference": r, "output": o} for _, p, r, o in outputs]
         return {**scores, "loss": loss, "perplexity": math.exp(min(loss, 50)), "examples": len(outputs),
-                "generated_tokens_per_second": round(timer.rate, 1),
-                "samples": [{"prompt": p, "reference": r, "output": o} for _, p, r, o in outputs[: self.generation.samples]]}
+                "generated_tokens_per_second": round(timer.rate, 1), "samples": generated[: self.generation.samples],
+                GENERATIONS: generated}
 
     def headline(self, scores: dict[str, Any]) -> dict[str, Any]:
         return {k: scores.get(k) for k in (*self.metrics, "loss", "perplexity")}
@@ -204,8 +205,10 @@ class SFT:
         return (f"chrF {scores.get('chrf') or 0:.1f}, BLEU {scores.get('bleu') or 0:.1f}, ROUGE-L {scores.get('rouge_l') or 0:.3f}, "
                 f"response loss {scores.get('loss') or 0:.4f}")
 
-    def files(self, data: Any) -> dict[str, str]:
-        return {}
+    def files(self, data: Any, scores: dict[str, Any]) -> dict[str, str]:
+        from ..eval.generation import generations_file
+
+        return generations_file(scores)
 
     @torch.inference_mode()
     def generate(self, model: nn.Module, prompts: list[str], batch_size: int | None = None, progress: bool = True) -> list[str]:
@@ -248,11 +251,25 @@ def response_nll(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tens
     ~50k makes the full fp32 copy the largest tensor of a step). Prompt-learning models return logits for
     their virtual tokens too, in front: the last ``labels`` positions are the text's.
     """
-    logits = logits[:, -labels.shape[1]:]
+    logits, labels = aligned(logits, labels)
     target = labels[:, 1:]
     mask = target != IGNORE
     picked = logits[:, :-1][mask].float()
     return F.cross_entropy(picked, target[mask], reduction="sum"), mask.sum()
+
+
+def aligned(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The last positions the logits and labels share: prompt-learning models return logits for their
+    virtual tokens too, in front; a batch with ``logits_to_keep`` gets logits for its last positions only."""
+    n = min(logits.shape[1], labels.shape[1])
+    return logits[:, logits.shape[1] - n :], labels[:, labels.shape[1] - n :]
+
+
+def logits_needed(labels: torch.Tensor) -> int:
+    """``logits_to_keep`` for a batch: the positions from the one before its first labelled token to the end
+    (position t predicts token t + 1); at least 1 (transformers reads 0 as *all*)."""
+    labelled = (labels != IGNORE).any(0).nonzero()
+    return labels.shape[1] - int(labelled[0]) + 1 if len(labelled) else 1
 
 
 class SFTCollate:

@@ -80,19 +80,28 @@ class BestWeights:
     training only after the best epoch (gradual unfreezing) is copied by
     :meth:`cover` before its first update, when it still holds its best value.
     ``on_device``: copies stay beside the parameters (each process's shard, under FSDP).
+
+    Nothing is copied before a best epoch exists, and the last epoch, when it is the best, is kept as the
+    weights themselves (``update(..., copy=False)``): for full fine-tuning a copy is a second model in
+    memory, held for the whole run if it were taken up front.
     """
 
     def __init__(self, on_device: bool = False) -> None:
         self.tensors: dict[str, torch.Tensor] = {}
         self.on_device = on_device
+        self.recorded = False  # a best epoch exists (before it, there is nothing to keep)
 
     def _copy(self, p: torch.Tensor) -> torch.Tensor:
         return p.detach().clone() if self.on_device else p.detach().to("cpu", copy=True)
 
-    def update(self, module: nn.Module, names: set[str]) -> None:
-        self.tensors = {n: self._copy(p) for n, p in module.named_parameters() if n in names}
+    def update(self, module: nn.Module, names: set[str], copy: bool = True) -> None:
+        """The weights as they are now are the best; ``copy=False``: and they will not change again."""
+        self.tensors = {n: self._copy(p) for n, p in module.named_parameters() if n in names} if copy else {}
+        self.recorded = True
 
     def cover(self, module: nn.Module, names: set[str]) -> None:
+        if not self.recorded:
+            return
         for n, p in module.named_parameters():
             if n in names and n not in self.tensors:
                 self.tensors[n] = self._copy(p)
@@ -156,6 +165,7 @@ class Checkpointer:
                 if n in params:
                     p.copy_(params[n].to(p.device))
         best.tensors = load_file(folder / "best.safetensors")
+        best.recorded = state.best_epoch > 0
         if not (folder / "optim.pt").is_file():  # saved after the last epoch: nothing more to train
             return state
         saved = torch.load(folder / "optim.pt", weights_only=True, map_location="cpu")

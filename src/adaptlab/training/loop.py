@@ -6,12 +6,11 @@ Built on Accelerate: the same code runs on one CPU or under ``accelerate launch`
 on several GPUs (DDP/FSDP/DeepSpeed).
 
 Hooks a strategy may define (see ``strategies.base.Strategy``): ``precompute``,
-``param_groups``, ``collate``, ``batch_sampler``, ``loss``, ``on_epoch_start``, ``evaluate``.
+``param_groups``, ``collate``, ``batch_sampler``, ``loss``, ``step_stats``, ``on_epoch_start``, ``evaluate``.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -32,6 +31,7 @@ from ..strategies.base import batch_sampler, hook, param_groups
 from .checkpoint import BestWeights, Checkpointer, LoopState, rng_state, set_rng_state
 from .distributed import adopt, gathered, plain_copy, plugins, shard_blocks
 from .schedules import lr_multiplier
+from .steplog import StepLog
 
 log = logging.getLogger("adaptlab")
 
@@ -254,6 +254,7 @@ def train_epoch(run: Run, state: LoopState, epoch: int, best: BestWeights, bar: 
     """One pass over the training batches (continuing mid-epoch after a resume)."""
     acc, cfg = run.accelerator, run.cfg
     loss_fn = run.strategy.loss
+    step_stats = hook(run.strategy, "step_stats", dict)
     if hasattr(run.train_loader, "set_epoch"):
         # Accelerate's loader calls set_epoch(<its own pass count>) on every pass; after a resume that count
         # starts again at 0, so the order of every later epoch would repeat the first's (issue 12)
@@ -267,6 +268,7 @@ def train_epoch(run: Run, state: LoopState, epoch: int, best: BestWeights, bar: 
         examples = batch.pop(EXAMPLES, None) or len(batch["labels"])
         with acc.accumulate(run.model):
             loss = loss_fn(run.model(**model_inputs(batch)), batch)
+            stats = step_stats()
             acc.backward(loss)
             if acc.sync_gradients and cfg.max_grad_norm:
                 acc.clip_grad_norm_(run.model.parameters(), cfg.max_grad_norm)
@@ -276,7 +278,7 @@ def train_epoch(run: Run, state: LoopState, epoch: int, best: BestWeights, bar: 
         state.batch += 1
         state.examples += examples
         state.tokens += tokens * acc.num_processes
-        run.log.add(loss.detach(), examples, state.step + 1, epoch, run.scheduler.get_last_lr()[0])
+        run.log.add(loss.detach(), examples, state.step + 1, epoch, run.scheduler.get_last_lr()[0], stats)
         bar.update()
         if acc.sync_gradients:
             run.scheduler.step()
@@ -313,14 +315,14 @@ def end_epoch(run: Run, state: LoopState, epoch: int, best: BestWeights) -> bool
     Without a validation split every epoch counts as the best so far: the run ends with its last weights.
     """
     metrics = _evaluate(run.strategy, run.model, run.eval_loader, run.accelerator) if run.eval_loader is not None else {}
-    state.history.append({"epoch": epoch + 1, "train_loss": run.log.epoch_loss(), **metrics})
+    state.history.append({"epoch": epoch + 1, **run.log.epoch_summary(), **metrics})
     metric = run.cfg.metric
     score = metrics[metric] if metric in metrics and metric != "loss" else -metrics.get("loss", -(epoch + 1))  # loss: lower is better
     loss = metrics.get("loss", float("inf"))
     kept_loss = state.history[state.best_epoch - 1].get("loss", float("inf")) if state.best_epoch > 0 else float("inf")
     if score > state.best_score or (score == state.best_score and loss < kept_loss):  # ties: the lower loss
         state.best_score, state.best_epoch = score, epoch + 1
-        best.update(run.module, set(state.ever_trainable))
+        best.update(run.module, set(state.ever_trainable), copy=epoch + 1 < run.cfg.epochs)  # the last: kept as it is
     # patience runs out only when neither the metric nor the loss improves (an accuracy plateau at the
     # majority class often comes before the loss-driven climb out of it)
     improved = state.best_epoch == epoch + 1 or loss < state.best_loss
@@ -371,77 +373,9 @@ class WithTask:
 
 def _save(run: Run, best: BestWeights, state: LoopState, final: bool = False) -> None:
     run.log.flush()
+    if final:  # no step follows: AdamW's two moments (twice the trained weights) need not outlive training
+        run.optimizer.state.clear()
     state.epoch_losses, state.log_window = list(run.log.epoch_losses), list(run.log.window)
     if run.accelerator.is_main_process:
         run.ckpt.save(run.module, None if final else run.optimizer, run.scheduler, best, state)
     run.accelerator.wait_for_everyone()
-
-
-class StepLog:
-    """Per-step JSONL log (loss, learning rate, throughput) and running averages for the bar.
-
-    Losses stay on the device as they come (``add``) and are read in one transfer every ``every``
-    steps (``flush``): a ``loss.item()`` per batch would make the CPU wait for the GPU at every step,
-    so it could never queue the next batch's kernels while the current ones run (issue 14). A loss
-    that is not finite is reported at the read, naming the first step where it appeared."""
-
-    def __init__(self, path: Path | None, every: int):
-        self.path, self.every = path, every
-        self.window: list[float] = []
-        self.epoch_losses: list[float] = []
-        self.pending: list[tuple[torch.Tensor, int, int, float]] = []  # (loss on the device, step, epoch, lr)
-        self.examples = self.epoch_examples = 0
-        self.since = self.epoch_since = time.perf_counter()
-
-    def truncate(self, step: int) -> None:
-        """Drop lines past ``step`` (a resumed run logs them again)."""
-        if self.path and self.path.is_file():
-            lines = self.path.read_text(encoding="utf-8").splitlines(keepends=True)
-            self.path.write_text("".join(line for line in lines if json.loads(line)["step"] <= step), encoding="utf-8")
-
-    def add(self, loss: torch.Tensor, examples: int, step: int, epoch: int, lr: float) -> None:
-        self.pending.append((loss, step, epoch, lr))
-        self.examples += examples
-        self.epoch_examples += examples
-
-    def flush(self) -> None:
-        """Read the pending losses (one host sync); raise if one is NaN or infinite."""
-        if not self.pending:
-            return
-        values = torch.stack([loss.float().reshape(()) for loss, *_ in self.pending]).tolist()
-        for value, (_, step, epoch, lr) in zip(values, self.pending):
-            if not math.isfinite(value):
-                self.pending = []
-                raise AdaptlabError(f"training loss became {value} at step {step} (epoch {epoch + 1}) with learning rate "
-                                    f"{lr:.2e}: lower it (--lr), or let the range test choose (--lr auto)")
-        self.pending = []
-        self.window.extend(values)
-        self.epoch_losses.extend(values)
-
-    def step(self, state: LoopState, epoch: int, lr: float) -> bool:
-        """At every ``every``-th step: read the losses and write a line. True when it did."""
-        if state.step % self.every:
-            return False
-        self.flush()
-        now = time.perf_counter()
-        if self.path:
-            line = {"step": state.step, "epoch": epoch + 1, "loss": round(sum(self.window) / max(len(self.window), 1), 6),
-                    "lr": lr, "examples_per_second": round(self.examples / max(now - self.since, 1e-9), 2),
-                    "time": round(time.time(), 3)}
-            with open(self.path, "a", encoding="utf-8") as f:
-                f.write(json.dumps(line) + "\n")
-        self.window, self.examples, self.since = [], 0, now
-        return True
-
-    def running_loss(self) -> float:
-        return sum(self.epoch_losses) / max(len(self.epoch_losses), 1)
-
-    def epoch_rate(self) -> float:
-        return self.epoch_examples / max(time.perf_counter() - self.epoch_since, 1e-9)
-
-    def epoch_loss(self) -> float:
-        """Mean training loss of the epoch that just ended; starts the next one."""
-        self.flush()
-        loss = self.running_loss()
-        self.epoch_losses, self.epoch_examples, self.epoch_since = [], 0, time.perf_counter()
-        return loss

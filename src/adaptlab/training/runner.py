@@ -23,6 +23,7 @@ from ..config import RunConfig, TrainConfig, dump_config, load_config
 from ..data.task import TaskData
 from ..errors import AdaptlabError
 from ..eval.forgetting import Probe
+from ..eval.generation import GENERATIONS
 from ..eval.measure import PeakMemory, folder_bytes, versions
 from ..models.backbones import Backbone, load_backbone
 from ..models.modeling import count_parameters
@@ -242,10 +243,11 @@ def run_one(cfg: RunConfig, setup: Setup, out: Path, resume: bool = False) -> Ru
         "peak_memory_mb": memory.mb,
         "device": "cuda" if torch.cuda.is_available() else "cpu",
         "eval": task_type.headline(final),
+        "train": on_training_batches(kept_scores(state, train_cfg)),
         "validation": {k: v for k, v in kept_scores(state, train_cfg).items() if k != "epoch"} if setup.val_rows and not own else None,
         "train_settings": train_settings(state, train_cfg),
         "eval_sets": eval_sets,
-        "history": state.history,
+        "history": [{k: v for k, v in h.items() if k != GENERATIONS} for h in state.history],  # generations.jsonl
         "artifact_bytes": folder_bytes(partial / "model"),
         "versions": versions(),
         "forgetting": forgetting,
@@ -255,7 +257,7 @@ def run_one(cfg: RunConfig, setup: Setup, out: Path, resume: bool = False) -> Ru
     if metrics.get("did_not_learn"):
         log.warning("%s did not learn: %s. Next: %s", strategy.name, "; ".join(metrics["did_not_learn"]["evidence"]),
                     metrics["did_not_learn"]["next"])
-    _finish(partial, out, metrics, resolved, setup)
+    _finish(partial, out, metrics, resolved, setup, final)
     log.info("%s: %s -> %s", strategy.name, task_type.describe(metrics["eval"]), out)
     return RunResult(out, metrics, resolved, module)
 
@@ -274,6 +276,13 @@ def kept_scores(state: Any, cfg: TrainConfig) -> dict[str, Any]:
     if not state.history:
         return {}
     return state.history[state.best_epoch - 1] if cfg.keep_best else state.history[-1]
+
+
+def on_training_batches(scores: dict[str, Any]) -> dict[str, float] | None:
+    """The kept epoch's statistics over the batches it trained on (a strategy's ``step_stats``: DPO's reward
+    accuracy on its training pairs), or None when the strategy logs none."""
+    stats = {k.removeprefix("train_"): v for k, v in scores.items() if k.startswith("train_") and k != "train_loss"}
+    return stats or None
 
 
 def train_settings(state: Any, cfg: TrainConfig) -> dict[str, Any]:
@@ -320,12 +329,12 @@ def _save_artifact(strategy: Any, module: torch.nn.Module, folder: Path, task: T
     hook(strategy, "save", save_pretrained)(module, folder, task)
 
 
-def _finish(partial: Path, out: Path, metrics: dict, cfg: RunConfig, setup: Setup) -> None:
+def _finish(partial: Path, out: Path, metrics: dict, cfg: RunConfig, setup: Setup, final: dict[str, Any]) -> None:
     """Write the run's files, metrics.json last (atomically): once it exists, training is done and a
     ``--resume`` after a kill only completes this (:func:`_complete`) instead of training again."""
     from .checkpoint import write_atomic
 
-    for name, text in get_task_type(metrics["task"]["type"]).files(setup.data).items():
+    for name, text in get_task_type(metrics["task"]["type"]).files(setup.data, final).items():
         (partial / name).write_text(text, encoding="utf-8")
     card = model_card(metrics, cfg, artifact_kind(partial / "model"), setup.backbone.source)
     (partial / "README.md").write_text(card, encoding="utf-8")
