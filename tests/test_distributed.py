@@ -28,7 +28,16 @@ def test_processes_stay_in_sync_when_more_layers_unfreeze(tmp_path, tiny_backbon
                       cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads((tmp_path / "out.json").read_text())
-    assert report == {"world": 2, "same": True, "steps": 3 * 5, "examples": 3 * 320}  # each process: half the batches
+    assert report == {"world": 2, "same": True, "moved": True, "steps": 3 * 5, "examples": 3 * 320}  # each: half the batches
+
+
+@pytest.mark.skipif(not shutil.which(str(TORCHRUN)), reason="torchrun not installed")
+def test_maml_meta_gradients_are_averaged_across_processes(tmp_path, tiny_backbone, toy_csv):
+    result = torchrun(Path(__file__).with_name("distributed_check.py"), tiny_backbone, toy_csv, tmp_path / "out.json", "maml",
+                      cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((tmp_path / "out.json").read_text())
+    assert report["same"] and report["moved"] and report["steps"] == 3 * 2  # 4 episodes an epoch, 2 per process
 
 
 def test_cli_train_writes_one_run_folder(tmp_path, tiny_backbone, toy_csv):

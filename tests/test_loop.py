@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -61,3 +63,42 @@ def test_gradient_accumulation_takes_fewer_steps(tiny_backbone, toy_csv):
     _, state = fit(s, module, setup.train_rows, setup.eval_rows, task.train_config)
     batches = -(-len(setup.train_rows) // 8)
     assert state.step == -(-batches // 4) and state.batch == 0 and state.examples == len(setup.train_rows)  # 4 batches a step
+
+
+def test_best_weights_copy_nothing_before_a_best_epoch_or_for_a_last_best_one(tiny_backbone, toy_csv, monkeypatch):
+    from adaptlab.training.checkpoint import BestWeights
+
+    s, module, setup, task = run(tiny_backbone, toy_csv)
+    names = {n for n, p in module.named_parameters() if p.requires_grad}
+    best = BestWeights()
+    best.cover(module, names)
+    assert best.tensors == {}  # no best epoch yet: nothing to keep (a full model's copy, held for the whole run)
+    best.update(module, names)
+    assert set(best.tensors) == names
+    best.update(module, names, copy=False)  # the last epoch is the best: the weights as they are
+    assert best.tensors == {} and best.recorded
+    copies = []
+    original = BestWeights.update
+    monkeypatch.setattr(BestWeights, "update", lambda self, m, n, copy=True: (copies.append(copy), original(self, m, n, copy))[1])
+    s, module, setup, task = run(tiny_backbone, toy_csv, epochs=1, lr=1e-3)
+    fit(s, module, setup.train_rows, setup.eval_rows, task.train_config)
+    assert copies == [False]  # one epoch, kept as it ended
+
+
+def test_step_log_reads_losses_and_statistics_in_one_transfer(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from adaptlab.training.steplog import StepLog
+
+    log = StepLog(tmp_path / "steps.jsonl", every=2)
+    for step, (loss, acc) in enumerate([(1.0, 0.0), (3.0, 1.0), (2.0, 0.5)], start=1):
+        log.add(torch.tensor(loss), 4, step, 0, 1e-3, {"reward_accuracy": torch.tensor(acc)})
+    reads = []
+    original = torch.Tensor.tolist
+    monkeypatch.setattr(torch.Tensor, "tolist", lambda t: (reads.append(t.shape), original(t))[1])
+    assert log.step(SimpleNamespace(step=2), 0, 1e-3)
+    assert len(reads) == 1 and reads[0] == (6,)  # three losses and three statistics, one read
+    line = json.loads((tmp_path / "steps.jsonl").read_text())
+    assert line["loss"] == 2.0 and line["reward_accuracy"] == 0.5
+    summary = log.epoch_summary()
+    assert summary == {"train_loss": 2.0, "train_reward_accuracy": 0.5} and log.epoch_summary()["train_loss"] == 0

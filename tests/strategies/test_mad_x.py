@@ -66,3 +66,17 @@ def test_missing_language_text_fails_before_any_run_folder(cli, tiny_backbone, t
     code, _, err = cli("train", "-s", "mad_x", "-b", tiny_backbone, "-d", toy_csv, "--set", "strategy.target_text=none.txt", "-o", "run")
     assert code == 2 and "no bundled dataset or file named 'none.txt'" in err
     assert not list(tmp_path.glob("run*"))
+
+
+def test_the_language_adapters_training_counts_in_train_seconds(tiny_backbone, toy_csv, monkeypatch, tmp_path):
+    import adaptlab
+
+    monkeypatch.setenv("ADAPTLAB_CACHE", str(tmp_path / "cache"))
+    run = adaptlab.train(strategy="mad_x", backbone=str(tiny_backbone), data=str(toy_csv), output=str(tmp_path / "run"),
+                         overrides={"strategy.target_text": str(toy_csv), "strategy.mlm_texts": 60, "train.epochs": 1,
+                                    "train.progress": False})
+    m = run.metrics
+    before = m["train_seconds_before_fit"]["language adapter (target)"]
+    assert before > 0 and m["train_seconds"] >= before + 0.001  # the MLM stage is part of the cost, beside the task adapter's
+    assert before == pytest.approx(json.loads((tmp_path / "run" / "model" / "mad_x.json").read_text())
+                                   ["language_adapters"]["target"]["seconds"])

@@ -278,6 +278,9 @@ def _plots(folder: Path, rows: list[dict[str, Any]], baseline: float) -> list[Pa
         log.info("matplotlib not installed: report without plots (pip install 'adaptlab[plots]')")
         return []
     paths = []
+    rows = [r for r in rows if r.get("score") is not None]  # a reward model's run has no policy metric to place
+    if not rows:
+        return []
     metric = rows[0]["metric"]
     for key, label, name in (("trainable_params", "trainable parameters", f"{metric}_vs_params"),
                              ("train_seconds", "training time (s)", f"{metric}_vs_time")):

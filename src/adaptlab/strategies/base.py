@@ -92,6 +92,9 @@ class Strategy(Protocol):
       rate by a range test, the epochs from the data size. Episodic and pair
       samplers, whose steps are not batches of the task, set fewer or none.
       ``train_defaults["lr"]`` is the range test's fallback.
+    - ``earlier_training() -> dict[str, float]``: seconds of training done in
+      ``prepare``, by part (MAD-X's language adapters); added to the run's
+      ``train_seconds`` and listed in ``train_seconds_before_fit``.
     - ``extra_metrics(module, history, eval_rows, device) -> dict``: more
       entries for metrics.json, measured after training (default: none).
     - ``tasks`` (class attribute, default ``("classification",)``): the task

@@ -23,7 +23,12 @@ meta-gradients ~2 % off finite differences (torch 2.13), the former matches them
 For a task with fixed classes, the model adapts on (up to ``eval_support`` per
 class of) the training examples before predicting; the artefact holds those
 adapted weights. In training mode ``forward`` only hands the episode on: the
-``loss`` hook runs both inner and outer passes.
+``loss`` hook runs both inner and outer passes, on the unwrapped module. Under DDP
+this is still synchronised: the wrapped ``forward`` runs every step (it prepares the
+reducer), and DDP all-reduces from hooks on the parameters' gradients, whichever
+path the gradients took; every meta-trained parameter gets one each step (the lower
+blocks are frozen). tests/test_distributed.py checks that two processes drawing
+different episodes end with the same weights.
 """
 
 from __future__ import annotations

@@ -222,6 +222,7 @@ def run_one(cfg: RunConfig, setup: Setup, out: Path, resume: bool = False) -> Ru
     if not main:  # other processes of a distributed run: the main one writes the folder
         return RunResult(out, {}, resolved, module)
     extra = hook(strategy, "extra_metrics", lambda *args: {})(module, state.history, eval_rows, _device())
+    earlier = hook(strategy, "earlier_training", dict)()  # training inside prepare (MAD-X's language adapters) costs too
     _save_artifact(strategy, module, partial / "model", task)
     metrics = {
         "strategy": strategy.name,
@@ -236,7 +237,8 @@ def run_one(cfg: RunConfig, setup: Setup, out: Path, resume: bool = False) -> Ru
         "trainable_share": trainable / total if total else 0.0,
         "epochs": len(state.history),
         "best_epoch": state.best_epoch,
-        "train_seconds": round(state.train_seconds, 3),
+        "train_seconds": round(state.train_seconds + sum(earlier.values()), 3),
+        "train_seconds_before_fit": earlier or None,
         "train_examples_per_second": round(state.examples / state.train_seconds, 2) if state.train_seconds else 0.0,
         "train_tokens_per_second": round(state.tokens / state.train_seconds, 1) if state.train_seconds else 0.0,
         "wall_seconds": round(time.perf_counter() - started, 3),
