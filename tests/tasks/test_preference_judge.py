@@ -40,12 +40,16 @@ def test_training_pairs_are_measured_as_dpo_trains_and_every_answer_is_kept(tiny
     assert not any("generations" in h for h in m["history"])  # kept out of metrics.json
 
 
-def test_a_strategy_without_step_stats_has_no_train_block(tiny_chat, pairs_csv, tmp_path):  # noqa: F811
+def test_a_strategy_without_step_stats_has_no_train_block_and_sft_keeps_its_answers(tiny_chat, translations_csv, tmp_path):
     import adaptlab
 
-    run = adaptlab.train(strategy="lora", backbone=str(tiny_chat), data=str(pairs_csv), output=str(tmp_path / "run"),
+    out = tmp_path / "run"
+    run = adaptlab.train(strategy="lora", backbone=str(tiny_chat), data=str(translations_csv), output=str(out),
                          overrides={**SMALL, "data.max_train": 16, "train.epochs": 1, "train.lr": 1e-3})
-    assert run.metrics["train"] is None and "train_reward_accuracy" not in run.metrics["history"][-1]
+    assert run.metrics["train"] is None and set(run.metrics["history"][-1]) >= {"train_loss"}
+    assert not any(k.startswith("train_") and k != "train_loss" for k in run.metrics["history"][-1])
+    lines = (out / "generations.jsonl").read_text().splitlines()
+    assert len(lines) == run.metrics["eval_examples"] and set(json.loads(lines[0])) == {"prompt", "reference", "output"}
 
 
 def test_only_the_answer_positions_get_logits(tiny_chat, pairs_csv):  # noqa: F811

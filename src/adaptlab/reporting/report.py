@@ -20,7 +20,7 @@ from .report_sections import extra_sections
 
 log = logging.getLogger("adaptlab")
 
-SHARES = ("accuracy", "macro_f1")
+SHARES = ("accuracy", "macro_f1", "likelihood_accuracy", "reward_accuracy")  # shown as percentages
 """Metrics that are shares (shown as percentages); the others (chrF, BLEU) are points."""
 
 COMMON = [

@@ -181,7 +181,7 @@ def fit_language_adapter(model: nn.Module, language: str, text: str, config: Any
     model.to(device)
     freeze(model)
     params = sum(p.numel() for n, p in model.named_parameters() if f".adapters.{language}." in n)
-    report = {"text": text, "texts": len(rows) - n_eval, "params": params, "seconds": round(time.perf_counter() - started, 1),
+    report = {"text": text, "texts": len(rows) - n_eval, "params": params, "seconds": round(time.perf_counter() - started, 3),
               "mlm_loss": losses}
     log.info("language adapter (%s): %d params, MLM loss %s, %.0fs", language, params, report["mlm_loss"], report["seconds"])
     return report
