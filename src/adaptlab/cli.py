@@ -131,6 +131,8 @@ def compare(
     resume: Resume = False, quiet: Quiet = False, shots: Shots = None, target_shots: TargetShots = None,
     task: Task = None, prompt_column: PromptCol = None, response_column: ResponseCol = None, system: System = None,
     template: Template = None, packing: Packing = None, max_length: MaxLength = None,
+    seeds: Annotated[int | None, typer.Option("--seeds", help="Run each strategy with N seeds (train.seed, +1, ...): mean, "
+                                              "spread, 95% intervals, differences within noise.", show_default="1")] = None,
 ) -> None:
     """Run several strategies on the same data and write a comparison report.
 
@@ -139,9 +141,9 @@ def compare(
     from .reporting.comparison import compare as run_compare
     from .reporting.report import markdown_table
 
-    flags = _overrides(**{k: v for k, v in locals().items() if k not in ("recipe", "set_", "output", "resume", "strategies")})
+    flags = _overrides(**{k: v for k, v in locals().items() if k not in ("recipe", "set_", "output", "resume", "strategies", "seeds")})
     names = [s.strip() for s in strategies.split(",") if s.strip()] if strategies else None
-    result = run_compare(names, recipe, overrides={**flags, **_sets(set_)}, output=output, resume=resume)
+    result = run_compare(names, recipe, overrides={**flags, **_sets(set_)}, output=output, resume=resume, seeds=seeds)
     if not result.rows:
         return  # a non-main process of a distributed run
     from .reporting.report import flat

@@ -26,6 +26,7 @@ from ..training.runner import RunResult, _as_dict, _is_main_process, exclusive, 
 from .judge import check_judge, judge
 from .pipeline import Setups, plan_stages, run_stages
 from .report import write_report
+from .seeds import seed_list
 
 log = logging.getLogger("adaptlab")
 
@@ -86,6 +87,20 @@ def plan(recipe: dict[str, Any], strategies: list[str] | None, overrides: dict[s
     return configs
 
 
+def with_seeds(configs: list[tuple[str, RunConfig]], seeds: int) -> list[tuple[str, RunConfig]]:
+    """Each entry once per seed (``<name>-seed<s>``, ``train.seed`` = s); unchanged for one seed."""
+    if seeds == 1:
+        return configs
+    return [(f"{name}-seed{s}", cfg.model_copy(update={"train": cfg.train.model_copy(update={"seed": s})}))
+            for name, cfg in configs for s in seed_list(cfg.train.seed, seeds)]
+
+
+def group_of(name: str) -> str:
+    """The strategy entry a run belongs to: ``lora-seed43`` -> ``lora``."""
+    head, _, tail = name.rpartition("-seed")
+    return head if head and tail.isdigit() else name
+
+
 def _run(name: str, cfg: RunConfig, setups: Setups, work: Path, out: Path, resume: bool) -> RunResult:
     """One strategy of the comparison, skipped if it finished before an interruption."""
     run_dir = work / name
@@ -119,19 +134,23 @@ def compare(
     overrides: list[str] | dict[str, Any] | None = None,
     output: str | Path | None = None,
     resume: bool = False,
+    seeds: int | None = None,
     **fields: Any,
 ) -> Comparison:
     """Run ``strategies`` under one setup; write run folders, results and a report.
 
     With neither a recipe nor data, runs the bundled demo: MiniLM-L6 on Rotten
-    Tomatoes with the five core strategies.
+    Tomatoes with the five core strategies. ``seeds``: run each strategy with that many
+    seeds (``train.seed``, +1, ...) and report mean, spread and intervals (``seeds.py``).
     """
     more = {**fields_to_overrides(fields), **_as_dict(overrides)}
     if recipe is None and "data.train" not in more:
         recipe = bundled_recipe(DEMO_RECIPE)
         log.info("no data given: running the bundled demo recipe (minilm-l6 on rotten-tomatoes)")
+    if seeds is not None and seeds < 1:
+        raise AdaptlabError(f"--seeds must be at least 1, got {seeds}")
     data = load_recipe(recipe)
-    configs = plan(data, strategies, more)
+    configs = with_seeds(plan(data, strategies, more), seeds or 1)
     out = Path(output or data.get("output") or Path("runs") / f"compare-{time.strftime('%Y%m%d-%H%M%S')}")
     with exclusive(out):
         return _compare_into(out, data, configs, more, resume)
@@ -165,7 +184,7 @@ def _compare_into(out: Path, data: dict[str, Any], configs: list, more: dict[str
     configs, runs = stages + configs, stage_runs + runs
     if not _is_main_process():
         return Comparison(out, runs, [])
-    rows = [dict(run=name, **r.metrics) for (name, _), r in zip(configs, runs)]
+    rows = [dict(run=name, group=group_of(name), **r.metrics) for (name, _), r in zip(configs, runs)]
     judged = judge(judge_spec, rows, work) if judge_spec else None
     write_report(work, rows, getattr(first.data, "majority_baseline", None), judged)
     os.replace(work, out)

@@ -17,6 +17,7 @@ from ..eval.forgetting import summary as forgetting_summary
 from ..tasks import task_of
 from .judge import JUDGE_COLUMNS, judge_section
 from .report_sections import extra_sections
+from .seeds import recommend_over_seeds, seeds_section, summarise
 
 log = logging.getLogger("adaptlab")
 
@@ -53,7 +54,8 @@ def flat(row: dict[str, Any]) -> dict[str, Any]:
     out.update({k: v for k, v in row["eval"].items() if k != "loss"}, eval_loss=row["eval"].get("loss"))
     out.update(loss=row["eval"].get("loss"), score=row["eval"].get(task_type.default_metric), metric=task_type.default_metric,
                task_type=task_type.name)
-    out.update(strategy=row["strategy"], total_params=row["total_params"], epochs=row.get("epochs"))
+    out.update(strategy=row["strategy"], total_params=row["total_params"], epochs=row.get("epochs"), seed=row.get("seed"),
+               group=row.get("group") or row["run"])
     settings = row.get("train_settings") or {}
     out.update(lr=settings.get("lr"), lr_source=settings.get("lr_source"), epochs_run=settings.get("epochs_run"),
                optimizer_steps=settings.get("optimizer_steps"), lr_find_seconds=(settings.get("lr_find") or {}).get("seconds"))
@@ -239,6 +241,8 @@ def write_report(folder: Path, runs: list[dict[str, Any]], baseline: float | Non
         writer.writeheader()
         writer.writerows(rows)
     plots = _plots(folder, rows, baseline)
+    groups = summarise(rows)
+    over_seeds = bool(groups) and max(len(g["by_seed"]) for g in groups) > 1
     lines = [
         "# adaptlab comparison",
         "",
@@ -249,9 +253,10 @@ def write_report(folder: Path, runs: list[dict[str, Any]], baseline: float | Non
         *markdown_table(rows),
         "",
         *eval_set_table(runs),
+        *seeds_section(groups),
         "## Recommendation",
         "",
-        recommend(rows, task_type.tolerance),
+        recommend_over_seeds(groups) if over_seeds else recommend(rows, task_type.tolerance),
         *zero_shot_note(rows, runs),
         *did_not_learn_section(runs),
         *lr_note(rows),
