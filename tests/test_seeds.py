@@ -51,3 +51,38 @@ def test_compare_with_seeds_reports_each_strategy_over_its_seeds(cli, tiny_backb
 def test_zero_seeds_is_one_clear_line(cli, tiny_backbone, toy_csv, tmp_path):
     code, _, err = cli("compare", "-b", tiny_backbone, "-d", toy_csv, "--seeds", "0", "-o", tmp_path / "cmp")
     assert code == 2 and "--seeds must be at least 1" in err and "Traceback" not in err and not (tmp_path / "cmp").exists()
+
+
+def test_mcnemar_and_the_bootstrap_interval_on_known_cases():
+    from adaptlab.reporting.noise import bootstrap_interval, mcnemar
+
+    a, b = "1" * 50 + "0" * 50, "1" * 40 + "0" * 60  # a is right on 10 more examples, b never right where a is wrong
+    assert mcnemar(a, b)[:2] == (10, 0) and mcnemar(a, b)[2] == pytest.approx(2 / 2 ** 10)
+    assert mcnemar(a, a) == (0, 0, 1.0)
+    assert mcnemar("10", "01")[2] == 1.0  # one discordant each way: no evidence
+    low, high = bootstrap_interval(a)
+    assert low < 0.5 < high and high - low == pytest.approx(2 * 1.96 * 0.05, abs=0.03)  # ~ the normal interval
+    assert bootstrap_interval(a) == bootstrap_interval(a)  # seeded
+
+
+def test_one_seed_recommends_the_cheapest_run_mcnemar_cannot_tell_from_the_best():
+    from adaptlab.reporting.report import recommend
+
+    rows = [{"run": "full", "score": 0.82, "metric": "accuracy", "train_seconds": 100.0, "artifact_bytes": 10},
+            {"run": "probe", "score": 0.79, "metric": "accuracy", "train_seconds": 5.0, "artifact_bytes": 1}]
+    assert "**probe** is within noise" in recommend(rows, 0.01, tied={"full", "probe"})
+    assert "worse beyond noise" in recommend(rows, 0.01, tied={"full"})
+    assert "No cheaper strategy comes within one point" in recommend(rows, 0.01)  # no per-example data: the tolerance
+
+
+def test_a_one_seed_comparison_shows_its_noise(cli, tiny_backbone, toy_csv, tmp_path):
+    code, _, err = cli("compare", "--strategies", "linear_probe,lora", "-b", tiny_backbone, "-d", toy_csv, "--epochs", "1",
+                       "-o", tmp_path / "cmp", "-q")
+    assert code == 0, err
+    results = json.loads((tmp_path / "cmp" / "results.json").read_text())
+    correct = [r["eval_correct"] for r in results["runs"]]
+    assert all(len(c) == r["eval_examples"] and set(c) <= {"0", "1"} for c, r in zip(correct, results["runs"]))
+    assert all(c.count("1") / len(c) == pytest.approx(r["eval"]["accuracy"]) for c, r in zip(correct, results["runs"]))
+    assert not any("correct" in h for r in results["runs"] for h in r["history"])
+    report = (tmp_path / "cmp" / "report.md").read_text()
+    assert "## How much is noise (one seed)" in report and "McNemar" in report

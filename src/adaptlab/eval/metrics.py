@@ -29,9 +29,16 @@ def macro_f1(predictions: list[int], labels: list[int]) -> float:
     return sum(scores) / len(scores) if scores else 0.0
 
 
+CORRECT = "correct"
+"""Scores key: one character per evaluation example in the pass's order, ``1`` right and ``0`` wrong. The
+order is the evaluation sampler's, the same for every strategy of a comparison, so two runs can be
+compared example by example (``reporting/noise.py``); kept out of the per-epoch history."""
+
+
 def scores(predictions: list[int], labels: list[int], loss_sum: float) -> dict[str, float]:
     n = len(labels)
     return {
+        CORRECT: "".join("1" if p == y else "0" for p, y in zip(predictions, labels)),
         "accuracy": sum(p == y for p, y in zip(predictions, labels)) / n if n else 0.0,
         "macro_f1": macro_f1(predictions, labels),
         "loss": loss_sum / n if n else 0.0,

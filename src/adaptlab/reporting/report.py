@@ -16,6 +16,7 @@ from typing import Any
 from ..eval.forgetting import summary as forgetting_summary
 from ..tasks import task_of
 from .judge import JUDGE_COLUMNS, judge_section
+from .noise import noise_section, within_noise_of_best
 from .report_sections import extra_sections
 from .seeds import recommend_over_seeds, seeds_section, summarise
 
@@ -105,8 +106,11 @@ def human_bytes(n: int) -> str:
     return str(n)
 
 
-def recommend(rows: list[dict[str, Any]], tolerance: float = 0.01) -> str:
-    """Rank by the task's primary metric (``score``); never a run that did not learn, whatever it cost."""
+def recommend(rows: list[dict[str, Any]], tolerance: float = 0.01, tied: set[str] | None = None) -> str:
+    """Rank by the task's primary metric (``score``); never a run that did not learn, whatever it cost.
+
+    ``tied``: the runs a paired test cannot tell from the best (``noise.py``); the cheapest of them is
+    recommended. Without it, the cheapest within ``tolerance`` of the best."""
     failed = [r["run"] for r in rows if r.get("learned") == "no"]
     rows = [r for r in rows if r.get("learned") != "no" and r.get("score") is not None]
     if not rows:
@@ -115,7 +119,8 @@ def recommend(rows: list[dict[str, Any]], tolerance: float = 0.01) -> str:
     share = metric in SHARES
     show = (lambda v: f"{v:.1%}") if share else (lambda v: f"{metric} {v:.1f}")
     best = max(rows, key=lambda r: r["score"])
-    close = [r for r in rows if r["score"] >= best["score"] - tolerance]
+    close = [r for r in rows if r["run"] in tied or r is best] if tied is not None else [
+        r for r in rows if r["score"] >= best["score"] - tolerance]
     cheap = min(close, key=lambda r: r["train_seconds"])
     text = f"Best {metric}: **{best['run']}** ({show(best['score'])})."
     if cheap is not best:
@@ -123,11 +128,13 @@ def recommend(rows: list[dict[str, Any]], tolerance: float = 0.01) -> str:
         size = best["artifact_bytes"] / max(cheap["artifact_bytes"], 1)
         artefact = (f"a {size:.0f}x smaller artefact" if size >= 1.5 else f"a {1 / size:.0f}x larger artefact" if size <= 1 / 1.5
                     else f"an artefact of about the same size ({human_bytes(cheap['artifact_bytes'])})")
-        within = f"{tolerance:.0%}" if share else f"{tolerance:g} point"
+        within = "noise" if tied is not None else f"{tolerance:.0%}" if share else f"{tolerance:g} point"
         text += (
             f" **{cheap['run']}** is within {within} of it ({show(cheap['score'])}) and trains"
             f" {speed:.1f}x faster with {artefact}: the recommendation unless the last point of accuracy matters."
         )
+    elif tied is not None:
+        text += " Every cheaper strategy is worse beyond noise (McNemar p < 0.05 on the same examples): the recommendation."
     else:
         text += " No cheaper strategy comes within one point of it: the recommendation."
     if failed:
@@ -243,6 +250,9 @@ def write_report(folder: Path, runs: list[dict[str, Any]], baseline: float | Non
     plots = _plots(folder, rows, baseline)
     groups = summarise(rows)
     over_seeds = bool(groups) and max(len(g["by_seed"]) for g in groups) > 1
+    per_example = [{**f, "eval_correct": r.get("eval_correct")} for f, r in zip(rows, runs)]
+    close = None if over_seeds else within_noise_of_best([r for r in per_example if r.get("learned") != "no"])
+    tied = {r["run"] for r in close} if close is not None else None
     lines = [
         "# adaptlab comparison",
         "",
@@ -254,9 +264,11 @@ def write_report(folder: Path, runs: list[dict[str, Any]], baseline: float | Non
         "",
         *eval_set_table(runs),
         *seeds_section(groups),
+        *([] if over_seeds else noise_section(per_example)),
+        "",
         "## Recommendation",
         "",
-        recommend_over_seeds(groups) if over_seeds else recommend(rows, task_type.tolerance),
+        recommend_over_seeds(groups) if over_seeds else recommend(rows, task_type.tolerance, tied),
         *zero_shot_note(rows, runs),
         *did_not_learn_section(runs),
         *lr_note(rows),

@@ -105,7 +105,9 @@ class Classification:
         from ..eval.diagnosis import did_not_learn
 
         losses = [h["train_loss"] for h in history if h.get("train_loss") is not None]
-        return {"majority_baseline": data.majority_baseline,
+        from ..eval.metrics import CORRECT
+
+        return {"majority_baseline": data.majority_baseline, "eval_correct": final.get(CORRECT),
                 "did_not_learn": did_not_learn(final.get("accuracy"), data.majority_baseline, final.get("examples") or 0,
                                                final.get("top_prediction_share"), losses, lr, trained)}
 
