@@ -124,7 +124,7 @@ def episodic(
     """Meta-train each strategy on some classes, score N-way K-shot episodes of the others."""
     more = {**fields_to_overrides(fields), **_as_dict(overrides)}
     data = load_recipe(recipe)
-    configs = plan(data, strategies or ["protonet"], more)
+    configs = plan(data, strategies or (None if data.get("strategies") else ["protonet"]), more)  # the recipe's list
     for _, cfg in configs:
         if not hasattr(get_strategy(cfg.strategy.name), "adapt_episode"):
             raise AdaptlabError(f"strategy '{cfg.strategy.name}' has no episodic mode; try protonet, maml or contrastive")
