@@ -59,9 +59,12 @@ class TaskData:
 
     @property
     def majority_baseline(self) -> float:
-        """Eval accuracy of always predicting the most frequent training class."""
-        top = Counter(self.train.labels).most_common(1)[0][0]
-        return sum(y == top for y in self.eval.labels) / max(len(self.eval), 1)
+        """Eval accuracy of always predicting the most frequent training class (classes tied in training, as
+        with ``--shots``: the one most frequent in evaluation, so that the baseline is not an unlucky tie-break)."""
+        counts, shares = Counter(self.train.labels), Counter(self.eval.labels)
+        most = max(counts.values())
+        top = max((y for y, c in counts.items() if c == most), key=lambda y: shares[y])
+        return shares[top] / max(len(self.eval), 1)
 
 
 def load_table(source: str, encoding: str = "utf-8") -> Table:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -30,13 +31,31 @@ def macro_f1(predictions: list[int], labels: list[int]) -> float:
 
 
 CORRECT = "correct"
-"""Scores key: one character per evaluation example in the pass's order, ``1`` right and ``0`` wrong. The
-order is the evaluation sampler's, the same for every strategy of a comparison, so two runs can be
-compared example by example (``reporting/noise.py``); kept out of the per-epoch history."""
+"""Scores key: one character per evaluation example, ``1`` right and ``0`` wrong, in the evaluation split's
+order (rows carry ``INDEX``; batches come in length buckets), so two runs of a comparison can be compared
+example by example (``reporting/noise.py``); kept out of the per-epoch history."""
+PER_EXAMPLE = (CORRECT, "generations")
+"""Scores keys that hold one entry per evaluation example (``eval.generation.GENERATIONS`` is the second)."""
 
 
-def scores(predictions: list[int], labels: list[int], loss_sum: float) -> dict[str, float]:
+def lean(scores: dict[str, Any]) -> dict[str, Any]:
+    """Scores without their per-example entries: what the per-epoch history and metrics.json keep."""
+    return {k: v for k, v in scores.items() if k not in PER_EXAMPLE}
+
+
+INDEX = "_index"
+"""A row's position in its evaluation split (set by the loop; ``_`` keys never reach the model)."""
+
+
+def indexed(rows: list[dict]) -> list[dict]:
+    """Evaluation rows with their position, so that per-example results can be put back in split order."""
+    return [{**r, INDEX: i} for i, r in enumerate(rows)]
+
+
+def scores(predictions: list[int], labels: list[int], loss_sum: float, order: list[int] | None = None) -> dict[str, float]:
     n = len(labels)
+    if order is not None and len(order) == n:  # back into the split's order
+        predictions, labels = [predictions[i] for i in _argsort(order)], [labels[i] for i in _argsort(order)]
     return {
         CORRECT: "".join("1" if p == y else "0" for p, y in zip(predictions, labels)),
         "accuracy": sum(p == y for p, y in zip(predictions, labels)) / n if n else 0.0,
@@ -45,6 +64,10 @@ def scores(predictions: list[int], labels: list[int], loss_sum: float) -> dict[s
         "examples": n,
         "top_prediction_share": max(Counter(predictions).values()) / n if n else 0.0,
     }
+
+
+def _argsort(values: list[int]) -> list[int]:
+    return sorted(range(len(values)), key=values.__getitem__)
 
 
 @torch.inference_mode()
@@ -56,6 +79,7 @@ def evaluate(module: nn.Module, batches: Iterable[dict[str, torch.Tensor]], acce
     predictions: list[torch.Tensor] = []
     labels: list[torch.Tensor] = []
     losses: list[torch.Tensor] = []
+    positions: list[torch.Tensor] = []
     device = None if accelerator is not None else next(module.parameters()).device  # Accelerate places its batches
     main = accelerator is None or accelerator.is_local_main_process
     for batch in tqdm(batches, desc="evaluating", unit="batch", leave=False, disable=None if main else True):
@@ -65,12 +89,15 @@ def evaluate(module: nn.Module, batches: Iterable[dict[str, torch.Tensor]], acce
         y = batch["labels"]
         loss = F.cross_entropy(logits, y, reduction="none")
         pred = logits.argmax(-1)
+        where = batch[INDEX] if INDEX in batch else torch.full_like(y, -1)
         if accelerator is not None:
-            pred, y, loss = accelerator.gather_for_metrics((pred, y, loss))
+            pred, y, loss, where = accelerator.gather_for_metrics((pred, y, loss, where))
+        positions.append(where)
         predictions.append(pred)
         labels.append(y)
         losses.append(loss.sum())
     loss_sum = torch.stack(losses).sum().item() if losses else 0.0
     predictions_, labels_ = (torch.cat(predictions).tolist(), torch.cat(labels).tolist()) if predictions else ([], [])
+    order = torch.cat(positions).tolist() if positions else []
     module.train(was_training)
-    return scores(predictions_, labels_, loss_sum)
+    return scores(predictions_, labels_, loss_sum, order if order and min(order) >= 0 else None)

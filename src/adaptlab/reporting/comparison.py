@@ -26,7 +26,7 @@ from ..training.runner import RunResult, _as_dict, _is_main_process, exclusive, 
 from .judge import check_judge, judge
 from .pipeline import Setups, plan_stages, run_stages
 from .report import write_report
-from .seeds import seed_list
+from .seeds import group_of, seed_list
 
 log = logging.getLogger("adaptlab")
 
@@ -93,12 +93,6 @@ def with_seeds(configs: list[tuple[str, RunConfig]], seeds: int) -> list[tuple[s
         return configs
     return [(f"{name}-seed{s}", cfg.model_copy(update={"train": cfg.train.model_copy(update={"seed": s})}))
             for name, cfg in configs for s in seed_list(cfg.train.seed, seeds)]
-
-
-def group_of(name: str) -> str:
-    """The strategy entry a run belongs to: ``lora-seed43`` -> ``lora``."""
-    head, _, tail = name.rpartition("-seed")
-    return head if head and tail.isdigit() else name
 
 
 def _run(name: str, cfg: RunConfig, setups: Setups, work: Path, out: Path, resume: bool) -> RunResult:

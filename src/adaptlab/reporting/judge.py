@@ -24,6 +24,7 @@ from typing import Any
 
 from ..errors import AdaptlabError
 from ..models.backbones import resolve_ref
+from .seeds import group_of
 
 log = logging.getLogger("adaptlab")
 
@@ -46,7 +47,7 @@ def check_judge(spec: Any, labels: list[str], stages: list[str]) -> dict[str, st
         raise AdaptlabError(f"judge.reward_model {ref!r} names no stage of this recipe (stages: {', '.join(stages) or 'none'})")
     if not ref.startswith("@") and not (Path(ref) / "metrics.json").is_file():
         raise AdaptlabError(f"judge.reward_model {ref!r} is not a finished run folder (no metrics.json)")
-    if baseline is not None and baseline not in labels + stages:
+    if baseline is not None and baseline not in {group_of(n) for n in labels} | set(stages):
         raise AdaptlabError(f"judge.baseline {baseline!r} is not a row of this comparison ({', '.join(labels)})")
     return {"reward_model": ref, "baseline": baseline}
 
@@ -64,27 +65,27 @@ def judge(spec: dict[str, str], rows: list[dict[str, Any]], folder: Path) -> dic
         return {}
     rewards = {name: _score(scorer, gen, "output") for name, gen in answers.items()}
     baseline = spec.get("baseline")
-    reference = answers.get(baseline) or next(iter(answers.values()))  # the anchors: this row's reference answers
-    anchors = {"chosen": _score(scorer, reference, "reference")}
-    if all("rejected" in g for g in reference):
-        anchors["rejected"] = _score(scorer, reference, "rejected")
-    base = rewards.get(baseline)
+    base_runs = {r.get("seed"): r["run"] for r in rows if r["run"] in answers and (r.get("group") or r["run"]) == baseline}
+    anchor = base_runs.get(next(iter(base_runs), None)) or [r["run"] for r in rows if r["run"] in answers][-1]
+    anchors = {"chosen": _score(scorer, answers[anchor], "reference")}  # the baseline's (or last row's) references
+    if all("rejected" in g for g in answers[anchor]):
+        anchors["rejected"] = _score(scorer, answers[anchor], "rejected")
     for row in rows:
         if row["run"] not in rewards:
             continue
-        mine = rewards[row["run"]]
-        block: dict[str, Any] = {"reward": _mean(list(mine.values())), "baseline": baseline, "prompts": len(mine)}
+        mine, base = rewards[row["run"]], rewards.get(base_runs.get(row.get("seed"), ""))  # the baseline of the same seed
+        block: dict[str, Any] = {"reward": _mean(mine), "baseline": baseline, "prompts": len(mine)}
         if base is not None:
             block["win_rate"] = win_rate(mine, base)
         row["judge"] = block
-    log.info("judge: mean reward %s", ", ".join(f"{n} {_mean(list(r.values())):.2f}" for n, r in rewards.items()))
-    return {"reward_model": spec["reward_model"], "baseline": baseline,
-            "anchors": {k: _mean(list(v.values())) for k, v in anchors.items()},
+    log.info("judge: mean reward %s", ", ".join(f"{n} {_mean(r):.2f}" for n, r in rewards.items()))
+    base = rewards.get(base_runs.get(next(iter(base_runs), None), ""))
+    return {"reward_model": spec["reward_model"], "baseline": baseline, "anchors": {k: _mean(v) for k, v in anchors.items()},
             "win_rate_of_anchors": {k: win_rate(v, base) for k, v in anchors.items()} if base is not None else {}}
 
 
-def win_rate(mine: dict[str, float], theirs: dict[str, float]) -> float | None:
-    """The share of the prompts both answered where ``mine`` scores higher, ties counting half."""
+def win_rate(mine: dict[tuple[int, str], float], theirs: dict[tuple[int, str], float]) -> float | None:
+    """The share of the (position, prompt) pairs both answered where ``mine`` scores higher, ties counting half."""
     common = [p for p in mine if p in theirs]
     if not common:
         return None
@@ -98,12 +99,14 @@ def _generations(run_dir: Path) -> list[dict[str, str]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def _score(scorer: Any, rows: list[dict[str, str]], key: str) -> dict[str, float]:
-    """prompt -> the reward of the row's ``key`` answer to it."""
-    return dict(zip((r["prompt"] for r in rows), scorer.score([r["prompt"] for r in rows], [r[key] for r in rows])))
+def _score(scorer: Any, rows: list[dict[str, str]], key: str) -> dict[tuple[int, str], float]:
+    """(position, prompt) -> the reward of the row's ``key`` answer to it (a prompt may occur twice)."""
+    rewards = scorer.score([r["prompt"] for r in rows], [r[key] for r in rows])
+    return {(i, r["prompt"]): v for i, (r, v) in enumerate(zip(rows, rewards))}
 
 
-def _mean(values: list[float]) -> float:
+def _mean(values: Any) -> float:
+    values = list(values.values()) if isinstance(values, dict) else list(values)
     return sum(values) / max(len(values), 1)
 
 

@@ -22,7 +22,7 @@ def bootstrap_interval(correct: str, resamples: int = 2000, seed: int = 0) -> tu
     values = [c == "1" for c in correct]
     n = len(values)
     rng = random.Random(seed)
-    means = sorted(sum(values[rng.randrange(n)] for _ in range(n)) / n for _ in range(resamples))
+    means = sorted(sum(rng.choices(values, k=n)) / n for _ in range(resamples))
     return means[int(0.025 * resamples)], means[int(0.975 * resamples) - 1]
 
 

@@ -17,12 +17,13 @@ import statistics
 from typing import Any
 
 T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
-        15: 2.131, 20: 2.086, 30: 2.042}
-"""Student's t quantile 0.975 by degrees of freedom (the nearest tabulated one below; 1.96 beyond 30)."""
+        15: 2.131, 20: 2.086, 30: 2.042, 40: 2.021, 60: 2.000, 120: 1.980}
+"""Student's t quantile 0.975 by degrees of freedom (the nearest tabulated one below, a little conservative;
+1.96 beyond 120)."""
 
 
 def t975(df: int) -> float:
-    if df > 30:
+    if df > 120:
         return 1.96
     return T975[max(k for k in T975 if k <= df)]
 
@@ -56,6 +57,12 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return list(groups.values())
 
 
+def best_group(groups: list[dict[str, Any]]) -> dict[str, Any]:
+    """The highest mean among the strategies that ran every seed (a one-seed stage is no rival)."""
+    n = max(len(g["by_seed"]) for g in groups)
+    return max((g for g in groups if len(g["by_seed"]) == n), key=lambda g: g["mean"])
+
+
 def paired(best: dict[str, Any], other: dict[str, Any]) -> tuple[float, float, int]:
     """Mean of (best - other) over the seeds both ran, the half-width of its 95 % t-interval, and how many."""
     seeds = [s for s in best["by_seed"] if s in other["by_seed"]]
@@ -65,7 +72,14 @@ def paired(best: dict[str, Any], other: dict[str, Any]) -> tuple[float, float, i
 
 
 def within_noise(mean: float, half: float) -> bool:
-    return math.isnan(half) or mean - half <= 0
+    """The paired interval contains 0 (False when it could not be formed: fewer than two shared seeds)."""
+    return not math.isnan(half) and mean - half <= 0
+
+
+def group_of(name: str) -> str:
+    """The strategy entry a run belongs to: ``lora-seed43`` -> ``lora``."""
+    head, _, tail = name.rpartition("-seed")
+    return head if head and tail.isdigit() else name
 
 
 def seeds_section(groups: list[dict[str, Any]]) -> list[str]:
@@ -73,7 +87,7 @@ def seeds_section(groups: list[dict[str, Any]]) -> list[str]:
     if not groups or max(len(g["by_seed"]) for g in groups) < 2:
         return []
     metric = groups[0]["metric"]
-    best = max(groups, key=lambda g: g["mean"])
+    best = best_group(groups)
     n = max(len(g["by_seed"]) for g in groups)
     lines = ["", f"## Over {n} seeds", "",
              f"Each seed re-draws the split, the initialisation and the batch order. {metric}: mean ± standard deviation over "
@@ -87,18 +101,17 @@ def seeds_section(groups: list[dict[str, Any]]) -> list[str]:
         if g is best:
             delta, verdict = "–", "best"
         else:
-            mean, half, _ = paired(best, g)
-            delta = f"{-mean:+.3f} [{-mean - half:+.3f}, {-mean + half:+.3f}]"
-            verdict = "within noise" if within_noise(mean, half) else "worse"
+            mean, half, shared = paired(best, g)
+            delta = f"{-mean:+.3f} [{-mean - half:+.3f}, {-mean + half:+.3f}]" if shared > 1 else "–"
+            verdict = "not tested (fewer than 2 shared seeds)" if shared < 2 else "within noise" if within_noise(mean, half) else "worse"
         lines.append(f"| {g['run']} | {g['mean']:.3f} ± {g['std']:.3f} | [{low:.3f}, {high:.3f}] | {seeds} | {delta} | {verdict} | "
                      f"{g['train_seconds']:.1f} |")
-    lines += ["", recommend_over_seeds(groups)]
     return lines
 
 
 def recommend_over_seeds(groups: list[dict[str, Any]]) -> str:
     """The cheapest strategy (mean training time) no worse than the best beyond noise."""
-    best = max(groups, key=lambda g: g["mean"])
+    best = best_group(groups)
     tied = [g for g in groups if g is best or within_noise(*paired(best, g)[:2])]
     cheap = min(tied, key=lambda g: g["train_seconds"])
     text = f"Over the seeds, **{best['run']}** has the best mean {best['metric']} ({best['mean']:.3f})."

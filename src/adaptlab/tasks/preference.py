@@ -60,6 +60,7 @@ class Preference:
 
     def __init__(self, sft: SFT | None = None):
         self.sft = sft or SFT()
+        self.keep_logits = True  # the model takes logits_to_keep (checked when it is built)
 
     @property
     def generation(self) -> Any:
@@ -114,13 +115,17 @@ class Preference:
     # -- model -----------------------------------------------------------------------------------
 
     def build(self, task: Any, **load: Any) -> nn.Module:
-        return self.sft.build(task, **load)
+        import inspect
+
+        model = self.sft.build(task, **load)
+        self.keep_logits = "logits_to_keep" in inspect.signature(model.forward).parameters  # a custom model may not
+        return model
 
     def load_model(self, folder: Any, task: Any) -> nn.Module:
         return self.sft.load_model(folder, task)
 
     def collate(self, pad_token_id: int) -> Any:
-        return PairCollate(pad_token_id)
+        return PairCollate(pad_token_id, self.keep_logits)
 
     def loss(self, outputs: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Without an objective of the strategy's own: the sft loss on the chosen answers."""
@@ -256,8 +261,8 @@ def sequence_logps(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 class PairCollate:
     """B pairs -> 2B right-padded sequences (chosen, then rejected); the chosen prompts left-padded for generation."""
 
-    def __init__(self, pad_token_id: int):
-        self.pad = pad_token_id
+    def __init__(self, pad_token_id: int, keep_logits: bool = True):
+        self.pad, self.keep_logits = pad_token_id, keep_logits
 
     def __call__(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
         from ..eval.generation import left_pad
@@ -272,7 +277,8 @@ class PairCollate:
             "labels": torch.tensor([y + [IGNORE] * (width - len(y)) for y in labels]),
             EXAMPLES: len(rows),
         }
-        batch[KEEP] = logits_needed(batch["labels"])  # the answers' logits only: the prompts' are never read
+        if self.keep_logits:
+            batch[KEEP] = logits_needed(batch["labels"])  # the answers' logits only: the prompts' are never read
         if REFERENCE in rows[0]:
             batch[REFERENCE] = torch.tensor([r[REFERENCE][0] for r in rows] + [r[REFERENCE][1] for r in rows], dtype=torch.float64)
         if "gen_input_ids" in rows[0]:

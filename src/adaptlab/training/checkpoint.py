@@ -55,6 +55,8 @@ class LoopState:
     epoch_losses: list[float] = field(default_factory=list)
     """Training losses of the current epoch's batches so far (its mean goes into the history)."""
     log_window: list[float] = field(default_factory=list)
+    epoch_stats: dict[str, list[float]] = field(default_factory=dict)
+    """A strategy's per-step statistics of the current epoch so far (``step_stats``), as the losses."""
     """Losses since the last steps.jsonl line (that line averages them)."""
 
 

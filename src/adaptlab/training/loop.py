@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from ..data.batching import EXAMPLES, TOKENS, Batches, BucketBatchSampler, lengths_of, pad_multiple
 from ..errors import AdaptlabError
-from ..eval.metrics import model_inputs
+from ..eval.metrics import indexed, lean, model_inputs
 from ..settings import TrainConfig
 from ..strategies.base import batch_sampler, hook, param_groups
 from .checkpoint import BestWeights, Checkpointer, LoopState, rng_state, set_rng_state
@@ -131,6 +131,7 @@ def fit(
     if precompute:  # frozen computation done once, not every epoch
         train_rows = precompute(module, train_rows, cfg.eval_batch_size, accelerator.device)
         eval_rows = precompute(module, eval_rows, cfg.eval_batch_size, accelerator.device) if eval_rows else eval_rows
+    eval_rows = indexed(eval_rows)  # per-example results in the split's order
     collate, multiple = strategy.collate(pad_token_id), pad_multiple(accelerator.device)
     sampler = hook(strategy, "batch_sampler", batch_sampler)(train_rows, cfg)
     eval_sampler = BucketBatchSampler(lengths_of(eval_rows), cfg.eval_batch_size, False, bucket=cfg.bucket)
@@ -168,10 +169,12 @@ def fit(
         state = run.ckpt.load(module, optimizer, scheduler, best)
         run.log.truncate(state.step)  # steps after the checkpoint are trained (and logged) again
         run.log.epoch_losses, run.log.window = list(state.epoch_losses), list(state.log_window)
+        run.log.epoch_stats = {k: list(v) for k, v in state.epoch_stats.items()}
     show = None if cfg.progress and accelerator.is_local_main_process else True  # None: only in a terminal
     bar = tqdm(total=len(train_loader) * cfg.epochs, initial=len(train_loader) * state.epoch + state.batch, unit="batch",
                disable=show, mininterval=0.5, dynamic_ncols=True, leave=False)
-    for epoch in range(state.epoch, cfg.epochs):
+    stopped = bool(saved is not None and state.patience and state.stale_epochs >= state.patience)  # killed after an early stop
+    for epoch in range(state.epoch, state.epoch if stopped else cfg.epochs):
         trainable = _trainable_names(module)
         on_epoch_start(epoch, module)
         if accelerator.num_processes > 1 and _trainable_names(module) != trainable:
@@ -325,6 +328,9 @@ def end_epoch(run: Run, state: LoopState, epoch: int, best: BestWeights) -> bool
         best.update(run.module, set(state.ever_trainable), copy=epoch + 1 < run.cfg.epochs)  # the last: kept as it is
     # patience runs out only when neither the metric nor the loss improves (an accuracy plateau at the
     # majority class often comes before the loss-driven climb out of it)
+    for i, h in enumerate(state.history[:-1]):  # answers and right/wrong per example: only the kept and the last epoch
+        if i != state.best_epoch - 1:
+            state.history[i] = lean(h)
     improved = state.best_epoch == epoch + 1 or loss < state.best_loss
     state.best_loss = min(state.best_loss, loss)
     state.stale_epochs = 0 if improved else state.stale_epochs + 1
@@ -348,6 +354,7 @@ def score(strategy: Any, module: nn.Module, rows: list[dict], cfg: TrainConfig, 
     precompute = hook(strategy, "precompute", None)
     if precompute:
         rows = precompute(module, rows, cfg.eval_batch_size, accelerator.device)
+    rows = indexed(rows)
     collate = Batches(strategy.collate(pad_token_id), pad_token_id, pad_multiple(accelerator.device), count=False)
     sampler = BucketBatchSampler(lengths_of(rows), cfg.eval_batch_size, False, bucket=cfg.bucket)
     batches = accelerator.prepare(loader(rows, sampler, collate, accelerator))
@@ -376,6 +383,7 @@ def _save(run: Run, best: BestWeights, state: LoopState, final: bool = False) ->
     if final:  # no step follows: AdamW's two moments (twice the trained weights) need not outlive training
         run.optimizer.state.clear()
     state.epoch_losses, state.log_window = list(run.log.epoch_losses), list(run.log.window)
+    state.epoch_stats = {k: list(v) for k, v in run.log.epoch_stats.items()}
     if run.accelerator.is_main_process:
         run.ckpt.save(run.module, None if final else run.optimizer, run.scheduler, best, state)
     run.accelerator.wait_for_everyone()

@@ -23,9 +23,8 @@ from ..config import RunConfig, TrainConfig, dump_config, load_config
 from ..data.task import TaskData
 from ..errors import AdaptlabError
 from ..eval.forgetting import Probe
-from ..eval.generation import GENERATIONS
 from ..eval.measure import PeakMemory, folder_bytes, versions
-from ..eval.metrics import CORRECT
+from ..eval.metrics import lean
 from ..models.backbones import Backbone, load_backbone
 from ..models.modeling import count_parameters
 from ..serve.modelcard import artifact_kind, model_card
@@ -247,10 +246,10 @@ def run_one(cfg: RunConfig, setup: Setup, out: Path, resume: bool = False) -> Ru
         "device": "cuda" if torch.cuda.is_available() else "cpu",
         "eval": task_type.headline(final),
         "train": on_training_batches(kept_scores(state, train_cfg)),
-        "validation": {k: v for k, v in _lean(kept_scores(state, train_cfg)).items() if k != "epoch"} if setup.val_rows and not own else None,
+        "validation": {k: v for k, v in lean(kept_scores(state, train_cfg)).items() if k != "epoch"} if setup.val_rows and not own else None,
         "train_settings": train_settings(state, train_cfg),
         "eval_sets": eval_sets,
-        "history": [_lean(h) for h in state.history],
+        "history": [lean(h) for h in state.history],
         "artifact_bytes": folder_bytes(partial / "model"),
         "versions": versions(),
         "forgetting": forgetting,
@@ -272,11 +271,6 @@ def _device() -> torch.device:
     from accelerate.utils import parse_flag_from_env
 
     return PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU")).device
-
-
-def _lean(scores: dict[str, Any]) -> dict[str, Any]:
-    """A score dict without its per-example entries (answers, right or wrong: kept once, not per epoch)."""
-    return {k: v for k, v in scores.items() if k not in (GENERATIONS, CORRECT)}
 
 
 def kept_scores(state: Any, cfg: TrainConfig) -> dict[str, Any]:
@@ -316,7 +310,7 @@ def score_eval_sets(strategy: Any, module: torch.nn.Module, setup: Setup, final:
     out = {setup.data.eval_name: {**task_type.headline(final), "examples": final.get("examples")}}
     for name, rows in setup.extra_eval_rows.items() if task_type is setup.task_type else ():
         scored = score(strategy, module, rows, cfg, pad_token_id=setup.backbone.tokenizer.pad_token_id or 0, task_type=task_type)
-        out[name] = {k: v for k, v in scored.items() if k != GENERATIONS}
+        out[name] = lean(scored)
         log.info("%s: %s on eval set %r", strategy.name, task_type.describe(out[name]), name)
     return out
 

@@ -45,7 +45,7 @@ class StepLog:
 
     def add(self, loss: torch.Tensor, examples: int, step: int, epoch: int, lr: float,
             stats: dict[str, torch.Tensor] | None = None) -> None:
-        self.pending.append((loss, stats or {}, step, epoch, lr))
+        self.pending.append((loss, {k: v.detach() for k, v in (stats or {}).items()}, step, epoch, lr))
         self.examples += examples
         self.epoch_examples += examples
 
