@@ -108,3 +108,13 @@ def test_differently_written_labels_are_merged_and_reported(tmp_path, caplog):
     assert data.labels == ["1", "2", "pos"]  # not five classes
     merged = [r.getMessage() for r in caplog.records if "merged" in r.getMessage()]
     assert len(merged) == 2 and "'1.0' (10 rows)" in merged[0] and "'pos ' (10 rows)" in merged[1]
+
+
+def test_majority_baseline_breaks_a_training_tie_by_evaluation_frequency():
+    from adaptlab.data.task import Examples, TaskData
+
+    balanced = Examples(["a", "b", "c", "d"], [0, 0, 1, 1])  # --shots: every class equally often
+    data = TaskData(balanced, Examples(["e", "f", "g", "h"], [1, 1, 1, 0]), ["neg", "pos"], "toy")
+    assert data.majority_baseline == 0.75  # not 0.25 from the label order
+    skewed = TaskData(Examples(["a", "b", "c"], [0, 0, 1]), data.eval, ["neg", "pos"], "toy")
+    assert skewed.majority_baseline == 0.25  # a real training majority is what a constant model would answer
