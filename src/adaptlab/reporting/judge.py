@@ -66,7 +66,8 @@ def judge(spec: dict[str, str], rows: list[dict[str, Any]], folder: Path) -> dic
     rewards = {name: _score(scorer, gen, "output") for name, gen in answers.items()}
     baseline = spec.get("baseline")
     base_runs = {r.get("seed"): r["run"] for r in rows if r["run"] in answers and (r.get("group") or r["run"]) == baseline}
-    anchor = base_runs.get(next(iter(base_runs), None)) or [r["run"] for r in rows if r["run"] in answers][-1]
+    first_base = next(iter(base_runs.values()), None)  # the anchors and the summary's win rates: the first seed's
+    anchor = first_base or [r["run"] for r in rows if r["run"] in answers][-1]
     anchors = {"chosen": _score(scorer, answers[anchor], "reference")}  # the baseline's (or last row's) references
     if all("rejected" in g for g in answers[anchor]):
         anchors["rejected"] = _score(scorer, answers[anchor], "rejected")
@@ -79,7 +80,7 @@ def judge(spec: dict[str, str], rows: list[dict[str, Any]], folder: Path) -> dic
             block["win_rate"] = win_rate(mine, base)
         row["judge"] = block
     log.info("judge: mean reward %s", ", ".join(f"{n} {_mean(r):.2f}" for n, r in rewards.items()))
-    base = rewards.get(base_runs.get(next(iter(base_runs), None), ""))
+    base = rewards.get(first_base) if first_base else None
     return {"reward_model": spec["reward_model"], "baseline": baseline, "anchors": {k: _mean(v) for k, v in anchors.items()},
             "win_rate_of_anchors": {k: win_rate(v, base) for k, v in anchors.items()} if base is not None else {}}
 

@@ -17,7 +17,6 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..data.batching import KEEP
 from ..errors import AdaptlabError
 from ..eval.metrics import model_inputs
 from ..settings import StrategyConfig
@@ -64,14 +63,7 @@ class RewardModel(DPO):
 
     def collate(self, pad_token_id: int) -> Any:
         """The task's pair batches without ``logits_to_keep``: the scalar head reads one state per sequence."""
-        pairs = PairCollate(pad_token_id)
-
-        def collate(rows: list[dict]) -> dict[str, Any]:
-            batch = pairs(rows)
-            batch.pop(KEEP, None)
-            return batch
-
-        return collate
+        return PairCollate(pad_token_id, keep_logits=False)
 
     def loss(self, outputs: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         r = rewards(outputs)
@@ -98,8 +90,7 @@ class RewardModel(DPO):
         if not margins:
             return {"reward_accuracy": None, "loss": None, "examples": 0}
         m = torch.cat(margins).cpu()
-        wins = (m > 0).float() + 0.5 * (m == 0).float()
-        return {"reward_accuracy": float(wins.mean()), "margin": float(m.mean()), "loss": float(-F.logsigmoid(m).mean()),
+        return {"reward_accuracy": float(win_share(m)), "margin": float(m.mean()), "loss": float(-F.logsigmoid(m).mean()),
                 "examples": len(m)}
 
     def load(self, folder: Any, task: Task) -> nn.Module:
