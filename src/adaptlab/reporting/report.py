@@ -131,7 +131,9 @@ def recommend(rows: list[dict[str, Any]], tolerance: float = 0.01, tied: set[str
         within = "noise" if tied is not None else f"{tolerance:.0%}" if share else f"{tolerance:g} point"
         text += (
             f" **{cheap['run']}** is within {within} of it ({show(cheap['score'])}) and trains"
-            f" {speed:.1f}x faster with {artefact}: the recommendation unless the last point of accuracy matters."
+            f" {speed:.1f}x faster with {artefact}: the recommendation, "
+            + ("since these evaluation examples cannot tell the two apart." if tied is not None else
+               "unless the last point of accuracy matters.")
         )
     elif tied is not None:
         text += " Every cheaper strategy is worse beyond noise (McNemar p < 0.05 on the same examples): the recommendation."
