@@ -104,6 +104,71 @@ class DataConfig(Section):
         return parse_eval_sets(value)
 
 
+Rate = Annotated[float, Field(ge=0, le=1)]
+
+
+class AugmentConfig(Section):
+    """Task-specific data augmentation of the training examples (classification; never of evaluation data).
+
+    The token-level operations are EDA's (Wei & Zou 2019, "EDA: Easy Data Augmentation Techniques for
+    Boosting Performance on Text Classification Tasks", §2); each rate is the share of a text's words the
+    operation touches. ``adaptlab.data.augment`` says why synonyms come from the backbone's own embeddings.
+    """
+
+    copies: int = Field(0, ge=0, le=16)
+    """Augmented copies added per training example (each from every enabled operation, seeded); 0: off,
+    or 1 when any rate below is set."""
+    deletion: Rate = 0.0
+    """Random deletion: each word is dropped with this probability (EDA's RD; a text keeps one word)."""
+    swap: Rate = 0.0
+    """Random swap: ``rate x words`` times, two random words trade places (EDA's RS)."""
+    synonym: Rate = 0.0
+    """Synonym replacement: this share of the content words (not stop words) is replaced by one of their
+    nearest neighbours in the backbone's input-embedding space (EDA's SR, with the model's own vocabulary
+    instead of WordNet, which no offline package ships)."""
+    neighbours: int = Field(5, ge=1, le=50)
+    """Synonym replacement draws from this many nearest neighbours of a word."""
+
+    @property
+    def active(self) -> bool:
+        return bool(self.deletion or self.swap or self.synonym)
+
+    @property
+    def n_copies(self) -> int:
+        return (self.copies or 1) if self.active else 0
+
+
+class RegularizeConfig(Section):
+    """Regularisers that balance adapting to the task against what the pretrained model knew
+    (``adaptlab.training.regularize``). The forgetting block of metrics.json shows their effect."""
+
+    label_smoothing: Rate = 0.0
+    """Cross-entropy against targets mixed with the uniform distribution (Szegedy et al. 2016, §7); classification."""
+    r_drop: float = Field(0.0, ge=0)
+    """R-Drop (Liang et al. 2021, §2.1): each batch runs twice with different dropout masks, and this weight times
+    the symmetric KL divergence between the two predictions is added; needs dropout (``train.dropout`` > 0 or
+    the backbone's own); classification."""
+    llrd: Annotated[float, Field(gt=0, le=1)] | None = None
+    """Layer-wise learning-rate decay (Clark et al. 2020, ELECTRA, appendix A; Howard & Ruder 2018, §3.2):
+    the top transformer layer trains at ``lr x llrd``, each lower one ``llrd`` times slower, the embeddings
+    slowest; the head and other new parameters at ``lr``. ``null``: off."""
+    l2_sp: float = Field(0.0, ge=0)
+    """L2-SP (Li et al. 2018, §3.1): adds ``l2_sp / 2 x ||w - w0||^2`` over the trained pretrained weights,
+    pulling them back to the starting point ``w0`` instead of to zero; strategies that update backbone weights."""
+    mixout: Rate = 0.0
+    """Mixout (Lee et al. 2020, §3): while training, each weight of the backbone's linear layers is replaced by
+    its pretrained value with this probability (rescaled to keep the expectation); strategies that update
+    backbone weights. 0: off."""
+    ema: Annotated[float, Field(gt=0, lt=1)] | None = None
+    """Exponential moving average of the trained weights with this decay (e.g. 0.99; Polyak & Juditsky 1992):
+    evaluation, the kept epoch and the saved model use the averaged weights. ``null``: off."""
+
+    @property
+    def active(self) -> bool:
+        return any(getattr(self, k) for k in ("label_smoothing", "r_drop", "l2_sp", "mixout")) or \
+            self.llrd is not None or self.ema is not None
+
+
 class TrainConfig(Section):
     epochs: Annotated[int, Field(ge=1)] | Literal["auto"] | None = None
     """Passes over the training data. ``auto`` (what ``null`` means for most strategies): enough for at
@@ -154,6 +219,10 @@ class TrainConfig(Section):
     """Also checkpoint every this many optimiser steps (epoch ends always are)."""
     progress: bool = True
     """Show a progress bar (in a terminal; never in logs)."""
+    augment: AugmentConfig = AugmentConfig()
+    """Data augmentation of the training examples (``{synonym: 0.1, copies: 1}``; off by default)."""
+    regularize: RegularizeConfig = RegularizeConfig()
+    """Regularisers against overfitting and forgetting (``{llrd: 0.8, l2_sp: 0.01}``; off by default)."""
     distributed: Literal["ddp", "fsdp", "deepspeed-zero2", "deepspeed-zero3"] = "ddp"
     """The engine that spreads training over the processes of ``torchrun``/``accelerate launch`` (ignored in
     one process): ``ddp`` copies the model to each; ``fsdp`` (FSDP2) shards parameters, gradients and

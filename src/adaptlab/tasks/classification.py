@@ -38,8 +38,8 @@ def build_classifier(task: Any, dtype: torch.dtype = torch.float32, **load: Any)
     return AutoModelForSequenceClassification.from_pretrained(backbone.source, config=config, dtype=dtype, **load)
 
 
-def cross_entropy(outputs: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    return F.cross_entropy(outputs.logits.float(), batch["labels"])
+def cross_entropy(outputs: Any, batch: dict[str, torch.Tensor], label_smoothing: float = 0.0) -> torch.Tensor:
+    return F.cross_entropy(outputs.logits.float(), batch["labels"], label_smoothing=label_smoothing)
 
 
 @register_task
@@ -51,6 +51,8 @@ class Classification:
     default_metric = "accuracy"
     peft_task_type = "SEQ_CLS"
     generative = False
+    augmentable = True
+    """``train.augment`` can make more of its training examples (``adaptlab.data.augment``)."""
     columns = (("accuracy", "accuracy", "{:.4f}"), ("macro_f1", "macro-F1", "{:.4f}"))
     """The report's metric columns (key in metrics.json's ``eval``, header, format)."""
     tolerance = 0.01
@@ -90,8 +92,9 @@ class Classification:
 
         return Collate(pad_token_id)
 
-    def loss(self, outputs: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return cross_entropy(outputs, batch)
+    def loss(self, outputs: Any, batch: dict[str, torch.Tensor], label_smoothing: float = 0.0) -> torch.Tensor:
+        """Cross-entropy; ``label_smoothing`` (``train.regularize``) mixes the targets with the uniform distribution."""
+        return cross_entropy(outputs, batch, label_smoothing)
 
     def evaluate(self, model: nn.Module, batches: Any, accelerator: Any = None) -> dict[str, Any]:
         from ..eval.metrics import evaluate

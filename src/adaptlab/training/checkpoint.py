@@ -134,7 +134,9 @@ class Checkpointer:
     def exists(self) -> bool:
         return (self.folder / "state.json").is_file() or (self._old / "state.json").is_file()
 
-    def save(self, module: nn.Module, optimizer, scheduler, best: BestWeights, state: LoopState) -> None:
+    def save(self, module: nn.Module, optimizer, scheduler, best: BestWeights, state: LoopState,
+             extra: dict[str, torch.Tensor] | None = None) -> None:
+        """``extra``: further tensors to keep (the moving average of the weights), read by :meth:`load_extra`."""
         tmp = self.folder.with_name(self.folder.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
@@ -142,6 +144,8 @@ class Checkpointer:
         params = {n: p.detach().contiguous().cpu() for n, p in module.named_parameters() if n in names}
         save_file(params, tmp / "params.safetensors")
         save_file({n: t.contiguous() for n, t in best.tensors.items()}, tmp / "best.safetensors")
+        if extra:
+            save_file({n: t.detach().contiguous().cpu() for n, t in extra.items()}, tmp / "extra.safetensors")
         if optimizer is not None:  # None: training is over (a 1B model's AdamW state alone is 8.8 GB to write)
             torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng_state()}, tmp / "optim.pt")
         (tmp / "state.json").write_text(json.dumps(asdict(state)), encoding="utf-8")
@@ -175,6 +179,10 @@ class Checkpointer:
         scheduler.load_state_dict(saved["scheduler"])
         set_rng_state(saved["rng"])
         return state
+
+    def load_extra(self) -> dict[str, torch.Tensor]:
+        path = self._current() / "extra.safetensors"
+        return load_file(path) if path.is_file() else {}
 
     def remove(self) -> None:
         for folder in (self.folder, self._old, self.folder.with_name(self.folder.name + ".tmp")):

@@ -25,11 +25,12 @@ from tqdm.auto import tqdm
 
 from ..data.batching import EXAMPLES, TOKENS, Batches, BucketBatchSampler, lengths_of, pad_multiple
 from ..errors import AdaptlabError
-from ..eval.metrics import indexed, lean, model_inputs
+from ..eval.metrics import indexed, lean
 from ..settings import TrainConfig
 from ..strategies.base import batch_sampler, hook, param_groups
 from .checkpoint import BestWeights, Checkpointer, LoopState, rng_state, set_rng_state
 from .distributed import adopt, gathered, plain_copy, plugins, shard_blocks
+from .regularize import Regularizers
 from .schedules import lr_multiplier
 from .steplog import StepLog
 
@@ -101,6 +102,7 @@ class Run:
     scheduler: Any = None
     ckpt: Checkpointer | None = None
     log: StepLog | None = None
+    reg: Regularizers | None = None
 
 
 def fit(
@@ -122,7 +124,8 @@ def fit(
     from accelerate.utils import set_seed
 
     task_type = task_type or default_task()
-    strategy = WithTask(strategy, task_type)
+    reg = Regularizers(cfg.regularize, module, strategy, task_type)
+    strategy = WithTask(strategy, task_type, param_groups=reg.groups(hook(strategy, "param_groups", param_groups)))
     accelerator = make_accelerator(cfg)
     set_seed(cfg.seed)
     module.to(accelerator.device)
@@ -160,13 +163,14 @@ def fit(
     state.warmup_steps = round(cfg.warmup_ratio * total)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_multiplier(cfg.schedule, total, state.warmup_steps))
     run = Run(strategy, module, model, cfg, accelerator, train_loader, eval_loader, sampler, optimizer, scheduler, ckpt,
-              StepLog(run_dir / "steps.jsonl" if run_dir and accelerator.is_main_process else None, cfg.log_every))
+              StepLog(run_dir / "steps.jsonl" if run_dir and accelerator.is_main_process else None, cfg.log_every), reg)
     best = BestWeights(on_device=plain is not None)  # shards stay where they are
     on_epoch_start = hook(strategy, "on_epoch_start", lambda epoch, module: None)
     if saved is not None:
         for epoch in range(saved.epoch):
             on_epoch_start(epoch, module)  # replay what trains up to the saved epoch
         state = run.ckpt.load(module, optimizer, scheduler, best)
+        reg.saved_ema = run.ckpt.load_extra()
         run.log.truncate(state.step)  # steps after the checkpoint are trained (and logged) again
         run.log.epoch_losses, run.log.window = list(state.epoch_losses), list(state.log_window)
         run.log.epoch_stats = {k: list(v) for k, v in state.epoch_stats.items()}
@@ -182,13 +186,17 @@ def fit(
             run.model = accelerator.prepare_model(module)
         state.ever_trainable = sorted(set(state.ever_trainable) | _trainable_names(module))
         best.cover(module, set(state.ever_trainable))
+        reg.epoch_start(module)
         bar.set_description(f"{strategy.name} epoch {epoch + 1}/{cfg.epochs}")
         train_epoch(run, state, epoch, best, bar)
         if end_epoch(run, state, epoch, best):
             break
     bar.close()
+    reg.close()
     if cfg.keep_best:
-        best.restore(module)
+        best.restore(module)  # with an average of the weights: the averaged ones, as evaluated
+    if not cfg.keep_best or not best.tensors:  # the last epoch is kept
+        reg.finish()
     accelerator.wait_for_everyone()
     if plain is not None:
         return gathered(run.model, plain, accelerator.device), state
@@ -270,7 +278,7 @@ def train_epoch(run: Run, state: LoopState, epoch: int, best: BestWeights, bar: 
         tokens = batch.pop(TOKENS, 0)  # counted on the CPU by the collate: no host sync here
         examples = batch.pop(EXAMPLES, None) or len(batch["labels"])
         with acc.accumulate(run.model):
-            loss = loss_fn(run.model(**model_inputs(batch)), batch)
+            loss = run.reg.loss(run.model, batch, loss_fn)
             stats = step_stats()
             acc.backward(loss)
             if acc.sync_gradients and cfg.max_grad_norm:
@@ -285,6 +293,7 @@ def train_epoch(run: Run, state: LoopState, epoch: int, best: BestWeights, bar: 
         bar.update()
         if acc.sync_gradients:
             run.scheduler.step()
+            run.reg.after_step()
             state.step += 1
             if run.log.step(state, epoch, run.scheduler.get_last_lr()[0]):
                 bar.set_postfix(loss=f"{run.log.running_loss():.4f}", ex_s=f"{run.log.epoch_rate():.1f}", refresh=False)
@@ -317,15 +326,9 @@ def end_epoch(run: Run, state: LoopState, epoch: int, best: BestWeights) -> bool
 
     Without a validation split every epoch counts as the best so far: the run ends with its last weights.
     """
-    metrics = _evaluate(run.strategy, run.model, run.eval_loader, run.accelerator) if run.eval_loader is not None else {}
-    state.history.append({"epoch": epoch + 1, **run.log.epoch_summary(), **metrics})
-    metric = run.cfg.metric
-    score = metrics[metric] if metric in metrics and metric != "loss" else -metrics.get("loss", -(epoch + 1))  # loss: lower is better
-    loss = metrics.get("loss", float("inf"))
-    kept_loss = state.history[state.best_epoch - 1].get("loss", float("inf")) if state.best_epoch > 0 else float("inf")
-    if score > state.best_score or (score == state.best_score and loss < kept_loss):  # ties: the lower loss
-        state.best_score, state.best_epoch = score, epoch + 1
-        best.update(run.module, set(state.ever_trainable), copy=epoch + 1 < run.cfg.epochs)  # the last: kept as it is
+    with run.reg.averaged():  # scored and kept: the averaged weights (train.regularize.ema); checkpointed: the trained ones
+        metrics = _evaluate(run.strategy, run.model, run.eval_loader, run.accelerator) if run.eval_loader is not None else {}
+        loss = _record(run, state, epoch, best, metrics)
     # patience runs out only when neither the metric nor the loss improves (an accuracy plateau at the
     # majority class often comes before the loss-driven climb out of it)
     for i, h in enumerate(state.history[:-1]):  # answers and right/wrong per example: only the kept and the last epoch
@@ -339,6 +342,19 @@ def end_epoch(run: Run, state: LoopState, epoch: int, best: BestWeights) -> bool
     if run.ckpt:  # after the last epoch only the weights are kept: no step follows that needs the optimiser's state
         _save(run, best, state, final=stop or state.epoch >= run.cfg.epochs)
     return stop
+
+
+def _record(run: Run, state: LoopState, epoch: int, best: BestWeights, metrics: dict[str, Any]) -> float:
+    """Add the epoch to the history and keep its weights when they are the best so far; its loss."""
+    state.history.append({"epoch": epoch + 1, **run.log.epoch_summary(), **metrics})
+    metric = run.cfg.metric
+    score = metrics[metric] if metric in metrics and metric != "loss" else -metrics.get("loss", -(epoch + 1))  # loss: lower is better
+    loss = metrics.get("loss", float("inf"))
+    kept_loss = state.history[state.best_epoch - 1].get("loss", float("inf")) if state.best_epoch > 0 else float("inf")
+    if score > state.best_score or (score == state.best_score and loss < kept_loss):  # ties: the lower loss
+        state.best_score, state.best_epoch = score, epoch + 1
+        best.update(run.module, set(state.ever_trainable), copy=epoch + 1 < run.cfg.epochs)  # the last: kept as it is
+    return loss
 
 
 def _trainable_names(module: nn.Module) -> set[str]:
@@ -368,10 +384,12 @@ def _evaluate(strategy: Any, model: nn.Module, loader: Any, accelerator: Any) ->
 class WithTask:
     """A strategy whose missing ``collate``, ``loss`` and ``evaluate`` hooks are the task type's."""
 
-    def __init__(self, strategy: Any, task_type: Any):
-        self._strategy, self._task_type = strategy, task_type
+    def __init__(self, strategy: Any, task_type: Any, **hooks: Any):
+        self._strategy, self._task_type, self._hooks = strategy, task_type, hooks
 
     def __getattr__(self, name: str) -> Any:
+        if name in self.__dict__.get("_hooks", {}):
+            return self._hooks[name]
         own = getattr(self._strategy, name, None)
         if own is None and name in ("collate", "loss", "evaluate"):
             return getattr(self._task_type, name)
@@ -385,5 +403,5 @@ def _save(run: Run, best: BestWeights, state: LoopState, final: bool = False) ->
     state.epoch_losses, state.log_window = list(run.log.epoch_losses), list(run.log.window)
     state.epoch_stats = {k: list(v) for k, v in run.log.epoch_stats.items()}
     if run.accelerator.is_main_process:
-        run.ckpt.save(run.module, None if final else run.optimizer, run.scheduler, best, state)
+        run.ckpt.save(run.module, None if final else run.optimizer, run.scheduler, best, state, extra=run.reg.ema)
     run.accelerator.wait_for_everyone()

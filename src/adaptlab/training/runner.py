@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from ..config import RunConfig, TrainConfig, dump_config, load_config
+from ..data.augment import augmented_rows, check_augment
 from ..data.task import TaskData
 from ..errors import AdaptlabError
 from ..eval.forgetting import Probe
@@ -35,6 +36,7 @@ from .folders import complete as _complete
 from .folders import exclusive, finite, output_folder, partial_folder
 from .folders import is_main_process as _is_main_process
 from .loop import fit, score
+from .regularize import check as check_regularizers
 
 log = logging.getLogger("adaptlab")
 
@@ -197,6 +199,7 @@ def run_one(cfg: RunConfig, setup: Setup, out: Path, resume: bool = False) -> Ru
         log.info("%s: %s finished training; completing the run folder", strategy.name, partial)
         return RunResult(out, _complete(partial, out), resolved)
     hook(strategy, "check", lambda task: None)(task)  # input errors before any folder exists
+    check_augment(train_cfg.augment, task_type, hook(strategy, "dataset", None) is not None)
     own = hook(strategy, "dataset", None)  # a strategy with its own data (dapt's corpus) selects and scores on its held-out part
     train_rows, select_rows = own(setup.data, task) if own else (setup.train_rows, setup.val_rows)
     eval_rows = select_rows if own else setup.eval_rows
@@ -205,6 +208,8 @@ def run_one(cfg: RunConfig, setup: Setup, out: Path, resume: bool = False) -> Ru
     main = _is_main_process()
     with PeakMemory() as memory:
         module = prepare_module(strategy, task)  # may still reject the config: nothing written yet
+        check_regularizers(train_cfg.regularize, module, strategy, task_type)
+        added = augmented_rows(setup, module, train_cfg, data_cfg, task_type)  # train.augment: training examples only
         total = count_parameters(module)[1]
         before = probe.measure(module.to(_device()))  # same device as after: exact zero when untouched
         if main:
@@ -212,7 +217,7 @@ def run_one(cfg: RunConfig, setup: Setup, out: Path, resume: bool = False) -> Ru
             (partial / "config.yaml").write_text(dump_config(resolved), encoding="utf-8")
         log.info("%s: %d train / %d eval examples, backbone %s", strategy.name, len(train_rows), len(eval_rows), cfg.backbone)
         with _cleanup_on_failure(partial):
-            module, state = fit(strategy, module, train_rows, select_rows, train_cfg, pad_token_id=setup.backbone.tokenizer.pad_token_id or 0,
+            module, state = fit(strategy, module, train_rows + added, select_rows, train_cfg, pad_token_id=setup.backbone.tokenizer.pad_token_id or 0,
                                 run_dir=partial, resume=resume, task_type=task_type)
     forgetting = probe.compare(before, probe.measure(module))
     final = kept_scores(state, train_cfg) if eval_rows is select_rows else score(
@@ -231,6 +236,7 @@ def run_one(cfg: RunConfig, setup: Setup, out: Path, resume: bool = False) -> Ru
                  **setup.data.sampling},
         "seed": train_cfg.seed,
         "train_examples": len(train_rows),
+        "augmented_examples": len(added) if train_cfg.augment.n_copies else None,
         "eval_examples": len(eval_rows),
         "trainable_params": trainable,
         "total_params": total,
