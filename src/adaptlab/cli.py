@@ -133,6 +133,8 @@ def compare(
     template: Template = None, packing: Packing = None, max_length: MaxLength = None,
     seeds: Annotated[int | None, typer.Option("--seeds", help="Run each strategy with N seeds (train.seed, +1, ...): mean, "
                                               "spread, 95% intervals, differences within noise.", show_default="1")] = None,
+    tune: Annotated[int | None, typer.Option("--tune", help="First tune each strategy with N Optuna trials (adaptlab tune), "
+                                             "then compare each at its best.", show_default="off")] = None,
 ) -> None:
     """Run several strategies on the same data and write a comparison report.
 
@@ -141,15 +143,49 @@ def compare(
     from .reporting.comparison import compare as run_compare
     from .reporting.report import markdown_table
 
-    flags = _overrides(**{k: v for k, v in locals().items() if k not in ("recipe", "set_", "output", "resume", "strategies", "seeds")})
+    flags = _overrides(**{k: v for k, v in locals().items() if k not in ("recipe", "set_", "output", "resume", "strategies", "seeds", "tune")})
     names = [s.strip() for s in strategies.split(",") if s.strip()] if strategies else None
-    result = run_compare(names, recipe, overrides={**flags, **_sets(set_)}, output=output, resume=resume, seeds=seeds)
+    result = run_compare(names, recipe, overrides={**flags, **_sets(set_)}, output=output, resume=resume, seeds=seeds, tune=tune)
     if not result.rows:
         return  # a non-main process of a distributed run
     from .reporting.report import flat
 
     typer.echo("\n".join(markdown_table([flat(r) for r in result.rows])))
     typer.echo(f"report: {result.folder / 'report.md'}")
+
+
+@app.command()
+def tune(
+    recipe: Recipe = None,
+    strategy: Annotated[str | None, typer.Option("--strategy", "-s", help="Strategy to tune (adaptlab strategies).", show_default="lora")] = None,
+    trials: Annotated[int, typer.Option("--trials", help="Trials in all (a resumed study counts those it has).")] = 20,
+    budget_minutes: Annotated[float | None, typer.Option("--budget-minutes", help="Stop starting trials after this long.",
+                                                         show_default="none")] = None,
+    space: Annotated[list[str] | None, typer.Option("--space", help="Search KEY=LOW:HIGH or KEY=a,b,c (repeatable; adds to or "
+                                                    "replaces the strategy's space).", show_default="the strategy's")] = None,
+    pruner: Annotated[str, typer.Option("--pruner", help="median, halving (successive halving) or none.")] = "median",
+    backbone: Backbone = None, data: Data = None, eval_data: EvalData = None, text_column: TextCol = None,
+    label_column: LabelCol = None, max_train: MaxTrain = None, max_eval: MaxEval = None, seed: Seed = None,
+    output: Output = None, set_: Set = None, resume: Resume = False, quiet: Quiet = False,
+) -> None:
+    """Search a strategy's hyperparameters with Optuna; write the best as a recipe and its gain over the defaults.
+
+    Trials are judged on a validation split carved from the training data; the gain is measured on the
+    evaluation split, which no trial chose anything on. The study lives in <output>/study.db: --resume continues it.
+    """
+    from .training.tune import tune as run_tune
+
+    flags = _overrides(**{k: v for k, v in locals().items() if k in ("strategy", "backbone", "data", "eval_data", "text_column",
+                                                                     "label_column", "max_train", "max_eval", "seed", "quiet")})
+    summary = run_tune(recipe, overrides={**flags, **_sets(set_)}, trials=trials, budget_minutes=budget_minutes,
+                       output=output, resume=resume, space=space, pruner=pruner)
+    best, base = summary["best"], summary["defaults"]
+    gain = f"{summary['gain_on_eval']:+.4f}" if summary["gain_on_eval"] is not None else "n/a"
+    typer.echo(f"{summary['strategy']}: best of {summary['complete']} trials ({summary['pruned']} pruned): validation "
+               f"{summary['metric']} {best['validation']:.4f}; on the evaluation split {best['eval']:.4f} vs defaults "
+               f"{base['eval']:.4f} ({gain})")
+    typer.echo(f"best settings: {best['params']}")
+    typer.echo(f"recipe: {Path(best['run']).parent / 'best.yaml'}  (adaptlab train {Path(best['run']).parent / 'best.yaml'})")
 
 
 @app.command()

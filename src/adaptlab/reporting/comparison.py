@@ -66,6 +66,7 @@ def plan(recipe: dict[str, Any], strategies: list[str] | None, overrides: dict[s
     base.pop("strategy", None)
     base.pop("stages", None)  # run first, see pipeline.py
     base.pop("judge", None)  # after every run, see judge.py
+    base.pop("search", None)  # compare --tune's search space, see training/tune.py
     by_name = {str(e.get("label") or e.get("name")): e for e in extra + listed if isinstance(e, dict)}
     entries = [by_name.get(name, {"name": name}) for name in strategies] if strategies else listed or DEFAULT_STRATEGIES
     configs: list[tuple[str, RunConfig]] = []
@@ -129,6 +130,7 @@ def compare(
     output: str | Path | None = None,
     resume: bool = False,
     seeds: int | None = None,
+    tune: int | None = None,
     **fields: Any,
 ) -> Comparison:
     """Run ``strategies`` under one setup; write run folders, results and a report.
@@ -136,6 +138,7 @@ def compare(
     With neither a recipe nor data, runs the bundled demo: MiniLM-L6 on Rotten
     Tomatoes with the five core strategies. ``seeds``: run each strategy with that many
     seeds (``train.seed``, +1, ...) and report mean, spread and intervals (``seeds.py``).
+    ``tune``: first search each strategy's settings with that many trials (``training/tune.py``).
     """
     more = {**fields_to_overrides(fields), **_as_dict(overrides)}
     if recipe is None and "data.train" not in more:
@@ -143,14 +146,17 @@ def compare(
         log.info("no data given: running the bundled demo recipe (minilm-l6 on rotten-tomatoes)")
     if seeds is not None and seeds < 1:
         raise AdaptlabError(f"--seeds must be at least 1, got {seeds}")
+    if tune is not None and tune < 1:
+        raise AdaptlabError(f"--tune must be at least 1 trial, got {tune}")
     data = load_recipe(recipe)
-    configs = with_seeds(plan(data, strategies, more), seeds or 1)
+    configs = plan(data, strategies, more)
     out = Path(output or data.get("output") or Path("runs") / f"compare-{time.strftime('%Y%m%d-%H%M%S')}")
     with exclusive(out):
-        return _compare_into(out, data, configs, more, resume)
+        return _compare_into(out, data, configs, more, resume, seeds or 1, tune)
 
 
-def _compare_into(out: Path, data: dict[str, Any], configs: list, more: dict[str, Any], resume: bool) -> Comparison:
+def _compare_into(out: Path, data: dict[str, Any], configs: list, more: dict[str, Any], resume: bool, seeds: int = 1,
+                  tune: int | None = None) -> Comparison:
     """Run the comparison into ``out`` (its caller holds the folder's lock)."""
     work = partial_folder(out)
     if out.exists():
@@ -167,9 +173,19 @@ def _compare_into(out: Path, data: dict[str, Any], configs: list, more: dict[str
     for _, cfg in configs:  # a strategy that cannot do the task: one clear error, before any folder
         if not cfg.backbone.startswith("@"):
             supported(get_strategy(cfg.strategy.name), setups.get(cfg).task_type)
+    if tune:
+        from ..training.space import check_space, parse_space
+
+        for _, cfg in configs:  # a bad search space: one line before any folder
+            check_space(parse_space(data.get("search") or {}), cfg)
     work.mkdir(parents=True, exist_ok=True)
     try:
         stage_runs = run_stages(stages, work, resume, setups, final=out)
+        if tune:
+            from ..training.tune import tuned
+
+            configs = tuned(configs, tune, work, data.get("search"))
+        configs = with_seeds(configs, seeds)
         runs = _run_all(configs, setups, work, out, resume)
     except BaseException:
         if not any(work.iterdir()):  # nothing finished or resumable: leave nothing behind

@@ -81,6 +81,8 @@ class Adapter:
 
     Config = AdapterConfig
     train_defaults = {"lr": 1e-3, "epochs": 3, "schedule": "linear"}
+    search_space = {"strategy.reduction_factor": [4, 8, 16, 32]}
+    """What ``adaptlab tune`` searches besides the shared settings (``training/space.py``)."""
     caveat = ("adapters start as the identity and need hundreds of optimiser steps (Houlsby et al. 2019 train 3-20 "
               "epochs); with tens of steps they barely move, and on a sentence-embedding backbone (mean-pooled, like "
               "all-MiniLM) the frozen [CLS] pooler the head reads starts out carrying little.")

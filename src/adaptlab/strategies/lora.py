@@ -68,6 +68,8 @@ class LoRA:
 
     Config = LoRAConfig
     train_defaults = {"lr": 1e-3, "epochs": 3, "schedule": "linear"}
+    search_space = {"strategy.r": [4, 8, 16, 32], "strategy.alpha": [8, 16, 32]}
+    """What ``adaptlab tune`` searches besides the shared settings (``training/space.py``)."""
     tasks = ("classification", "sft")
 
     def __init__(self, config: LoRAConfig):

@@ -45,6 +45,8 @@ class TopK:
 
     Config = TopKConfig
     train_defaults = {"lr": 1e-4, "epochs": 3, "schedule": "linear"}
+    search_space = {"strategy.k": [1, 2, 3, 4]}
+    """What ``adaptlab tune`` searches besides the shared settings (``training/space.py``)."""
     caveat = ("only the top k blocks adapt: the rest of the network (and, on a generative task, the habits of the "
               "instruction model it was tuned from) stays as it was, so a short run moves it less than updates of every "
               "layer do (Lee et al. 2019 find quality falls as k shrinks).")

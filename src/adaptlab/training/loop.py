@@ -14,6 +14,8 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +37,8 @@ from .schedules import lr_multiplier
 from .steplog import StepLog
 
 log = logging.getLogger("adaptlab")
+EPOCH_END: ContextVar[Callable[[int, dict[str, Any]], None] | None] = ContextVar("EPOCH_END", default=None)
+"""Called with (epoch, validation scores) after each epoch (``adaptlab tune`` reports them to its pruner)."""
 
 
 def default_task() -> Any:
@@ -341,6 +345,9 @@ def end_epoch(run: Run, state: LoopState, epoch: int, best: BestWeights) -> bool
     stop = bool(run.cfg.patience and state.stale_epochs >= run.cfg.patience)
     if run.ckpt:  # after the last epoch only the weights are kept: no step follows that needs the optimiser's state
         _save(run, best, state, final=stop or state.epoch >= run.cfg.epochs)
+    listener = EPOCH_END.get()
+    if listener is not None:
+        listener(epoch + 1, metrics)
     return stop
 
 
