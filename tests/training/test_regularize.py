@@ -76,9 +76,8 @@ def test_ema_differs_from_the_raw_weights_and_is_swapped_in_for_evaluation():
 
 
 def _fit(tiny_backbone, toy_csv, **train):
-    from tests.test_loop import run
-
     from adaptlab.training.loop import fit
+    from tests.test_loop import run
 
     s, module, setup, task = run(tiny_backbone, toy_csv, epochs=2, lr=1e-2, precision="fp32", **train)
     return fit(s, module, setup.train_rows, setup.eval_rows, task.train_config), setup
