@@ -60,7 +60,8 @@ class DataConfig(Section):
     validation_fraction: float = Field(0.1, ge=0, lt=1)
     """Share of the training examples set aside as a validation split: the best epoch and early stopping
     are chosen on it, never on the evaluation data the report shows. Not carved below
-    ``min_validation_train`` training examples (then the last epoch is kept); 0 disables it."""
+    ``min_validation_train`` training examples (then the last epoch is kept), nor from few-shot
+    ``shots`` unless set explicitly; 0 disables it."""
     max_validation: int | None = Field(None, ge=1)
     """At most this many validation examples (seeded). ``null``: no cap for classification, 64 for sft
     (every epoch generates an answer for each, the slow part of its evaluation)."""

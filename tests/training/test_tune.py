@@ -67,7 +67,7 @@ def test_settings_the_user_fixed_are_not_searched(tiny_backbone, toy_csv, tmp_pa
     (["--space", "train.lrr=0.1:1"], "unknown config key 'train.lrr'"),
     (["--space", "strategy.r=0,4"], "invalid config 'strategy.r'"),
     (["--pruner", "medain"], "unknown pruner 'medain' (did you mean 'median'?)"),
-    (["--set", "data.shots=8"], "adaptlab tune chooses on a validation split carved from the training data"),
+    (["--set", "data.validation_fraction=0"], "adaptlab tune chooses on a validation split carved from the training data"),
 ])
 def test_bad_searches_are_one_line(cli, tiny_backbone, toy_csv, args, message):
     code, out, err = cli("tune", "--strategy", "lora", "--backbone", str(tiny_backbone), "--data", str(toy_csv),

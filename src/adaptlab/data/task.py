@@ -207,10 +207,11 @@ def build_task(cfg: DataConfig, seed: int = 42, table: Table | None = None) -> T
 def carve_validation(train: Examples, cfg: DataConfig, seed: int) -> tuple[Examples, Examples | None]:
     """A stratified ``validation_fraction`` of the training examples, for choices made during training.
 
-    None for few-shot runs (every shot trains), small training sets, or when a class would lose
-    its last training example to it.
+    None for few-shot runs (every shot trains, unless ``validation_fraction`` is set explicitly), small
+    training sets, or when a class would lose its last training example to it.
     """
-    if not cfg.validation_fraction or cfg.shots or len(train) < cfg.min_validation_train:
+    few_shot = cfg.shots and "validation_fraction" not in cfg.model_fields_set
+    if not cfg.validation_fraction or few_shot or len(train) < cfg.min_validation_train:
         return train, None
     n = max(len(set(train.labels)), round(len(train) * cfg.validation_fraction))
     n = min(n, cfg.max_validation) if cfg.max_validation else n

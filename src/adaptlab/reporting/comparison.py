@@ -52,7 +52,8 @@ def load_recipe(recipe: str | Path | dict[str, Any] | None) -> dict[str, Any]:
     return read_yaml(recipe) if recipe else {}
 
 
-def plan(recipe: dict[str, Any], strategies: list[str] | None, overrides: dict[str, Any]) -> list[tuple[str, RunConfig]]:
+def plan(recipe: dict[str, Any], strategies: list[str] | None, overrides: dict[str, Any],
+         trials: dict[str, int] | None = None) -> list[tuple[str, RunConfig]]:
     """Validate one :class:`RunConfig` per strategy entry; return ``(run name, config)`` pairs.
 
     Precedence, lowest first: the recipe's shared settings, the entry's own
@@ -67,6 +68,7 @@ def plan(recipe: dict[str, Any], strategies: list[str] | None, overrides: dict[s
     base.pop("stages", None)  # run first, see pipeline.py
     base.pop("judge", None)  # after every run, see judge.py
     base.pop("search", None)  # compare --tune's search space, see training/tune.py
+    base.pop("seeds", None)  # compare --seeds
     by_name = {str(e.get("label") or e.get("name")): e for e in extra + listed if isinstance(e, dict)}
     entries = [by_name.get(name, {"name": name}) for name in strategies] if strategies else listed or DEFAULT_STRATEGIES
     configs: list[tuple[str, RunConfig]] = []
@@ -78,6 +80,7 @@ def plan(recipe: dict[str, Any], strategies: list[str] | None, overrides: dict[s
         run = copy.deepcopy(base)
         run.setdefault("train", {}).update(entry.pop("train", {}))
         label = str(entry.pop("label", None) or entry["name"])
+        tune = entry.pop("tune", None)  # this entry is tuned first (``tune: N`` trials), see training/tune.py
         if "backbone" in entry:  # e.g. "@domain": the same strategy on a domain-adapted backbone
             run["backbone"] = entry.pop("backbone")
         run["strategy"] = entry
@@ -85,6 +88,10 @@ def plan(recipe: dict[str, Any], strategies: list[str] | None, overrides: dict[s
         labels.append(label)
         count = labels.count(label)
         configs.append((label if count == 1 else f"{label}-{count}", cfg))
+        if tune is not None and trials is not None:
+            if not isinstance(tune, int) or isinstance(tune, bool) or tune < 1:
+                raise AdaptlabError(f"entry {label}: 'tune' must be a number of trials (1 or more), got {tune!r}")
+            trials[configs[-1][0]] = tune
     return configs
 
 
@@ -149,14 +156,20 @@ def compare(
     if tune is not None and tune < 1:
         raise AdaptlabError(f"--tune must be at least 1 trial, got {tune}")
     data = load_recipe(recipe)
-    configs = plan(data, strategies, more)
+    seeds = seeds or data.get("seeds") or 1
+    if not isinstance(seeds, int) or seeds < 1:
+        raise AdaptlabError(f"'seeds' must be a whole number of at least 1, got {seeds!r}")
+    trials: dict[str, int] = {}
+    configs = plan(data, strategies, more, trials)
+    if tune:
+        trials = {name: trials.get(name, tune) for name, _ in configs}
     out = Path(output or data.get("output") or Path("runs") / f"compare-{time.strftime('%Y%m%d-%H%M%S')}")
     with exclusive(out):
-        return _compare_into(out, data, configs, more, resume, seeds or 1, tune)
+        return _compare_into(out, data, configs, more, resume, seeds, trials)
 
 
 def _compare_into(out: Path, data: dict[str, Any], configs: list, more: dict[str, Any], resume: bool, seeds: int = 1,
-                  tune: int | None = None) -> Comparison:
+                  trials: dict[str, int] | None = None) -> Comparison:
     """Run the comparison into ``out`` (its caller holds the folder's lock)."""
     work = partial_folder(out)
     if out.exists():
@@ -173,7 +186,7 @@ def _compare_into(out: Path, data: dict[str, Any], configs: list, more: dict[str
     for _, cfg in configs:  # a strategy that cannot do the task: one clear error, before any folder
         if not cfg.backbone.startswith("@"):
             supported(get_strategy(cfg.strategy.name), setups.get(cfg).task_type)
-    if tune:
+    if trials:
         from ..training.space import check_space, parse_space
 
         for _, cfg in configs:  # a bad search space: one line before any folder
@@ -181,10 +194,10 @@ def _compare_into(out: Path, data: dict[str, Any], configs: list, more: dict[str
     work.mkdir(parents=True, exist_ok=True)
     try:
         stage_runs = run_stages(stages, work, resume, setups, final=out)
-        if tune:
+        if trials:
             from ..training.tune import tuned
 
-            configs = tuned(configs, tune, work, data.get("search"))
+            configs = tuned(configs, trials, work, data.get("search"))
         configs = with_seeds(configs, seeds)
         runs = _run_all(configs, setups, work, out, resume)
     except BaseException:

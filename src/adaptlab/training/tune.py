@@ -29,6 +29,8 @@ from .space import Space, check_space, parse_space, space_for
 
 log = logging.getLogger("adaptlab")
 PRUNERS = ("median", "halving", "none")
+OWN_VALIDATION = {"data.validation_fraction": 0.25, "data.min_validation_train": 2}
+"""Where the run itself sets no validation split aside (few-shot, small data), the trials use this one."""
 
 
 def _optuna() -> Any:
@@ -71,10 +73,14 @@ def tune(
     check_space(search, base)
     folder = Path(output or Path("runs") / f"tune-{name}-{time.strftime('%Y%m%d-%H%M%S')}")
     setup = make_setup(base, folder.parent)
+    if not setup.val_rows and "validation_fraction" not in base.data.model_fields_set:  # few-shot: the search carves its own
+        base = load_config(data, {**(overrides or {}), **OWN_VALIDATION})
+        setup = make_setup(base, folder.parent)
+        log.info("tune: trials train on %d examples and are judged on %d set aside (data.validation_fraction=%s)",
+                 len(setup.train_rows), len(setup.val_rows), OWN_VALIDATION["data.validation_fraction"])
     if not setup.val_rows:
         raise AdaptlabError("adaptlab tune chooses on a validation split carved from the training data and this run has none "
-                            "(few-shot data.shots, data.validation_fraction=0 or fewer than data.min_validation_train examples); "
-                            "use --max-train instead of shots, or lower data.min_validation_train")
+                            "(data.validation_fraction=0, or a class too small to give one); set data.validation_fraction")
     study = open_study(optuna, folder, name, resume, base.train.seed, pruner)
     base_data = base.model_dump(mode="json", exclude_unset=True)
     defaults = _defaults(base, setup, folder)
@@ -222,15 +228,19 @@ def plot_trials(study: Any, path: Path, metric: str, default: float | None, optu
 
 
 
-def tuned(configs: list[tuple[str, Any]], trials: int, work: Path, search: dict[str, Any] | None = None) -> list[tuple[str, Any]]:
-    """``adaptlab compare --tune N``: each entry tuned with ``trials`` trials (studies in ``work/tune/<name>``, resumed
-    when there), then run at its best settings: strategies compared each at its best, not at hand-set defaults."""
+def tuned(configs: list[tuple[str, Any]], trials: dict[str, int], work: Path, search: dict[str, Any] | None = None) -> list[tuple[str, Any]]:
+    """``adaptlab compare --tune N`` (or an entry's ``tune: N``): the entries named in ``trials`` tuned with that many
+    trials each (studies in ``work/tune/<name>``, resumed when there), then run at their best settings: strategies
+    compared each at its best, not at hand-set defaults."""
     out = []
     for name, cfg in configs:
+        if name not in trials:
+            out.append((name, cfg))
+            continue
         folder = work / "tune" / name
         data = cfg.model_dump(mode="json", exclude_unset=True)
         data.pop("output", None)
-        summary = tune({**data, "search": search or {}}, trials=trials, output=folder, resume=(folder / "study.db").exists())
+        summary = tune({**data, "search": search or {}}, trials=trials[name], output=folder, resume=(folder / "study.db").exists())
         best = apply_overrides(data, summary["best"]["params"])
         log.info("compare --tune: %s at its best of %d trials: %s", name, summary["complete"], summary["best"]["params"])
         out.append((name, build_config(best)))
