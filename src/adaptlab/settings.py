@@ -108,6 +108,18 @@ class DataConfig(Section):
 Rate = Annotated[float, Field(ge=0, le=1)]
 
 
+class BackTranslateConfig(Section):
+    """Back-translation through a generative model (``adaptlab.data.backtranslate``)."""
+
+    via: str = "smollm2"
+    """Translator into the pivot language: a finished sft run folder, or a causal-LM backbone (alias, folder, hub id)
+    prompted as an instruction model."""
+    back: str | None = None
+    """Translator back into English; ``null``: the same as ``via``."""
+    language: str = "French"
+    """The pivot language, as the translator is asked for it."""
+
+
 class AugmentConfig(Section):
     """Task-specific data augmentation of the training examples (classification; never of evaluation data).
 
@@ -129,10 +141,17 @@ class AugmentConfig(Section):
     instead of WordNet, which no offline package ships)."""
     neighbours: int = Field(5, ge=1, le=50)
     """Synonym replacement draws from this many nearest neighbours of a word."""
+    backtranslate: BackTranslateConfig | None = None
+    """Also add each example translated into a pivot language and back (Sennrich et al. 2016, §3.2; Xie et al.
+    2020, §3.1), e.g. ``{via: smollm2}``; translations are cached per text. ``null``: off."""
 
     @property
     def active(self) -> bool:
         return bool(self.deletion or self.swap or self.synonym)
+
+    @property
+    def on(self) -> bool:
+        return self.active or self.backtranslate is not None
 
     @property
     def n_copies(self) -> int:

@@ -147,7 +147,7 @@ def neighbours_for(module: torch.nn.Module, tokenizer: Any, k: int) -> Embedding
 
 def check_augment(cfg: AugmentConfig, task_type: Any, own_data: bool) -> None:
     """One line, before any folder exists, when this run's data cannot be augmented."""
-    if not cfg.n_copies:
+    if not cfg.on:
         return
     from ..errors import AdaptlabError
 
@@ -157,12 +157,29 @@ def check_augment(cfg: AugmentConfig, task_type: Any, own_data: bool) -> None:
         raise AdaptlabError(f"train.augment applies to classification data; task {task_type.name} is not augmented")
 
 
-def augmented_rows(setup: Any, module: torch.nn.Module, cfg: Any, data_cfg: Any, task_type: Any) -> list[dict]:
+def augmented_rows(setup: Any, module: torch.nn.Module, cfg: Any, data_cfg: Any, task_type: Any, root: Any = None) -> list[dict]:
     """Tokenised augmented copies of the run's training examples (``cfg``: its TrainConfig); [] when off."""
     aug = cfg.augment
-    if not aug.n_copies:
+    if not aug.on:
         return []
     synonyms = neighbours_for(module, setup.backbone.tokenizer, aug.neighbours) if aug.synonym else None
     added = augment_examples(setup.data.train, aug, cfg.seed, synonyms)
+    if aug.backtranslate is not None:
+        added = joined(added, back_translated(setup.data.train, aug.backtranslate, root))
     n = data_cfg.max_length
     return task_type.training_rows(task_type.encode(added, setup.backbone, data_cfg, n), n) if len(added) else []
+
+
+def back_translated(examples: Any, cfg: Any, root: Any = None) -> Any:
+    """Each example's text translated into ``cfg.language`` and back (``backtranslate.py``), where that changed it."""
+    from .backtranslate import BackTranslator
+
+    again = BackTranslator(cfg.via, cfg.back, cfg.language, root)(list(examples.texts))
+    keep = [i for i, (a, b) in enumerate(zip(examples.texts, again)) if b and b != a]
+    pairs = [examples.pairs[i] for i in keep] if examples.pairs is not None else None
+    return type(examples)([again[i] for i in keep], [examples.labels[i] for i in keep], pairs)
+
+
+def joined(a: Any, b: Any) -> Any:
+    pairs = (a.pairs or [None] * len(a)) + (b.pairs or [None] * len(b)) if a.pairs is not None or b.pairs is not None else None
+    return type(a)(a.texts + b.texts, a.labels + b.labels, pairs)

@@ -209,7 +209,9 @@ def run_one(cfg: RunConfig, setup: Setup, out: Path, resume: bool = False) -> Ru
     with PeakMemory() as memory:
         module = prepare_module(strategy, task)  # may still reject the config: nothing written yet
         check_regularizers(train_cfg.regularize, module, strategy, task_type)
-        added = augmented_rows(setup, module, train_cfg, data_cfg, task_type)  # train.augment: training examples only
+        tick = time.perf_counter()
+        added = augmented_rows(setup, module, train_cfg, data_cfg, task_type, out.parent)  # train.augment: training examples only
+        augment_seconds = time.perf_counter() - tick
         total = count_parameters(module)[1]
         before = probe.measure(module.to(_device()))  # same device as after: exact zero when untouched
         if main:
@@ -236,7 +238,8 @@ def run_one(cfg: RunConfig, setup: Setup, out: Path, resume: bool = False) -> Ru
                  **setup.data.sampling},
         "seed": train_cfg.seed,
         "train_examples": len(train_rows),
-        "augmented_examples": len(added) if train_cfg.augment.n_copies else None,
+        "augmented_examples": len(added) if train_cfg.augment.on else None,
+        "augment_seconds": round(augment_seconds, 3) if train_cfg.augment.on else None,
         "eval_examples": len(eval_rows),
         "trainable_params": trainable,
         "total_params": total,
