@@ -15,6 +15,7 @@ from typing import Any
 
 from ..eval.forgetting import summary as forgetting_summary
 from ..tasks import task_of
+from .html import write_html
 from .judge import JUDGE_COLUMNS, judge_section
 from .noise import noise_section, within_noise_of_best
 from .report_sections import extra_sections
@@ -284,6 +285,7 @@ def write_report(folder: Path, runs: list[dict[str, Any]], baseline: float | Non
     lines += extra_sections(stages)
     lines += ["", *[f"![{p.stem}]({p.name})" for p in plots]] if plots else []
     (folder / "report.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_html(folder, rows)
 
 
 def _plots(folder: Path, rows: list[dict[str, Any]], baseline: float) -> list[Path]:
