@@ -128,11 +128,11 @@ def fit(
     from accelerate.utils import set_seed
 
     task_type = task_type or default_task()
-    reg = Regularizers(cfg.regularize, module, strategy, task_type)
-    strategy = WithTask(strategy, task_type, param_groups=reg.groups(hook(strategy, "param_groups", param_groups)))
     accelerator = make_accelerator(cfg)
     set_seed(cfg.seed)
     module.to(accelerator.device)
+    reg = Regularizers(cfg.regularize, module, strategy, task_type)  # its copies of the pretrained weights: beside them
+    strategy = WithTask(strategy, task_type, param_groups=reg.groups(hook(strategy, "param_groups", param_groups)))
     started = time.perf_counter()
     precompute = hook(strategy, "precompute", None)
     if precompute:  # frozen computation done once, not every epoch
