@@ -54,6 +54,8 @@ Template = Annotated[str | None, typer.Option("--template", help="sft: chat (the
 Packing = Annotated[bool | None, typer.Option("--packing/--no-packing", help="sft: pack short examples into full rows (kept apart).",
                                               show_default="off")]
 MaxLength = Annotated[int | None, typer.Option("--max-length", help="Cut inputs to N tokens.", show_default="128")]
+ReportTo = Annotated[list[str] | None, typer.Option("--report-to", help="Experiment tracker: tensorboard, mlflow or wandb "
+                                                  "(repeatable; the track extra).", show_default="none")]
 TargetShots = Annotated[int | None, typer.Option("--target-shots", help="Add N labelled examples per class of the target eval set to training.",
     show_default="0")]
 
@@ -68,7 +70,7 @@ def _overrides(**flags) -> dict:
         "seed": "train.seed", "strategy": "strategy.name", "shots": "data.shots", "target_shots": "data.target_shots",
         "task": "data.task", "prompt_column": "data.prompt_column", "response_column": "data.response_column",
         "system": "data.system", "template": "data.template", "packing": "data.packing", "max_length": "data.max_length",
-        "distributed": "train.distributed",
+        "distributed": "train.distributed", "report_to": "train.report_to",
     }
     out = {keys[k]: v for k, v in flags.items() if v is not None and k in keys}
     if flags.get("quiet"):
@@ -86,7 +88,7 @@ def train(
     lr: Lr = None, batch_size: Batch = None, seed: Seed = None, output: Output = None, set_: Set = None,
     resume: Resume = False, quiet: Quiet = False, shots: Shots = None, target_shots: TargetShots = None,
     task: Task = None, prompt_column: PromptCol = None, response_column: ResponseCol = None, system: System = None,
-    template: Template = None, packing: Packing = None, max_length: MaxLength = None,
+    template: Template = None, packing: Packing = None, max_length: MaxLength = None, report_to: ReportTo = None,
     distributed: Annotated[str | None, typer.Option("--distributed", help="Under torchrun/accelerate launch: ddp, fsdp, "
                                                     "deepspeed-zero2 or deepspeed-zero3.", show_default="ddp")] = None,
 ) -> None:
@@ -130,7 +132,7 @@ def compare(
     lr: Lr = None, batch_size: Batch = None, seed: Seed = None, output: Output = None, set_: Set = None,
     resume: Resume = False, quiet: Quiet = False, shots: Shots = None, target_shots: TargetShots = None,
     task: Task = None, prompt_column: PromptCol = None, response_column: ResponseCol = None, system: System = None,
-    template: Template = None, packing: Packing = None, max_length: MaxLength = None,
+    template: Template = None, packing: Packing = None, max_length: MaxLength = None, report_to: ReportTo = None,
     seeds: Annotated[int | None, typer.Option("--seeds", help="Run each strategy with N seeds (train.seed, +1, ...): mean, "
                                               "spread, 95% intervals, differences within noise.", show_default="1")] = None,
     tune: Annotated[int | None, typer.Option("--tune", help="First tune each strategy with N Optuna trials (adaptlab tune), "
@@ -166,7 +168,7 @@ def tune(
     pruner: Annotated[str, typer.Option("--pruner", help="median, halving (successive halving) or none.")] = "median",
     backbone: Backbone = None, data: Data = None, eval_data: EvalData = None, text_column: TextCol = None,
     label_column: LabelCol = None, max_train: MaxTrain = None, max_eval: MaxEval = None, seed: Seed = None,
-    output: Output = None, set_: Set = None, resume: Resume = False, quiet: Quiet = False,
+    output: Output = None, set_: Set = None, resume: Resume = False, quiet: Quiet = False, report_to: ReportTo = None,
 ) -> None:
     """Search a strategy's hyperparameters with Optuna; write the best as a recipe and its gain over the defaults.
 
@@ -176,7 +178,7 @@ def tune(
     from .training.tune import tune as run_tune
 
     flags = _overrides(**{k: v for k, v in locals().items() if k in ("strategy", "backbone", "data", "eval_data", "text_column",
-                                                                     "label_column", "max_train", "max_eval", "seed", "quiet")})
+                                                                     "label_column", "max_train", "max_eval", "seed", "quiet", "report_to")})
     summary = run_tune(recipe, overrides={**flags, **_sets(set_)}, trials=trials, budget_minutes=budget_minutes,
                        output=output, resume=resume, space=space, pruner=pruner)
     best, base = summary["best"], summary["defaults"]

@@ -239,6 +239,9 @@ class TrainConfig(Section):
     """Also checkpoint every this many optimiser steps (epoch ends always are)."""
     progress: bool = True
     """Show a progress bar (in a terminal; never in logs)."""
+    report_to: list[Literal["tensorboard", "mlflow", "wandb"]] = []
+    """Experiment trackers that receive the settings, per-step loss and lr, per-epoch validation scores and the final
+    metrics (``adaptlab.training.tracking``; the ``track`` extra: ``pip install 'adaptlab[track]'``)."""
     augment: AugmentConfig = AugmentConfig()
     """Data augmentation of the training examples (``{synonym: 0.1, copies: 1}``; off by default)."""
     regularize: RegularizeConfig = RegularizeConfig()

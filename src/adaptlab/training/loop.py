@@ -120,11 +120,12 @@ def fit(
     run_dir: Path | None = None,
     resume: bool = False,
     task_type: Any = None,
+    trackers: Any = None,
 ) -> tuple[nn.Module, LoopState]:
     """Train ``module`` as ``strategy`` prepared it; return it (best weights) and the loop state.
 
     ``task_type`` (``adaptlab.tasks``; classification if None) gives the collate, loss and evaluation
-    a strategy does not define itself."""
+    a strategy does not define itself; ``trackers`` (``tracking.py``) receive the step lines and epoch scores."""
     from accelerate.utils import set_seed
 
     task_type = task_type or default_task()
@@ -167,7 +168,7 @@ def fit(
     state.warmup_steps = round(cfg.warmup_ratio * total)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_multiplier(cfg.schedule, total, state.warmup_steps))
     run = Run(strategy, module, model, cfg, accelerator, train_loader, eval_loader, sampler, optimizer, scheduler, ckpt,
-              StepLog(run_dir / "steps.jsonl" if run_dir and accelerator.is_main_process else None, cfg.log_every), reg)
+              StepLog(run_dir / "steps.jsonl" if run_dir and accelerator.is_main_process else None, cfg.log_every, trackers), reg)
     best = BestWeights(on_device=plain is not None)  # shards stay where they are
     on_epoch_start = hook(strategy, "on_epoch_start", lambda epoch, module: None)
     if saved is not None:
@@ -333,6 +334,8 @@ def end_epoch(run: Run, state: LoopState, epoch: int, best: BestWeights) -> bool
     with run.reg.averaged():  # scored and kept: the averaged weights (train.regularize.ema); checkpointed: the trained ones
         metrics = _evaluate(run.strategy, run.model, run.eval_loader, run.accelerator) if run.eval_loader is not None else {}
         loss = _record(run, state, epoch, best, metrics)
+    if run.log.trackers:
+        run.log.trackers.log({**lean(metrics), "train_loss": state.history[-1].get("train_loss"), "epoch": epoch + 1}, state.step, "validation/")
     # patience runs out only when neither the metric nor the loss improves (an accuracy plateau at the
     # majority class often comes before the loss-driven climb out of it)
     for i, h in enumerate(state.history[:-1]):  # answers and right/wrong per example: only the kept and the last epoch

@@ -13,6 +13,7 @@ import json
 import logging
 import shutil
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ from .folders import exclusive, finite, output_folder, partial_folder
 from .folders import is_main_process as _is_main_process
 from .loop import fit, score
 from .regularize import check as check_regularizers
+from .tracking import Trackers, check_trackers, experiment_of
 
 log = logging.getLogger("adaptlab")
 
@@ -200,6 +202,7 @@ def run_one(cfg: RunConfig, setup: Setup, out: Path, resume: bool = False) -> Ru
         return RunResult(out, _complete(partial, out), resolved)
     hook(strategy, "check", lambda task: None)(task)  # input errors before any folder exists
     check_augment(train_cfg.augment, task_type, hook(strategy, "dataset", None) is not None)
+    check_trackers(train_cfg.report_to)
     own = hook(strategy, "dataset", None)  # a strategy with its own data (dapt's corpus) selects and scores on its held-out part
     train_rows, select_rows = own(setup.data, task) if own else (setup.train_rows, setup.val_rows)
     eval_rows = select_rows if own else setup.eval_rows
@@ -218,9 +221,10 @@ def run_one(cfg: RunConfig, setup: Setup, out: Path, resume: bool = False) -> Ru
             partial.mkdir(parents=True, exist_ok=True)
             (partial / "config.yaml").write_text(dump_config(resolved), encoding="utf-8")
         log.info("%s: %d train / %d eval examples, backbone %s", strategy.name, len(train_rows), len(eval_rows), cfg.backbone)
-        with _cleanup_on_failure(partial):
+        with _cleanup_on_failure(partial), _closing(trackers := Trackers()):
+            trackers.start(train_cfg.report_to if main else [], partial, out.name, experiment_of(out), resolved.model_dump(mode="json"))
             module, state = fit(strategy, module, train_rows + added, select_rows, train_cfg, pad_token_id=setup.backbone.tokenizer.pad_token_id or 0,
-                                run_dir=partial, resume=resume, task_type=task_type)
+                                run_dir=partial, resume=resume, task_type=task_type, trackers=trackers)
     forgetting = probe.compare(before, probe.measure(module))
     final = kept_scores(state, train_cfg) if eval_rows is select_rows else score(
         strategy, module, eval_rows, train_cfg, pad_token_id=setup.backbone.tokenizer.pad_token_id or 0, task_type=task_type)
@@ -268,9 +272,21 @@ def run_one(cfg: RunConfig, setup: Setup, out: Path, resume: bool = False) -> Ru
     if metrics.get("did_not_learn"):
         log.warning("%s did not learn: %s. Next: %s", strategy.name, "; ".join(metrics["did_not_learn"]["evidence"]),
                     metrics["did_not_learn"]["next"])
+    trackers.final(metrics, state.step)
     _finish(partial, out, metrics, resolved, setup, final)
+    trackers.finish(out)
     log.info("%s: %s -> %s", strategy.name, task_type.describe(metrics["eval"]), out)
     return RunResult(out, metrics, resolved, module)
+
+
+@contextmanager
+def _closing(trackers: Trackers):
+    """Trackers of a run that fails are closed (an MLflow run is not left 'running')."""
+    try:
+        yield
+    except BaseException:
+        trackers.finish()
+        raise
 
 
 def _device() -> torch.device:

@@ -27,8 +27,8 @@ def _mean(values: list[float]) -> float:
 class StepLog:
     """Per-step JSONL log (loss, a strategy's statistics, learning rate, throughput) and running averages."""
 
-    def __init__(self, path: Path | None, every: int):
-        self.path, self.every = path, every
+    def __init__(self, path: Path | None, every: int, trackers: Any = None):
+        self.path, self.every, self.trackers = path, every, trackers
         self.window: list[float] = []
         self.epoch_losses: list[float] = []
         self.stats: dict[str, list[float]] = {}  # this logging window's statistics, by name
@@ -74,13 +74,15 @@ class StepLog:
             return False
         self.flush()
         now = time.perf_counter()
+        line = {"step": state.step, "epoch": epoch + 1, "loss": round(_mean(self.window), 6),
+                **{name: round(_mean(v), 6) for name, v in self.stats.items()},
+                "lr": lr, "examples_per_second": round(self.examples / max(now - self.since, 1e-9), 2),
+                "time": round(time.time(), 3)}
         if self.path:
-            line = {"step": state.step, "epoch": epoch + 1, "loss": round(_mean(self.window), 6),
-                    **{name: round(_mean(v), 6) for name, v in self.stats.items()},
-                    "lr": lr, "examples_per_second": round(self.examples / max(now - self.since, 1e-9), 2),
-                    "time": round(time.time(), 3)}
             with open(self.path, "a", encoding="utf-8") as f:
                 f.write(json.dumps(line) + "\n")
+        if self.trackers:
+            self.trackers.log({k: v for k, v in line.items() if k not in ("step", "time")}, state.step, "train/")
         self.window, self.stats, self.examples, self.since = [], {}, 0, now
         return True
 
