@@ -137,6 +137,8 @@ def compare(
                                               "spread, 95% intervals, differences within noise.", show_default="1")] = None,
     tune: Annotated[int | None, typer.Option("--tune", help="First tune each strategy with N Optuna trials (adaptlab tune), "
                                              "then compare each at its best.", show_default="off")] = None,
+    plan: Annotated[Path | None, typer.Option("--plan", help="Run the plan adaptlab recommend wrote (a recipe; its estimates "
+                                              "go beside the measured costs in the report).", show_default="none")] = None,
 ) -> None:
     """Run several strategies on the same data and write a comparison report.
 
@@ -145,7 +147,13 @@ def compare(
     from .reporting.comparison import compare as run_compare
     from .reporting.report import markdown_table
 
-    flags = _overrides(**{k: v for k, v in locals().items() if k not in ("recipe", "set_", "output", "resume", "strategies", "seeds", "tune")})
+    flags = _overrides(**{k: v for k, v in locals().items() if k not in ("recipe", "set_", "output", "resume", "strategies", "seeds", "tune", "plan")})
+    if plan is not None:
+        if recipe is not None:
+            raise AdaptlabError("give either a recipe or --plan, not both")
+        if not plan.is_file():
+            raise AdaptlabError(f"plan file not found: {plan}")
+        recipe = plan
     names = [s.strip() for s in strategies.split(",") if s.strip()] if strategies else None
     result = run_compare(names, recipe, overrides={**flags, **_sets(set_)}, output=output, resume=resume, seeds=seeds, tune=tune)
     if not result.rows:
@@ -188,6 +196,43 @@ def tune(
                f"{base['eval']:.4f} ({gain})")
     typer.echo(f"best settings: {best['params']}")
     typer.echo(f"recipe: {Path(best['run']).parent / 'best.yaml'}  (adaptlab train {Path(best['run']).parent / 'best.yaml'})")
+
+
+@app.command()
+def recommend(
+    recipe: Recipe = None,
+    strategies: Annotated[str | None, typer.Option("--strategies", help="Comma-separated candidates.",
+                                                   show_default="linear_probe,lora,top_k,full,gradual_unfreeze")] = None,
+    budget_minutes: Annotated[float | None, typer.Option("--budget-minutes", help="Time the whole plan may take.", show_default="none")] = None,
+    max_memory_gb: Annotated[float | None, typer.Option("--max-memory-gb", help="Peak memory a run may use.", show_default="none")] = None,
+    max_artifact_mb: Annotated[float | None, typer.Option("--max-artifact-mb", help="Largest saved model.", show_default="none")] = None,
+    backbone: Backbone = None, data: Data = None, eval_data: EvalData = None, text_column: TextCol = None,
+    label_column: LabelCol = None, max_train: MaxTrain = None, max_eval: MaxEval = None, seed: Seed = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Where the plan goes.", show_default="plan.yaml")] = None,
+    set_: Set = None,
+) -> None:
+    """Measure your data, its distance from general text and this machine; time a few steps of each strategy; write a
+    ranked plan (which to run, in what order, estimated time, memory and size, and why) that compare --plan runs."""
+    from .reporting.recommend import recommend as run_recommend
+
+    flags = _overrides(**{k: v for k, v in locals().items() if k in ("backbone", "data", "eval_data", "text_column", "label_column",
+                                                                     "max_train", "max_eval", "seed")})
+    names = [s.strip() for s in strategies.split(",") if s.strip()] if strategies else None
+    plan = run_recommend(recipe, overrides={**flags, **_sets(set_)}, budget_minutes=budget_minutes, max_memory_gb=max_memory_gb,
+                         max_artifact_mb=max_artifact_mb, output=output, strategies=names)
+    d, shift, probe = plan["data"], plan["domain_shift"], plan["quick_probe"]
+    typer.echo(f"data: {d['train_rows']} training rows, {d['classes']} classes (smallest {d['smallest_class_share']:.0%}), "
+               f"{d['tokens_median']:.0f} tokens median / {d['tokens_p90']} p90")
+    typer.echo(f"domain shift: {shift['ratio']:.1f}x the spread of general text ({shift['meaning']})")
+    typer.echo(f"quick probe: linear probe {probe['accuracy']:.3f} on {probe['held_out_rows']} held-out rows "
+               f"(majority class {probe['majority_class']:.3f}), {probe['seconds']:.0f} s")
+    for i, name in enumerate(plan["order"], 1):
+        e = plan["estimates"][name]
+        typer.echo(f"{i}. {name}: ~{e['wall_seconds'] / 60:.1f} min, {e['peak_memory_mb'] / 1024:.1f} GB, {e['artifact_mb']:.1f} MB -- {e['reason']}")
+    for name, e in plan["estimates"].items():
+        if "left_out" in e:
+            typer.echo(f"left out: {name} ({e['left_out']})")
+    typer.echo(f"plan: {plan['path']}  (adaptlab compare --plan {plan['path']})")
 
 
 @app.command()

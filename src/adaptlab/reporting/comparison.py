@@ -69,6 +69,7 @@ def plan(recipe: dict[str, Any], strategies: list[str] | None, overrides: dict[s
     base.pop("judge", None)  # after every run, see judge.py
     base.pop("search", None)  # compare --tune's search space, see training/tune.py
     base.pop("seeds", None)  # compare --seeds
+    base.pop("plan", None)  # adaptlab recommend's measurements and estimates, see recommend.py
     by_name = {str(e.get("label") or e.get("name")): e for e in extra + listed if isinstance(e, dict)}
     entries = [by_name.get(name, {"name": name}) for name in strategies] if strategies else listed or DEFAULT_STRATEGIES
     configs: list[tuple[str, RunConfig]] = []
@@ -209,7 +210,7 @@ def _compare_into(out: Path, data: dict[str, Any], configs: list, more: dict[str
         return Comparison(out, runs, [])
     rows = [dict(run=name, group=group_of(name), **r.metrics) for (name, _), r in zip(configs, runs)]
     judged = judge(judge_spec, rows, work) if judge_spec else None
-    write_report(work, rows, getattr(first.data, "majority_baseline", None), judged)
+    write_report(work, rows, getattr(first.data, "majority_baseline", None), judged, (data.get("plan") or {}).get("estimates"))
     os.replace(work, out)
     log.info("report: %s", out / "report.md")
     return Comparison(out, [RunResult(out / n, r.metrics, r.config) for (n, _), r in zip(configs, runs)], rows)

@@ -15,6 +15,7 @@ from typing import Any
 
 from ..eval.forgetting import summary as forgetting_summary
 from ..tasks import task_of
+from .estimate import estimates_section
 from .html import write_html
 from .judge import JUDGE_COLUMNS, judge_section
 from .noise import noise_section, within_noise_of_best
@@ -237,7 +238,8 @@ def markdown_table(rows: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def write_report(folder: Path, runs: list[dict[str, Any]], baseline: float | None, judged: dict[str, Any] | None = None) -> None:
+def write_report(folder: Path, runs: list[dict[str, Any]], baseline: float | None, judged: dict[str, Any] | None = None,
+                 estimates: dict[str, Any] | None = None) -> None:
     stages = runs  # every run, of the task or not (domain-adaptation stages), for the sections below
     task_type = task_of(runs[-1])  # the final stage's: earlier stages (language modelling) make backbones for it
     runs = [r for r in runs if task_of(r) is task_type]
@@ -281,6 +283,7 @@ def write_report(folder: Path, runs: list[dict[str, Any]], baseline: float | Non
         "disk is the saved artefact. Per-run details are in each run folder's `metrics.json`.",
     ]
     lines += judge_section(judged or {}, runs)
+    lines += estimates_section(estimates, rows)
     lines += samples_section(runs)
     lines += extra_sections(stages)
     lines += ["", *[f"![{p.stem}]({p.name})" for p in plots]] if plots else []
