@@ -86,3 +86,17 @@ def test_a_one_seed_comparison_shows_its_noise(cli, tiny_backbone, toy_csv, tmp_
     assert not any("correct" in h for r in results["runs"] for h in r["history"])
     report = (tmp_path / "cmp" / "report.md").read_text()
     assert "## How much is noise (one seed)" in report and "McNemar" in report
+
+
+def test_seeds_share_one_split_unless_resplit(tiny_backbone, toy_csv):
+    from adaptlab.config import load_config
+    from adaptlab.reporting.comparison import with_seeds
+    from adaptlab.training.runner import make_setup
+
+    cfg = load_config({"strategy": "lora", "backbone": str(tiny_backbone), "data": {"train": str(toy_csv)}, "train": {"seed": 7}})
+    fixed = with_seeds([("lora", cfg)], 3)
+    assert [c.train.seed for _, c in fixed] == [7, 8, 9] and {c.data.split_seed for _, c in fixed} == {7}
+    assert make_setup(fixed[0][1]).data.eval.texts == make_setup(fixed[2][1]).data.eval.texts
+    redrawn = with_seeds([("lora", cfg)], 3, resplit=True)
+    assert {c.data.split_seed for _, c in redrawn} == {None}
+    assert make_setup(redrawn[0][1]).data.eval.texts != make_setup(redrawn[2][1]).data.eval.texts

@@ -137,6 +137,8 @@ def compare(
                                               "spread, 95% intervals, differences within noise.", show_default="1")] = None,
     tune: Annotated[int | None, typer.Option("--tune", help="First tune each strategy with N Optuna trials (adaptlab tune), "
                                              "then compare each at its best.", show_default="off")] = None,
+    resplit: Annotated[bool, typer.Option("--resplit", help="With --seeds: each seed also draws its own train/eval split.",
+                                          show_default="off")] = False,
     plan: Annotated[Path | None, typer.Option("--plan", help="Run the plan adaptlab recommend wrote (a recipe; its estimates "
                                               "go beside the measured costs in the report).", show_default="none")] = None,
 ) -> None:
@@ -147,7 +149,7 @@ def compare(
     from .reporting.comparison import compare as run_compare
     from .reporting.report import markdown_table
 
-    flags = _overrides(**{k: v for k, v in locals().items() if k not in ("recipe", "set_", "output", "resume", "strategies", "seeds", "tune", "plan")})
+    flags = _overrides(**{k: v for k, v in locals().items() if k not in ("recipe", "set_", "output", "resume")})  # known flags only
     if plan is not None:
         if recipe is not None:
             raise AdaptlabError("give either a recipe or --plan, not both")
@@ -155,7 +157,7 @@ def compare(
             raise AdaptlabError(f"plan file not found: {plan}")
         recipe = plan
     names = [s.strip() for s in strategies.split(",") if s.strip()] if strategies else None
-    result = run_compare(names, recipe, overrides={**flags, **_sets(set_)}, output=output, resume=resume, seeds=seeds, tune=tune)
+    result = run_compare(names, recipe, overrides={**flags, **_sets(set_)}, output=output, resume=resume, seeds=seeds, tune=tune, resplit=resplit or None)
     if not result.rows:
         return  # a non-main process of a distributed run
     from .reporting.report import flat

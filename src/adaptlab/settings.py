@@ -69,6 +69,9 @@ class DataConfig(Section):
     """Training sets smaller than this get no validation split (few-shot: every example trains)."""
     max_train: int | None = Field(None, ge=1)
     """Use at most this many training examples (stratified, seeded), for quick runs."""
+    split_seed: int | None = Field(None, ge=0, lt=2**32)
+    """Seed of the data's splits and samples (held-out, validation, ``max_train``, ``shots``); ``null``: ``train.seed``.
+    ``compare --seeds`` fixes it at the first seed, so the seeds vary initialisation and order only (``--resplit``: the split too)."""
     max_eval: int | None = Field(None, ge=1)
     """Use at most this many evaluation examples (stratified, seeded)."""
     max_length: int = Field(128, ge=8)

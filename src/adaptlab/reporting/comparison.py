@@ -69,6 +69,7 @@ def plan(recipe: dict[str, Any], strategies: list[str] | None, overrides: dict[s
     base.pop("judge", None)  # after every run, see judge.py
     base.pop("search", None)  # compare --tune's search space, see training/tune.py
     base.pop("seeds", None)  # compare --seeds
+    base.pop("resplit", None)  # compare --resplit
     base.pop("plan", None)  # adaptlab recommend's measurements and estimates, see recommend.py
     by_name = {str(e.get("label") or e.get("name")): e for e in extra + listed if isinstance(e, dict)}
     entries = [by_name.get(name, {"name": name}) for name in strategies] if strategies else listed or DEFAULT_STRATEGIES
@@ -96,12 +97,17 @@ def plan(recipe: dict[str, Any], strategies: list[str] | None, overrides: dict[s
     return configs
 
 
-def with_seeds(configs: list[tuple[str, RunConfig]], seeds: int) -> list[tuple[str, RunConfig]]:
-    """Each entry once per seed (``<name>-seed<s>``, ``train.seed`` = s); unchanged for one seed."""
+def with_seeds(configs: list[tuple[str, RunConfig]], seeds: int, resplit: bool = False) -> list[tuple[str, RunConfig]]:
+    """Each entry once per seed (``<name>-seed<s>``, ``train.seed`` = s); unchanged for one seed. The data's split
+    stays the first seed's (``data.split_seed``) unless ``resplit``: then every seed draws its own."""
     if seeds == 1:
         return configs
-    return [(f"{name}-seed{s}", cfg.model_copy(update={"train": cfg.train.model_copy(update={"seed": s})}))
-            for name, cfg in configs for s in seed_list(cfg.train.seed, seeds)]
+    out = []
+    for name, cfg in configs:
+        data = cfg.data if resplit or cfg.data.split_seed is not None else cfg.data.model_copy(update={"split_seed": cfg.train.seed})
+        out += [(f"{name}-seed{s}", cfg.model_copy(update={"train": cfg.train.model_copy(update={"seed": s}), "data": data}))
+                for s in seed_list(cfg.train.seed, seeds)]
+    return out
 
 
 def _run(name: str, cfg: RunConfig, setups: Setups, work: Path, out: Path, resume: bool) -> RunResult:
@@ -139,6 +145,7 @@ def compare(
     resume: bool = False,
     seeds: int | None = None,
     tune: int | None = None,
+    resplit: bool | None = None,
     **fields: Any,
 ) -> Comparison:
     """Run ``strategies`` under one setup; write run folders, results and a report.
@@ -146,7 +153,8 @@ def compare(
     With neither a recipe nor data, runs the bundled demo: MiniLM-L6 on Rotten
     Tomatoes with the five core strategies. ``seeds``: run each strategy with that many
     seeds (``train.seed``, +1, ...) and report mean, spread and intervals (``seeds.py``).
-    ``tune``: first search each strategy's settings with that many trials (``training/tune.py``).
+    ``tune``: first search each strategy's settings with that many trials (``training/tune.py``). ``resplit``: each
+    seed also draws its own split (else the seeds vary initialisation and order on one split).
     """
     more = {**fields_to_overrides(fields), **_as_dict(overrides)}
     if recipe is None and "data.train" not in more:
@@ -166,11 +174,11 @@ def compare(
         trials = {name: trials.get(name, tune) for name, _ in configs}
     out = Path(output or data.get("output") or Path("runs") / f"compare-{time.strftime('%Y%m%d-%H%M%S')}")
     with exclusive(out):
-        return _compare_into(out, data, configs, more, resume, seeds, trials)
+        return _compare_into(out, data, configs, more, resume, seeds, trials, bool(data.get("resplit") if resplit is None else resplit))
 
 
 def _compare_into(out: Path, data: dict[str, Any], configs: list, more: dict[str, Any], resume: bool, seeds: int = 1,
-                  trials: dict[str, int] | None = None) -> Comparison:
+                  trials: dict[str, int] | None = None, resplit: bool = False) -> Comparison:
     """Run the comparison into ``out`` (its caller holds the folder's lock)."""
     work = partial_folder(out)
     if out.exists():
@@ -199,7 +207,7 @@ def _compare_into(out: Path, data: dict[str, Any], configs: list, more: dict[str
             from ..training.tune import tuned
 
             configs = tuned(configs, trials, work, data.get("search"))
-        configs = with_seeds(configs, seeds)
+        configs = with_seeds(configs, seeds, resplit)
         runs = _run_all(configs, setups, work, out, resume)
     except BaseException:
         if not any(work.iterdir()):  # nothing finished or resumable: leave nothing behind

@@ -81,9 +81,9 @@ class Setups:
         self.cache: dict[str, Any] = {}
 
     def get(self, cfg: RunConfig) -> Any:
-        from ..training.runner import make_setup
+        from ..training.runner import make_setup, split_seed
 
-        key = json.dumps([resolve_ref(cfg.backbone, self.root), cfg.data.model_dump(mode="json"), cfg.train.seed])
+        key = json.dumps([resolve_ref(cfg.backbone, self.root), cfg.data.model_dump(mode="json"), split_seed(cfg)])
         if key not in self.cache:
             self.cache[key] = make_setup(cfg, root=self.root)
         return self.cache[key]

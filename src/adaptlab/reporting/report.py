@@ -57,7 +57,7 @@ def flat(row: dict[str, Any]) -> dict[str, Any]:
     out.update({k: v for k, v in row["eval"].items() if k != "loss"}, eval_loss=row["eval"].get("loss"))
     out.update(loss=row["eval"].get("loss"), score=row["eval"].get(task_type.default_metric), metric=task_type.default_metric,
                task_type=task_type.name)
-    out.update(strategy=row["strategy"], total_params=row["total_params"], epochs=row.get("epochs"), seed=row.get("seed"),
+    out.update(strategy=row["strategy"], total_params=row["total_params"], epochs=row.get("epochs"), seed=row.get("seed"), split_seed=row.get("split_seed"),
                group=row.get("group") or row["run"])
     settings = row.get("train_settings") or {}
     out.update(lr=settings.get("lr"), lr_source=settings.get("lr_source"), epochs_run=settings.get("epochs_run"),

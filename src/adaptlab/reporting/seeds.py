@@ -1,8 +1,9 @@
 """Several seeds per strategy: mean ± std, a 95 % interval, and which differences are within noise.
 
 ``adaptlab compare --seeds N`` runs every strategy N times, with ``train.seed`` = s, s+1, ... Each seed
-draws the held-out split, the validation split, the few-shot examples, the initialisation and the batch
-order anew, so the spread is what re-running the comparison would show. The report then gives, per
+draws the initialisation and the batch order anew on the first seed's split; with ``--resplit`` it also
+draws the held-out split, the validation split and the few-shot examples anew, so the spread is what
+re-running the comparison on new data would show. The report then gives, per
 strategy, the mean and sample standard deviation of the primary metric over the seeds and the 95 %
 t-interval of the mean (Student's t: with 3 seeds the interval is wide, and says so); and, paired by seed
 (both strategies saw the same split at each seed), the difference between the best strategy and each
@@ -50,6 +51,7 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         g = groups.setdefault(r.get("group") or r["run"], {"run": r.get("group") or r["run"], "by_seed": {}, "seconds": [],
                                                             "trainable_params": r.get("trainable_params"), "metric": r["metric"]})
         g["by_seed"][r.get("seed")] = r["score"]
+        g.setdefault("splits", set()).add(r.get("split_seed"))
         g["seconds"].append(r.get("train_seconds") or 0.0)
     for g in groups.values():
         g["mean"], g["std"], g["half"] = interval(list(g["by_seed"].values()))
@@ -82,6 +84,14 @@ def group_of(name: str) -> str:
     return head if head and tail.isdigit() else name
 
 
+def split_note(groups: list[dict[str, Any]]) -> str:
+    """Which data varied with the seed (rows carry ``split_seed``: the same for every seed unless ``--resplit``)."""
+    splits = set().union(*(g.get("splits", {None}) for g in groups))
+    if len(splits) == 1 and None not in splits:
+        return "Each seed re-draws the initialisation and the batch order on one split of the data (--resplit: the split too)."
+    return "Each seed re-draws the split, the initialisation and the batch order."
+
+
 def seeds_section(groups: list[dict[str, Any]]) -> list[str]:
     """The over-seeds table, the paired differences from the best, and the recommendation they support."""
     if not groups or max(len(g["by_seed"]) for g in groups) < 2:
@@ -90,7 +100,7 @@ def seeds_section(groups: list[dict[str, Any]]) -> list[str]:
     best = best_group(groups)
     n = max(len(g["by_seed"]) for g in groups)
     lines = ["", f"## Over {n} seeds", "",
-             f"Each seed re-draws the split, the initialisation and the batch order. {metric}: mean ± standard deviation over "
+             f"{split_note(groups)} {metric}: mean ± standard deviation over "
              f"the seeds, the 95 % t-interval of the mean, and the paired difference from the best strategy (same seed, "
              f"same split) with its own 95 % t-interval; *within noise* when that interval contains 0.", "",
              f"| strategy | {metric} (mean ± std) | 95 % interval | per seed | Δ from {best['run']} (95 % interval) | | train time (s, mean) |",

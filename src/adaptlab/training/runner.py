@@ -102,7 +102,7 @@ def make_setup(cfg: RunConfig, root: Path | None = None) -> Setup:
     from ..models.backbones import resolve_ref
 
     task_type, table = resolve_task(cfg.data)
-    data = task_type.load(cfg.data, cfg.train.seed, table)
+    data = task_type.load(cfg.data, split_seed(cfg), table)
     backbone = load_backbone(resolve_ref(cfg.backbone, root))
     task_type = task_type.configure(cfg, backbone)
     n = input_length(cfg.data, backbone)
@@ -113,6 +113,11 @@ def make_setup(cfg: RunConfig, root: Path | None = None) -> Setup:
     extra = {name: rows(split) for name, split in data.extra_evals.items()}
     train = task_type.training_rows(rows(data.train), n)
     return Setup(data, backbone, train, rows(data.eval), extra, rows(data.validation), task_type)
+
+
+def split_seed(cfg: RunConfig) -> int:
+    """The seed the data's splits and samples are drawn with: ``data.split_seed``, else ``train.seed``."""
+    return cfg.data.split_seed if cfg.data.split_seed is not None else cfg.train.seed
 
 
 def resolve_task(data: Any) -> tuple[Any, Any]:
@@ -241,6 +246,7 @@ def run_one(cfg: RunConfig, setup: Setup, out: Path, resume: bool = False) -> Ru
         "task": {"source": setup.data.source, "type": task_type.name, "data": setup.task_type.name, "labels": setup.data.labels,
                  **setup.data.sampling},
         "seed": train_cfg.seed,
+        "split_seed": split_seed(resolved),
         "train_examples": len(train_rows),
         "augmented_examples": len(added) if train_cfg.augment.on else None,
         "augment_seconds": round(augment_seconds, 3) if train_cfg.augment.on else None,
