@@ -162,15 +162,19 @@ def _remove_partial(out: Path) -> None:
 
 
 def _defaults(base: Any, setup: Setup, folder: Path) -> Any:
-    """The strategy with its default settings, once: the reference the best trial is measured against."""
-    out = folder / "defaults"
-    if (out / "metrics.json").is_file():
-        from .runner import RunResult
+    """The strategy with its default settings, once: the reference the best trial is measured against. A second
+    process sharing the study waits for the first's (a lock) and reads it."""
+    from filelock import FileLock
 
-        return RunResult(out, json.loads((out / "metrics.json").read_text()), load_config(out / "config.yaml"))
-    _remove_partial(out)
-    log.info("tune: the strategy with its default settings first (the reference for the gain)")
-    return run_one(base.model_copy(update={"output": str(out)}), setup, out)
+    from .runner import RunResult
+
+    out = folder / "defaults"
+    with FileLock(str(folder / "defaults.lock")):
+        if (out / "metrics.json").is_file():
+            return RunResult(out, json.loads((out / "metrics.json").read_text()), load_config(out / "config.yaml"))
+        _remove_partial(out)
+        log.info("tune: the strategy with its default settings first (the reference for the gain)")
+        return run_one(base.model_copy(update={"output": str(out)}), setup, out)
 
 
 def summarise(study: Any, defaults: Any, folder: Path, search: dict, metric: str, seconds: float, optuna: Any,
