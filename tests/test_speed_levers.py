@@ -129,9 +129,9 @@ def test_the_last_checkpoint_keeps_weights_without_optimiser_state(tiny_backbone
 
     original = checkpoint.Checkpointer.save
 
-    def spy(self, module, optimizer, *rest):
+    def spy(self, module, optimizer, *rest, **kw):
         seen.append(optimizer is not None)
-        return original(self, module, optimizer, *rest)
+        return original(self, module, optimizer, *rest, **kw)
 
     checkpoint.Checkpointer.save = spy
     try:
