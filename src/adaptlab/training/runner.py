@@ -228,7 +228,8 @@ def run_one(cfg: RunConfig, setup: Setup, out: Path, resume: bool = False) -> Ru
         log.info("%s: %d train / %d eval examples, backbone %s", strategy.name, len(train_rows), len(eval_rows), cfg.backbone)
         with _cleanup_on_failure(partial), _closing(trackers := Trackers()):
             trackers.start(train_cfg.report_to if main else [], partial, out.name, experiment_of(out), resolved.model_dump(mode="json"))
-            module, state = fit(strategy, module, train_rows + added if added else train_rows, select_rows, train_cfg, pad_token_id=setup.backbone.tokenizer.pad_token_id or 0,
+            rows = train_rows + added if added else train_rows  # the same list when nothing is added (dapt checks identity)
+            module, state = fit(strategy, module, rows, select_rows, train_cfg, pad_token_id=setup.backbone.tokenizer.pad_token_id or 0,
                                 run_dir=partial, resume=resume, task_type=task_type, trackers=trackers)
     forgetting = probe.compare(before, probe.measure(module))
     final = kept_scores(state, train_cfg) if eval_rows is select_rows else score(
