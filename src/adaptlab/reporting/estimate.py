@@ -74,7 +74,9 @@ def estimate(cfg: Any, setup: Any) -> Estimate:
     full = resolve_train(cfg, task_type)
     sample_cfg = full.model_copy(update={"epochs": 2, "lr": full.lr if isinstance(full.lr, float) else 1e-4, "progress": False,
                                          "checkpoint_every": None, "patience": None, "report_to": []})
-    rows = setup.train_rows[:SAMPLE]
+    from .recommend import sampled
+
+    rows = sampled(setup.train_rows, SAMPLE)
     task = Task(setup.data.labels, setup.backbone, sample_cfg, type=task_type, run_config=cfg)
     stamps: list[float] = []
     token = EPOCH_END.set(lambda epoch, scores: stamps.append(time.perf_counter()))
@@ -84,7 +86,7 @@ def estimate(cfg: Any, setup: Any) -> Estimate:
             module = prepare_module(strategy, task)
             started = time.perf_counter()
             module, state = fit(strategy, module, rows, [], sample_cfg, pad_token_id=pad, task_type=task_type)
-            probe_rows = (setup.val_rows or setup.eval_rows)[:EVAL_SAMPLE]
+            probe_rows = sampled(setup.val_rows or setup.eval_rows, EVAL_SAMPLE)
             tick = time.perf_counter()
             score(strategy, module, probe_rows, sample_cfg, pad_token_id=pad, task_type=task_type)
             eval_per_row = (time.perf_counter() - tick) / max(len(probe_rows), 1)

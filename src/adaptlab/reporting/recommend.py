@@ -103,14 +103,21 @@ def quick_probe(setup: Any, cfg: Any, sample: int = 400) -> dict[str, Any]:
     train_cfg = resolve_train(probe_cfg, setup.task_type).model_copy(update={"progress": False, "checkpoint_every": None, "lr": 1e-2,
                                                                           "report_to": []})
     strategy = get_strategy("linear_probe")(probe_cfg.strategy)
-    held = (setup.val_rows or setup.eval_rows)[:sample]
+    held = sampled(setup.val_rows or setup.eval_rows, sample)
     started = time.perf_counter()
     module = prepare_module(strategy, Task(setup.data.labels, setup.backbone, train_cfg, type=setup.task_type, run_config=probe_cfg))
-    _, state = fit(strategy, module, setup.train_rows[:sample], held, train_cfg, pad_token_id=setup.backbone.tokenizer.pad_token_id or 0,
+    _, state = fit(strategy, module, sampled(setup.train_rows, sample), held, train_cfg, pad_token_id=setup.backbone.tokenizer.pad_token_id or 0,
                    task_type=setup.task_type)
     best = state.history[state.best_epoch - 1]
     return {"accuracy": round(best.get("accuracy", 0.0), 4), "train_rows": min(sample, len(setup.train_rows)), "held_out_rows": len(held),
             "majority_class": round(setup.data.majority_baseline, 4), "seconds": round(time.perf_counter() - started, 1)}
+
+
+def sampled(rows: list[dict], n: int, seed: int = 0) -> list[dict]:
+    """A seeded random ``n`` of ``rows`` (files are often sorted by label: the first rows may hold one class)."""
+    import random
+
+    return rows if len(rows) <= n else [rows[i] for i in sorted(random.Random(seed).sample(range(len(rows)), n))]
 
 
 def reasons(data: dict[str, Any], shift: dict[str, Any], probe: dict[str, Any]) -> dict[str, tuple[int, str]]:
