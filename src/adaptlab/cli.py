@@ -230,7 +230,8 @@ def recommend(
                f"(majority class {probe['majority_class']:.3f}), {probe['seconds']:.0f} s")
     for i, name in enumerate(plan["order"], 1):
         e = plan["estimates"][name]
-        typer.echo(f"{i}. {name}: ~{e['wall_seconds'] / 60:.1f} min, {e['peak_memory_mb'] / 1024:.1f} GB, {e['artifact_mb']:.1f} MB -- {e['reason']}")
+        typer.echo(f"{i}. {name}: training ~{e['train_seconds'] / 60:.1f} min (~{e['wall_seconds'] / 60:.1f} with evaluation), "
+                   f"{e['peak_memory_mb'] / 1024:.1f} GB, {e['artifact_mb']:.1f} MB -- {e['reason']}")
     for name, e in plan["estimates"].items():
         if "left_out" in e:
             typer.echo(f"left out: {name} ({e['left_out']})")
