@@ -110,12 +110,23 @@ def pretrained_head(source: str, kind: str) -> LMHead | None:
     return LMHead(head, f"{path}.weight" if path else "weight", tied)
 
 
-def _batches(tokenizer, texts: list[str], max_length: int, size: int) -> list[dict[str, torch.Tensor]]:
+def text_batches(tokenizer, texts: list[str], max_length: int, size: int) -> list[dict[str, torch.Tensor]]:
     out = []
     for i in range(0, len(texts), size):
         enc = tokenizer(texts[i : i + size], truncation=True, max_length=max_length, padding=True, return_tensors="pt")
         out.append({k: enc[k] for k in ("input_ids", "attention_mask")})
     return out
+
+
+def embed(trunk: nn.Module, batches: list[dict], device: torch.device, desc: str = "forgetting probe") -> torch.Tensor:
+    """Unit-length mean-pooled sentence embeddings (the sentence-transformers embedding) of ``text_batches``."""
+    out = []
+    for batch in tqdm(batches, desc=desc, unit="batch", leave=False, disable=None):
+        mask = batch["attention_mask"].to(device)
+        states = trunk(input_ids=batch["input_ids"].to(device), attention_mask=mask).last_hidden_state.float()
+        m = mask.unsqueeze(-1).to(states.dtype)
+        out.append(F.normalize((states * m).sum(1) / m.sum(1).clamp(min=1e-9), dim=-1).cpu())
+    return torch.cat(out)
 
 
 def _mask(batch: dict[str, torch.Tensor], tokenizer, generator: torch.Generator) -> dict[str, torch.Tensor]:
@@ -143,7 +154,7 @@ class Probe:
         self.head = pretrained_head(backbone.source, self.kind) if self.kind else None
         self.note = None if self.head else "the checkpoint has no pretrained language-modelling head"
         limit = getattr(backbone.config, "max_position_embeddings", None) or TEXT_MAX_LENGTH
-        text = _batches(tok, reference_text(), min(TEXT_MAX_LENGTH, limit), 4 if self.kind == "causal" else 8)
+        text = text_batches(tok, reference_text(), min(TEXT_MAX_LENGTH, limit), 4 if self.kind == "causal" else 8)
         if self.kind == "masked":
             generator = torch.Generator().manual_seed(MASK_SEED)
             text = [_mask(b, tok, generator) for b in text] if tok.mask_token_id is not None else []
@@ -151,7 +162,7 @@ class Probe:
         pairs = reference_pairs()
         self.pairs = None
         if self.kind == "masked":  # sentence encoders: embedding similarity of the pairs
-            self.pairs = [_batches(tok, [p[i] for p in pairs], min(PAIR_MAX_LENGTH, limit), 32) for i in (0, 1)]
+            self.pairs = [text_batches(tok, [p[i] for p in pairs], min(PAIR_MAX_LENGTH, limit), 32) for i in (0, 1)]
 
     @classmethod
     def for_backbone(cls, backbone: Any) -> Probe:
@@ -191,13 +202,7 @@ class Probe:
         return total / max(count, 1)
 
     def _embed(self, trunk: nn.Module, batches: list[dict], device: torch.device) -> torch.Tensor:
-        out = []
-        for batch in tqdm(batches, desc="forgetting probe", unit="batch", leave=False, disable=None):
-            mask = batch["attention_mask"].to(device)
-            states = trunk(input_ids=batch["input_ids"].to(device), attention_mask=mask).last_hidden_state.float()
-            m = mask.unsqueeze(-1).to(states.dtype)
-            out.append(F.normalize((states * m).sum(1) / m.sum(1).clamp(min=1e-9), dim=-1).cpu())
-        return torch.cat(out)
+        return embed(trunk, batches, device)
 
     def compare(self, before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
         """The ``forgetting`` block of metrics.json."""

@@ -62,6 +62,13 @@ def extrapolate(first: float, second: float, n_sample: int, n_train: int, epochs
     return train, wall
 
 
+def sampled(rows: list[dict], n: int, seed: int = 0) -> list[dict]:
+    """A seeded random ``n`` of ``rows`` (files are often sorted by label: the first rows may hold one class)."""
+    import random
+
+    return rows if len(rows) <= n else [rows[i] for i in sorted(random.Random(seed).sample(range(len(rows)), n))]
+
+
 def estimate(cfg: Any, setup: Any) -> Estimate:
     """Time two sample epochs of ``cfg``'s strategy on ``setup``'s rows; extrapolate (``cfg``: a RunConfig)."""
     from ..eval.measure import PeakMemory, folder_bytes
@@ -74,8 +81,6 @@ def estimate(cfg: Any, setup: Any) -> Estimate:
     full = resolve_train(cfg, task_type)
     sample_cfg = full.model_copy(update={"epochs": 2, "lr": full.lr if isinstance(full.lr, float) else 1e-4, "progress": False,
                                          "checkpoint_every": None, "patience": None, "report_to": []})
-    from .recommend import sampled
-
     rows = sampled(setup.train_rows, SAMPLE)
     task = Task(setup.data.labels, setup.backbone, sample_cfg, type=task_type, run_config=cfg)
     stamps: list[float] = []

@@ -45,17 +45,6 @@ def profile_data(setup: Any) -> dict[str, Any]:
             "largest_class_share": round(max(counts) / sum(counts), 3)}
 
 
-@torch.inference_mode()
-def _embed(model: Any, tokenizer: Any, texts: list[str], prefix: str = "", max_length: int = 128) -> torch.Tensor:
-    out = []
-    for i in range(0, len(texts), 32):
-        batch = tokenizer([prefix + t for t in texts[i : i + 32]], padding=True, truncation=True, max_length=max_length, return_tensors="pt")
-        hidden = model(**batch).last_hidden_state
-        mask = batch["attention_mask"].unsqueeze(-1).float()
-        out.append(torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1), dim=-1))
-    return torch.cat(out)
-
-
 def domain_shift(setup: Any, sample: int = 200, seed: int = 0) -> dict[str, Any]:
     """How far the user's texts sit from general text in the backbone's own embedding space.
 
@@ -68,7 +57,7 @@ def domain_shift(setup: Any, sample: int = 200, seed: int = 0) -> dict[str, Any]
 
     from transformers import AutoModel
 
-    from ..eval.forgetting import reference_pairs, reference_text
+    from ..eval.forgetting import embed, reference_pairs, reference_text, text_batches
 
     reference = reference_text() + [t for pair in reference_pairs() for t in pair]
     texts = list(setup.data.train.texts)
@@ -78,7 +67,9 @@ def domain_shift(setup: Any, sample: int = 200, seed: int = 0) -> dict[str, Any]
     from ..training.runner import input_length
 
     tok, prefix, n = setup.backbone.tokenizer, setup.backbone.input_prefix, input_length(DataConfig(), setup.backbone)
-    user, ref = _embed(model, tok, texts[:sample], prefix, n), _embed(model, tok, reference, prefix, n)
+    with torch.inference_mode():
+        user, ref = (embed(model, text_batches(tok, [prefix + t for t in part], n, 32), torch.device("cpu"), "domain shift")
+                     for part in (texts[:sample], reference))
     order = torch.randperm(len(ref), generator=torch.Generator().manual_seed(seed))
     half = len(ref) // 2
 
@@ -98,6 +89,7 @@ def quick_probe(setup: Any, cfg: Any, sample: int = 400) -> dict[str, Any]:
     from ..strategies.base import Task, get_strategy
     from ..training.loop import fit
     from ..training.runner import prepare_module, resolve_train
+    from .estimate import sampled
 
     probe_cfg = cfg.model_copy(update={"strategy": get_strategy("linear_probe").Config(name="linear_probe")})
     train_cfg = resolve_train(probe_cfg, setup.task_type).model_copy(update={"progress": False, "checkpoint_every": None, "lr": 1e-2,
@@ -111,13 +103,6 @@ def quick_probe(setup: Any, cfg: Any, sample: int = 400) -> dict[str, Any]:
     best = state.history[state.best_epoch - 1]
     return {"accuracy": round(best.get("accuracy", 0.0), 4), "train_rows": min(sample, len(setup.train_rows)), "held_out_rows": len(held),
             "majority_class": round(setup.data.majority_baseline, 4), "seconds": round(time.perf_counter() - started, 1)}
-
-
-def sampled(rows: list[dict], n: int, seed: int = 0) -> list[dict]:
-    """A seeded random ``n`` of ``rows`` (files are often sorted by label: the first rows may hold one class)."""
-    import random
-
-    return rows if len(rows) <= n else [rows[i] for i in sorted(random.Random(seed).sample(range(len(rows)), n))]
 
 
 def reasons(data: dict[str, Any], shift: dict[str, Any], probe: dict[str, Any]) -> dict[str, tuple[int, str]]:
