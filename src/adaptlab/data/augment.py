@@ -165,7 +165,9 @@ def augmented_rows(setup: Any, module: torch.nn.Module, cfg: Any, data_cfg: Any,
     synonyms = neighbours_for(module, setup.backbone.tokenizer, aug.neighbours) if aug.synonym else None
     added = augment_examples(setup.data.train, aug, cfg.seed, synonyms)
     if aug.backtranslate is not None:
-        added = joined(added, back_translated(setup.data.train, aug.backtranslate, root))
+        from .task import concat
+
+        added = concat(added, back_translated(setup.data.train, aug.backtranslate, root))
     n = data_cfg.max_length
     return task_type.training_rows(task_type.encode(added, setup.backbone, data_cfg, n), n) if len(added) else []
 
@@ -179,7 +181,3 @@ def back_translated(examples: Any, cfg: Any, root: Any = None) -> Any:
     pairs = [examples.pairs[i] for i in keep] if examples.pairs is not None else None
     return type(examples)([again[i] for i in keep], [examples.labels[i] for i in keep], pairs)
 
-
-def joined(a: Any, b: Any) -> Any:
-    pairs = (a.pairs or [None] * len(a)) + (b.pairs or [None] * len(b)) if a.pairs is not None or b.pairs is not None else None
-    return type(a)(a.texts + b.texts, a.labels + b.labels, pairs)

@@ -158,7 +158,9 @@ def _trial_name(number: int) -> str:
 def _remove_partial(out: Path) -> None:
     import shutil
 
-    shutil.rmtree(out.with_name(out.name + ".partial"), ignore_errors=True)
+    from .folders import partial_folder
+
+    shutil.rmtree(partial_folder(out), ignore_errors=True)
 
 
 def _defaults(base: Any, setup: Setup, folder: Path) -> Any:
