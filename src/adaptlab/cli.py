@@ -39,7 +39,7 @@ Encoding = Annotated[str | None, typer.Option("--encoding", help="Text encoding 
 Epochs = Annotated[str | None, typer.Option("--epochs", help="Training epochs, or auto: from the data size, early stopping.",
                                              show_default="auto")]
 Lr = Annotated[str | None, typer.Option("--lr", help="Peak learning rate, or auto: a range test picks it.", show_default="auto")]
-Batch = Annotated[int | None, typer.Option("--batch-size", help="Training batch size.", show_default="32")]
+Batch = Annotated[int | None, typer.Option("--batch-size", help="Training batch size.", show_default="32; 8 for sft and preference")]
 Seed = Annotated[int | None, typer.Option("--seed", help="Seed for init, shuffling and the split.", show_default="42")]
 Output = Annotated[Path | None, typer.Option("--output", "-o", help="Output folder.", show_default="runs/<strategy>-<time>")]
 Resume = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run in --output.", show_default="off")]
@@ -231,11 +231,57 @@ def recommend(
     for i, name in enumerate(plan["order"], 1):
         e = plan["estimates"][name]
         typer.echo(f"{i}. {name}: training ~{e['train_seconds'] / 60:.1f} min (~{e['wall_seconds'] / 60:.1f} with evaluation), "
-                   f"{e['peak_memory_mb'] / 1024:.1f} GB, {e['artifact_mb']:.1f} MB -- {e['reason']}")
+                   f"{e['peak_memory_mb'] / 1024:.1f} GB (planned from the config: {e['planned_memory_mb'] / 1024:.1f} GB), "
+                   f"{e['artifact_mb']:.1f} MB -- {e['reason']}")
     for name, e in plan["estimates"].items():
         if "left_out" in e:
             typer.echo(f"left out: {name} ({e['left_out']})")
     typer.echo(f"plan: {plan['path']}  (adaptlab compare --plan {plan['path']})")
+
+
+@app.command("plan-memory")
+def plan_memory(
+    recipe: Recipe = None,
+    strategy: Annotated[str | None, typer.Option("--strategy", "-s", help="Strategy name (adaptlab strategies).", show_default="lora")] = None,
+    backbone: Backbone = None, task: Task = None, batch_size: Batch = None, max_length: MaxLength = None,
+    labels: Annotated[int, typer.Option("--labels", help="Classes of a classification task.")] = 2,
+    device: Annotated[str | None, typer.Option("--device", help="cpu or cuda.", show_default="cuda when there is one")] = None,
+    max_memory_gb: Annotated[float | None, typer.Option("--max-memory-gb", help="Memory the run may use.",
+                                                        show_default="this machine's available memory (or the GPU's)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.", show_default="off")] = False,
+    set_: Set = None,
+) -> None:
+    """Plan a run's peak memory from the backbone's config, before any weight loads: weights, gradients, optimiser
+    state, activations and logits; whether it fits, and what to change when it does not."""
+    import json
+
+    from .config import load_config
+    from .training.plan_memory import plan_memory as run_plan
+
+    if device not in (None, "cpu", "cuda"):
+        raise AdaptlabError(f"--device must be cpu or cuda, not {device!r}")
+    if labels < 2:
+        raise AdaptlabError("--labels must be 2 or more")
+    flags = _overrides(strategy=strategy, backbone=backbone, task=task, batch_size=batch_size, max_length=max_length)
+    cfg = load_config(recipe, {"strategy.name": "lora", **flags, **_sets(set_)} if "strategy.name" not in flags and recipe is None
+                      else {**flags, **_sets(set_)})
+    result = run_plan(cfg, labels=labels, device=device, limit_gb=max_memory_gb)
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    p = result["plan"]
+    typer.echo(f"{result['strategy']} on {result['backbone']} ({result['task']}, {result['device']}): batch {result['batch_size']} x "
+               f"{result['length']} tokens, gradient checkpointing {'on' if p['checkpointing'] else 'off'}")
+    typer.echo(f"parameters: {p['total_params']:,}, {p['trainable_params']:,} train; gradients reach "
+               f"{p['blocks_with_gradients']} blocks")
+    for part in ("weights", "gradients", "optimizer", "activations", "logits", "runtime"):
+        typer.echo(f"  {part:<12}{p[part] / 1024:7.2f} GB")
+    typer.echo(f"  {'peak':<12}{p['total'] / 1024:7.2f} GB of {result['available_mb'] / 1024:.1f} GB: "
+               f"{'fits' if result['fits'] else 'does not fit'}")
+    for note in p["notes"]:
+        typer.echo(f"note: {note}")
+    for change in result["advice"]:
+        typer.echo(f"to fit: {change}")
 
 
 @app.command()

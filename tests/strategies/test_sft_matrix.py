@@ -129,6 +129,7 @@ def test_save_load_gives_the_same_generations(trained, name, tmp_path):
     from adaptlab.eval.metrics import model_inputs
 
     batch = model_inputs(task.type.collate(task.backbone.tokenizer.pad_token_id)(t["setup"].eval_rows[:8]))
+    batch.pop("answer_labels", None)  # the full logits, not the answers' log-probabilities alone
     batch = {k: v.to(next(module.parameters()).device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
     module.eval(), loaded.eval()
     with torch.inference_mode():  # generations can agree by luck (both stop at once): the logits cannot

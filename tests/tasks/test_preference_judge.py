@@ -9,7 +9,8 @@ import json
 import pytest
 import torch
 
-from adaptlab.data.batching import KEEP, Batches
+from adaptlab.data.batching import Batches
+from adaptlab.models.lm_head import KEY as ANSWERS
 from adaptlab.errors import AdaptlabError
 from adaptlab.reporting.judge import check_judge, win_rate
 from adaptlab.tasks.preference import sequence_logps
@@ -52,22 +53,24 @@ def test_a_strategy_without_step_stats_has_no_train_block_and_sft_keeps_its_answ
     assert len(lines) == run.metrics["eval_examples"] and set(json.loads(lines[0])) == {"prompt", "reference", "output"}
 
 
-def test_only_the_answer_positions_get_logits(tiny_chat, pairs_csv):  # noqa: F811
+def test_only_the_answer_positions_are_scored(tiny_chat, pairs_csv):  # noqa: F811
+    """A pair batch carries its labels as ``answer_labels``: the model returns those tokens' log-probabilities
+    (no logits over the vocabulary), equal to the full logits' -- also padded to a multiple of 8 as on CUDA."""
     strategy, module, setup, task = setup_dpo(tiny_chat, pairs_csv)
     batch = task.type.collate(1)(setup.train_rows[:8])
-    first = int((batch["labels"] != -100).any(0).nonzero()[0])
-    width = batch["input_ids"].shape[1]
-    assert batch[KEEP] == width - first + 1 < width  # the prompts' positions are cut
+    assert batch[ANSWERS] is batch["labels"]
     inputs = {k: batch[k] for k in ("input_ids", "attention_mask")}
     module.eval()
     with torch.inference_mode():
         full = module(**inputs).logits
-        cut = module(**inputs, logits_to_keep=batch[KEEP]).logits
-    assert cut.shape[1] == batch[KEEP]
-    torch.testing.assert_close(sequence_logps(cut, batch["labels"]), sequence_logps(full, batch["labels"]))
+        answered = module(**inputs, **{ANSWERS: batch[ANSWERS]})
+    assert getattr(answered, "logits", None) is None
+    torch.testing.assert_close(sequence_logps(answered, batch["labels"]), sequence_logps(full, batch["labels"]))
     padded = Batches(task.type.collate(1), 1, multiple=8, count=False)(setup.train_rows[:8])
-    extra = padded["input_ids"].shape[1] - width
-    assert padded[KEEP] == batch[KEEP] + extra  # right padding on CUDA lengthens what is kept from the right
+    assert padded[ANSWERS].shape == padded["input_ids"].shape and padded["input_ids"].shape[1] % 8 == 0
+    with torch.inference_mode():
+        again = module(**{k: padded[k] for k in ("input_ids", "attention_mask", ANSWERS)})
+    torch.testing.assert_close(sequence_logps(again, padded["labels"]), sequence_logps(full, batch["labels"]))
 
 
 def test_win_rate_matches_prompts_and_counts_ties_half():

@@ -126,7 +126,7 @@ class Collate:
 
 TOKENS = "_tokens"  # the batch's real (unpadded) input tokens, a Python int the collate counts on the CPU
 EXAMPLES = "_examples"  # examples in a batch when its rows are not one per example (a preference pair is two)
-_PAD_VALUES = {"attention_mask": 0, "token_type_ids": 0, "labels": -100, "lm_labels": -100}
+_PAD_VALUES = {"attention_mask": 0, "token_type_ids": 0, "labels": -100, "lm_labels": -100, "answer_labels": -100}
 KEEP = "logits_to_keep"
 """transformers' causal-LM argument: logits for the last N positions only (a preference batch's answers;
 the prompt's logits, B x W x vocabulary floats, would be computed and never read). Counted from the right,

@@ -73,9 +73,34 @@ def generate_ids(model: nn.Module, input_ids: torch.Tensor, attention_mask: torc
     else:  # greedy: silence the sampling defaults a model's generation_config may carry
         kwargs.update(temperature=None, top_p=None, top_k=None)
     target = getattr(model, "module", model)  # DDP wraps; generate lives on the model
-    out = target.generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
-    new = out[:, input_ids.shape[1]:].tolist()
+    embedded = soft_prompt_inputs(target, input_ids, attention_mask)
+    if embedded is not None:  # only the new tokens come back from inputs_embeds
+        new = target.get_base_model().generate(**embedded, **kwargs).tolist()
+    else:
+        out = target.generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+        new = out[:, input_ids.shape[1]:].tolist()
     return [_until(row, set(stop_ids)) for row in new]
+
+
+def soft_prompt_inputs(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> dict[str, torch.Tensor] | None:
+    """A prompt-tuned or p-tuned peft model's input for ``generate``: its soft prompt in front of the prompts'
+    embeddings, as its forward pass puts it; None for other models.
+
+    peft's own ``generate`` for these methods computes positions that OPT's learned position embeddings and
+    Bloom's ALiBi reject (peft 0.21, transformers 5.24); generating from the embeddings works for every family,
+    and its first token is the forward pass's (``tests/test_families.py``).
+    """
+    from peft import PeftModel
+
+    if not isinstance(model, PeftModel):
+        return None
+    config = model.active_peft_config
+    if not config.is_prompt_learning or config.peft_type.value == "PREFIX_TUNING":
+        return None
+    embeds = model.word_embeddings(input_ids)
+    prompts = model.get_prompt(batch_size=input_ids.shape[0]).to(embeds.dtype)
+    ones = torch.ones(input_ids.shape[0], prompts.shape[1], dtype=attention_mask.dtype, device=attention_mask.device)
+    return {"inputs_embeds": torch.cat([prompts, embeds], dim=1), "attention_mask": torch.cat([ones, attention_mask], dim=1)}
 
 
 def _until(ids: list[int], stops: set[int]) -> list[int]:

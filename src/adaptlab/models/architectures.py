@@ -1,41 +1,24 @@
-"""Where things are inside one transformer block, per architecture family: the one table.
+"""Corrections of the layout :mod:`placement` reads from a model, for families where reading is ambiguous.
 
-Every strategy that reaches into a block by module name reads it from here: LoRA,
-DoRA and (IA)^3 adapt the ``linear`` projections, prefix tuning starts its
-prefixes from the ``key_value`` activations, bottleneck adapters (Houlsby,
-Pfeiffer, Compacter, MAD-X) go after the ``sublayer_outputs``. A new family is
-one row. Families are ``config.model_type`` values.
+Placement comes from the model: :func:`adaptlab.models.placement.layout` reads the blocks, the
+attention and feed-forward projections, the sub-layer outputs and the key/value geometry from
+the modules and the config of any family. A row here replaces what was read for one family
+(``config.model_type``), for a model whose modules do not say what they are -- a projection
+named like a key that is not one, an output projection registered before the layers that feed
+it. ``tests/models/test_placement.py`` reads every family of the family matrix and checks the
+result against what the family's forward pass does, and checks that every row here agrees with
+the reading wherever that reading is unambiguous; it fails when a row is no longer needed.
+
+No family of the matrix needs a row at present: the table is empty, not missing.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
+if TYPE_CHECKING:
+    from .placement import Layout
 
-@dataclass(frozen=True)
-class Architecture:
-    linear: tuple[str, ...]
-    """Attention and feed-forward projections (adapting all beats q/v alone at equal budgets: QLoRA §4, Dettmers et al. 2023)."""
-    key_value: tuple[str, str] | None = None
-    """The key and the value projection, relative to one block."""
-    sublayer_outputs: tuple[str, str] | None = None
-    """The projections that end the attention and the feed-forward sub-layers, relative to one block."""
-
-
-BERT = Architecture(("query", "key", "value", "dense"), ("attention.self.key", "attention.self.value"),
-                    ("attention.output.dense", "output.dense"))
-LLAMA = Architecture(("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"),
-                     ("self_attn.k_proj", "self_attn.v_proj"), ("self_attn.o_proj", "mlp.down_proj"))
-
-ARCHITECTURES: dict[str, Architecture] = {
-    **dict.fromkeys(["bert", "roberta", "xlm-roberta", "electra", "camembert"], BERT),
-    "mpnet": Architecture(("q", "k", "v", "o", "dense"), ("attention.attn.k", "attention.attn.v"), ("attention.attn.o", "output.dense")),
-    "distilbert": Architecture(("q_lin", "k_lin", "v_lin", "out_lin", "lin1", "lin2"), ("attention.k_lin", "attention.v_lin"),
-                               ("attention.out_lin", "ffn.lin2")),
-    **dict.fromkeys(["llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "phi3"], LLAMA),
-    "gpt2": Architecture(("c_attn", "c_proj", "c_fc")),
-}
-
-LINEAR = {family: list(a.linear) for family, a in ARCHITECTURES.items()}
-KEY_VALUE = {family: a.key_value for family, a in ARCHITECTURES.items() if a.key_value}
-SUBLAYER_OUTPUTS = {family: a.sublayer_outputs for family, a in ARCHITECTURES.items() if a.sublayer_outputs}
+OVERRIDES: dict[str, Callable[[Layout], Layout]] = {}
+"""``model_type`` -> a function from the layout as read to the layout to use."""

@@ -14,10 +14,14 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 from ..errors import AdaptlabError, unknown
 from .assets import cache_dir, distribution_file, package_dir  # noqa: F401 (part of this module's API)
+
+if TYPE_CHECKING:
+    from .placement import Layout
 
 
 @dataclass(frozen=True)
@@ -163,10 +167,21 @@ class Backbone:
     config: object = field(repr=False)
     tokenizer: object = field(repr=False)
     input_prefix: str = ""
+    _layout: object = field(default=None, repr=False, compare=False)
 
     @property
     def family(self) -> str:
         return getattr(self.config, "model_type", "unknown")
+
+    def layout(self) -> Layout:
+        """Where things are in the backbone's blocks (:mod:`placement`), read from a meta-device skeleton built
+        from the config: no weights are loaded, so strategies can refuse a model in one line before they are."""
+        if self._layout is None:
+            from .placement import layout, skeleton
+            from .verbalizer import is_causal_lm
+
+            self._layout = layout(skeleton(self.config, "AutoModelForCausalLM" if is_causal_lm(self.config) else "AutoModel"))
+        return self._layout
 
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$")

@@ -13,7 +13,9 @@ feed-forward output projection -- before the residual connection and layer norm.
 ``pfeiffer`` keeps only the one after the feed-forward block (Pfeiffer et al.
 2021, AdapterFusion §3). Wrapping the projection puts the adapter before the
 sub-layer's dropout rather than after it; with dropout off (evaluation, and
-adaptlab's CPU recipes) the two are the same function.
+adaptlab's CPU recipes) the two are the same function. The two projections are
+read from the model (:mod:`adaptlab.models.placement`), ``nn.Linear`` or GPT-2's
+``Conv1D`` alike, so every family has its sites.
 """
 
 from __future__ import annotations
@@ -25,10 +27,7 @@ import torch
 from torch import nn
 
 from ..errors import AdaptlabError
-from .architectures import SUBLAYER_OUTPUTS
-from .modeling import find_blocks
-
-SITES = SUBLAYER_OUTPUTS  # the projections each adapter follows, per family
+from .placement import find_blocks, layout, linear_shape
 
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "relu": nn.ReLU, "gelu": nn.GELU, "swish": nn.SiLU, "tanh": nn.Tanh, "identity": nn.Identity,
@@ -121,7 +120,7 @@ class CompacterBottleneck(Bottleneck):
 class Adapted(nn.Module):
     """An output projection followed by its adapter: ``h = base(x); h + adapter(h)``."""
 
-    def __init__(self, base: nn.Linear, adapter: Bottleneck):
+    def __init__(self, base: nn.Module, adapter: Bottleneck):
         super().__init__()
         self.base, self.adapter = base, adapter
 
@@ -131,11 +130,10 @@ class Adapted(nn.Module):
 
 
 def adapter_sites(model: nn.Module, placement: str, layers: Iterable[int] | None = None) -> list[tuple[nn.Module, str]]:
-    """``(block, relative name)`` of every projection that gets an adapter."""
-    family = getattr(model.config, "model_type", "unknown")
-    if family not in SITES:
-        raise AdaptlabError(f"bottleneck adapters do not know where to go in '{family}' models; known: {', '.join(sorted(SITES))}")
-    attention, feed_forward = SITES[family]
+    """``(block, relative name)`` of every projection that gets an adapter: the feed-forward output projection
+    of each chosen block, and with ``houlsby`` the attention output projection before it."""
+    found = layout(model)
+    attention, feed_forward = found.attention.output.name, found.feed_forward.output.name
     names = [attention, feed_forward] if placement == "houlsby" else [feed_forward]
     blocks = find_blocks(model)
     chosen = sorted(set(layers)) if layers is not None else range(len(blocks))
@@ -152,9 +150,10 @@ def insert_adapters(model: nn.Module, make: Callable[[int], Bottleneck], placeme
         parent_name, _, child = name.rpartition(".")
         parent = block.get_submodule(parent_name) if parent_name else block
         base = getattr(parent, child)
-        if not isinstance(base, nn.Linear):
+        shape = linear_shape(base)
+        if shape is None:
             raise AdaptlabError(f"expected a linear layer at {name}, found {type(base).__name__}")
-        setattr(parent, child, Adapted(base, make(base.out_features)))
+        setattr(parent, child, Adapted(base, make(shape[1])))
     return len(sites)
 
 
@@ -172,9 +171,13 @@ def fold_adapters(model: nn.Module) -> nn.Module:
             raise AdaptlabError("adapters with a non-linearity cannot be folded into the weights exactly; train with strategy.activation=identity to merge")
         w_d, b_d, w_u, b_u = (t.detach().double() for t in module.adapter.linear_maps())
         base = module.base
-        m = torch.eye(base.out_features, dtype=torch.float64) + w_u @ w_d
-        bias = base.bias.double() if base.bias is not None else torch.zeros(base.out_features, dtype=torch.float64)
-        base.weight.copy_((m @ base.weight.double()).to(base.weight.dtype))
+        out = linear_shape(base)[1]
+        m = torch.eye(out, dtype=torch.float64) + w_u @ w_d
+        bias = base.bias.double() if base.bias is not None else torch.zeros(out, dtype=torch.float64)
+        if isinstance(base, nn.Linear):  # weight (out, in): W' = M W
+            base.weight.copy_((m @ base.weight.double()).to(base.weight.dtype))
+        else:  # Conv1D, weight (in, out): W' = W M^T
+            base.weight.copy_((base.weight.double() @ m.T).to(base.weight.dtype))
         new_bias = (m @ bias + w_u @ b_d + b_u).to(base.weight.dtype)
         if base.bias is None:
             base.bias = nn.Parameter(new_bias)

@@ -199,6 +199,7 @@ def recommend(recipe: Any = None, *, overrides: dict[str, Any] | None = None, bu
 
     from ..config import apply_overrides, build_config
     from ..strategies import get_strategy
+    from ..training.plan_memory import plan_memory
     from ..training.runner import make_setup
     from .comparison import DEMO_RECIPE, bundled_recipe, load_recipe
     from .estimate import estimate
@@ -228,8 +229,9 @@ def recommend(recipe: Any = None, *, overrides: dict[str, Any] | None = None, bu
     why = reasons(profile, shift, probe)
     ranked = []
     for name in sorted(names, key=lambda n: why.get(n, (9, ""))[0]):
+        planned = plan_memory(configs[name], labels=len(setup.data.labels))["plan"]  # from the config: before any weight loads
         log.info("recommend: timing a few steps of %s", name)
-        ranked.append({**estimate(configs[name], setup).as_dict(),
+        ranked.append({**estimate(configs[name], setup).as_dict(), "planned_memory_mb": planned["total"],
                        "reason": why.get(name, (9, "asked for"))[1]})
     budget = {"minutes": budget_minutes, "max_memory_gb": max_memory_gb, "max_artifact_mb": max_artifact_mb}
     chosen = choose(ranked, budget)

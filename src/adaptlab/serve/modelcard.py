@@ -55,6 +55,7 @@ def model_card(metrics: dict[str, Any], cfg: RunConfig, artifact: str = "transfo
         f"| train / eval examples | {metrics['train_examples']} / {metrics['eval_examples']} |",
         f"| training time | {metrics['train_seconds']:.1f} s |",
         "",
+        *adapted_lines(metrics.get("adapted_modules")),
         *([f"Labels: {', '.join(f'{i}={name}' for i, name in enumerate(labels))}.", ""] if labels else []),
         *use(task_type, metrics),
     ]
@@ -67,6 +68,18 @@ def model_card(metrics: dict[str, Any], cfg: RunConfig, artifact: str = "transfo
                   "and puts these tensors on it (safetensors files; the `.json` beside them has the options)."]
     lines += ["", "The full configuration is in `config.yaml`; per-epoch scores in `metrics.json`."]
     return "\n".join(lines) + "\n"
+
+
+def adapted_lines(adapted: dict[str, Any] | None) -> list[str]:
+    """What trained, layer by layer, as metrics.json's ``adapted_modules`` records it (read from the model)."""
+    if not adapted:
+        return []
+    rows = [f"| {adapted['blocks']}.*.{r['module']} | {r['blocks']} | {r['how']} |" for r in adapted["in_blocks"]]
+    rows += [f"| {r['module']} | | {r['how']} |" for r in adapted["outside_blocks"]]
+    if not rows:
+        return ["Nothing trained: the backbone is used as it is.", ""]
+    return ["What trained (read from the model after the strategy prepared it):", "", "| module | blocks | how |", "|---|---|---|",
+            *rows, ""]
 
 
 def use(task_type: Any, metrics: dict[str, Any]) -> list[str]:

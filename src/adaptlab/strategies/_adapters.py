@@ -25,6 +25,7 @@ from transformers.utils import ModelOutput
 from ..errors import AdaptlabError
 from ..models.bottleneck import Bottleneck
 from ..models.modeling import find_blocks, freeze
+from ..models.placement import layout
 
 log = logging.getLogger("adaptlab")
 LANGUAGES = ("source", "target")
@@ -41,19 +42,18 @@ class AdapterStack(nn.ModuleDict):
         return x
 
 
-def _after_ffn(module: nn.Module, args: Any, output: torch.Tensor) -> torch.Tensor:
+def _after_block(module: nn.Module, args: Any, output: Any) -> Any:
+    if isinstance(output, tuple):  # (hidden states, attentions...) in some families
+        return (module.adapters.apply_stack(output[0]), *output[1:])
     return module.adapters.apply_stack(output)
 
 
 def attach_adapters(model: nn.Module, reductions: dict[str, int], names: list[str]) -> None:
-    """Add adapters ``names`` after the feed-forward output of every block (BERT-style encoders)."""
-    hidden = model.config.hidden_size
+    """Add adapters ``names`` at the output of every block (after its feed-forward sub-layer and norm)."""
+    width = layout(model).hidden
     for block in find_blocks(model):
-        ffn_out = getattr(block, "output", None)
-        if ffn_out is None or not hasattr(ffn_out, "LayerNorm"):
-            raise AdaptlabError(f"mad_x supports BERT-style encoders (bert, roberta, xlm-roberta...); not {model.config.model_type}")
-        ffn_out.adapters = AdapterStack({name: Bottleneck(hidden, max(1, hidden // reductions[name])) for name in names})
-        ffn_out.register_forward_hook(_after_ffn)
+        block.adapters = AdapterStack({name: Bottleneck(width, max(1, width // reductions[name])) for name in names})
+        block.register_forward_hook(_after_block)
 
 
 def set_active(model: nn.Module, names: list[str]) -> None:
@@ -68,8 +68,10 @@ class MaskedLM(nn.Module):
     def __init__(self, encoder: nn.Module):
         super().__init__()
         h, emb = encoder.config.hidden_size, encoder.get_input_embeddings()
+        width = emb.embedding_dim  # narrower than h in ALBERT and ELECTRA: the decoder is the embedding matrix
+        eps = next((v for k in ("layer_norm_eps", "norm_eps", "layer_norm_epsilon") if isinstance(v := getattr(encoder.config, k, None), float)), 1e-12)
         self.encoder = encoder
-        self.transform = nn.Sequential(nn.Linear(h, h), nn.GELU(), nn.LayerNorm(h, eps=encoder.config.layer_norm_eps))
+        self.transform = nn.Sequential(nn.Linear(h, width), nn.GELU(), nn.LayerNorm(width, eps=eps))
         self.bias = nn.Parameter(torch.zeros(emb.weight.shape[0]))
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **_: Any) -> ModelOutput:
@@ -79,6 +81,8 @@ class MaskedLM(nn.Module):
     def mlm_loss(self, hidden: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         masked = labels != -100
         logits = hidden[masked] @ self.encoder.get_input_embeddings().weight.T + self.bias
+        if not masked.any():  # a batch of short texts can draw no mask: no loss, not nan
+            return logits.sum() * 0.0
         return F.cross_entropy(logits.float(), labels[masked])
 
 
@@ -126,7 +130,7 @@ def cache_key(task: Any, text: str, config: Any) -> str:
     keys = ("language_reduction", "mlm_texts", "mlm_epochs", "mlm_head_epochs", "mlm_lr", "mlm_probability", "text_column")
     settings = {k: getattr(config, k) for k in keys}
     raw = json.dumps([task.backbone.source, str(Path(text).resolve()) if Path(text).exists() else text, settings,
-                      getattr(task.train_config, "seed", 0)], sort_keys=True)
+                      getattr(task.train_config, "seed", 0), "adapters at the block output"], sort_keys=True)
     return hashlib.sha256(raw.encode()).hexdigest()[:20]
 
 

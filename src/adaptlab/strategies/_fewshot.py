@@ -54,7 +54,9 @@ def build_encoder(task: Any, **kwargs: Any) -> nn.Module:
         config = task.backbone.config.__class__.from_dict(task.backbone.config.to_dict())
         set_dropout(config, dropout)
         kwargs["config"] = config
-    return AutoModel.from_pretrained(task.backbone.source, dtype=torch.float32, **kwargs)
+    from ..models.modeling import load_dtype
+
+    return AutoModel.from_pretrained(task.backbone.source, dtype=load_dtype(task.train_config), **kwargs)
 
 
 def freeze_unused(encoder: nn.Module) -> None:

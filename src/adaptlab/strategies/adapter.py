@@ -25,13 +25,11 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ..errors import AdaptlabError
-from ..models.bottleneck import SITES, Bottleneck, fold_adapters, insert_adapters
+from ..models.bottleneck import Bottleneck, fold_adapters, insert_adapters
 from ..models.modeling import freeze, unfreeze
+from ..models.placement import head_names
 from ..settings import StrategyConfig
 from .base import Task, build_classifier, register
-
-HEADS = ("classifier", "score")
-"""Names of the new classification head in transformers' sequence classifiers (as peft's SEQ_CLS)."""
 
 
 class AdapterConfig(StrategyConfig):
@@ -49,10 +47,11 @@ class AdapterConfig(StrategyConfig):
 
 
 def head_modules(model: nn.Module) -> list[nn.Module]:
-    heads = [getattr(model, name) for name in HEADS if isinstance(getattr(model, name, None), nn.Module)]
-    if not heads:
-        raise AdaptlabError(f"cannot find the classification head of {type(model).__name__} (looked for {', '.join(HEADS)})")
-    return heads
+    """The classifier's new head: every module of the task model outside its base model."""
+    names = head_names(model)
+    if not names:
+        raise AdaptlabError(f"cannot find the classification head of {type(model).__name__}: it has no module outside its base model")
+    return [model.get_submodule(name) for name in names]
 
 
 def trained_tensors(module: nn.Module) -> dict:
@@ -104,12 +103,10 @@ class Adapter:
         return model
 
     def check(self, task: Task) -> None:
-        """Family and layer indices, from the backbone's config, before any folder exists."""
-        family, config = task.backbone.family, task.backbone.config
-        if family not in SITES:
-            raise AdaptlabError(f"{self.name}: no adapter placement known for '{family}' models; known: {', '.join(sorted(SITES))}")
-        n = getattr(config, "num_hidden_layers", None)
-        bad = [i for i in self.config.layers or [] if n is not None and not 0 <= i < n]
+        """Where the adapters go and which layers exist, read from the backbone's modules before anything loads."""
+        found = task.backbone.layout()
+        n = found.num_blocks
+        bad = [i for i in self.config.layers or [] if not 0 <= i < n]
         if bad:
             raise AdaptlabError(f"{self.name}: layers {bad} do not exist: the backbone has layers 0-{n - 1}")
 

@@ -106,6 +106,9 @@ class Strategy(Protocol):
 
     Every run also records a ``forgetting`` block (``forgetting.py``), measured
     on the transformer trunk found inside the prepared module.
+    - ``checkpointing`` (class attribute, default True): False when the strategy cannot train with gradient
+      checkpointing (prefix tuning: its prefixes live in the cache a recomputed block drops), with
+      ``checkpointing_why``; ``train.gradient_checkpointing: auto`` then stays off.
     - ``adapt_episode(module, support, support_labels, query, n_way) -> logits``:
       few-shot prediction on one episode of new classes (prototypes, MAML's
       inner loop, a head fitted on the support set); used by
@@ -165,7 +168,7 @@ def supported(strategy: Any, task_type: Any) -> None:
 # -- default behaviour of the optional hooks ------------------------------------
 
 
-def build_classifier(task: Task, dtype: torch.dtype = torch.float32) -> nn.Module:
+def build_classifier(task: Task, dtype: torch.dtype | None = None) -> nn.Module:
     """The backbone with a freshly initialised classification head (``adaptlab.tasks.classification``)."""
     from ..tasks.classification import build_classifier as build
 

@@ -158,9 +158,9 @@ class Dapt:
         inner = method(method.Config.model_validate(spec))
         prepared = inner.prepare(model, Task([], task.backbone, task.train_config))
         module = DomainLM(prepared, self._objective(task) == "causal")
-        head = module._parts[1]
         embedding = id(model.get_input_embeddings().weight)
-        self.head_names = {n for n, p in module.named_parameters() if any(p is q for q in head.parameters()) and id(p) != embedding}
+        head = {id(q) for h in module.heads for q in h.parameters()}
+        self.head_names = {n for n, p in module.named_parameters() if id(p) in head and id(p) != embedding}
         if self.fresh_head:
             unfreeze(p for n, p in module.named_parameters() if n in self.head_names)
         self.stage_names = {n for n, p in module.named_parameters() if p.requires_grad}

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Literal
 
+from torch import nn
+
 from .base import Task, register
 from .lora import LoRA, LoRAConfig
 
@@ -27,7 +29,7 @@ class DoRA(LoRA):
     Config = DoRAConfig
     train_defaults = {"lr": 1e-3, "epochs": 3, "schedule": "linear"}
 
-    def peft_config(self, task: Task):
-        config = super().peft_config(task)
+    def peft_config(self, task: Task, model: nn.Module):
+        config = super().peft_config(task, model)
         config.use_dora = True
         return config

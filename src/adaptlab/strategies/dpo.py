@@ -98,8 +98,8 @@ class DPO:
             del fresh
 
     def _score(self, model: nn.Module, rows: list[dict], batch_size: int, device: torch.device) -> None:
-        """At most a training batch of pairs at a time: the logits of 2B sequences over a 50k vocabulary are the
-        largest tensor here, and a larger evaluation batch would make this pass the run's memory peak."""
+        """At most a training batch of pairs at a time, the answers' log-probabilities only (no logits over the
+        vocabulary: :mod:`adaptlab.models.lm_head`), so this pass is never the run's memory peak."""
         batch_size = min(batch_size, getattr(self.task.train_config, "batch_size", batch_size) or batch_size)
         collate = self.task.type.collate(self.task.backbone.tokenizer.pad_token_id or 0)
         was_training = model.training
@@ -108,7 +108,7 @@ class DPO:
                         unit="batch", leave=False, disable=None):
             batch = collate([rows[i] for i in ids])
             inputs = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in model_inputs(batch).items()}
-            logps = sequence_logps(model(**inputs).logits, batch["labels"].to(device)).double().cpu()
+            logps = sequence_logps(model(**inputs), batch["labels"].to(device)).double().cpu()
             half = len(ids)
             for j, i in enumerate(ids):
                 self.reference[_key(rows[i])] = (float(logps[j]), float(logps[half + j]))
@@ -117,7 +117,7 @@ class DPO:
     # -- training ------------------------------------------------------------------------------------
 
     def loss(self, outputs: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        logps = sequence_logps(outputs.logits, batch["labels"])
+        logps = sequence_logps(outputs, batch["labels"])
         h = dpo_logits(logps, batch[REFERENCE])
         self.stats = pair_stats(logps, h, "reward_accuracy")
         return dpo_loss(h, self.config.beta, self.config.loss)

@@ -16,6 +16,7 @@ from pydantic import Field
 from torch import nn
 
 from ..models.modeling import freeze, layer_groups, unfreeze
+from ..models.placement import require_separate_blocks
 from ..settings import StrategyConfig
 from .base import Task, decay_groups, register
 
@@ -44,6 +45,9 @@ class GradualUnfreeze:
     def __init__(self, config: GradualUnfreezeConfig):
         self.config = config
         self.groups: list[list[nn.Parameter]] = []
+
+    def check(self, task: Task) -> None:
+        require_separate_blocks(task.backbone.layout(), self.name)
 
     def prepare(self, model: nn.Module, task: Task) -> nn.Module:
         g = layer_groups(model)

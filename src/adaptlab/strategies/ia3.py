@@ -7,6 +7,12 @@ parameters that train -- about one per hidden unit and layer, an order of
 magnitude fewer than LoRA. The new classification head trains too. Being a
 per-channel rescaling of weight inputs, the update folds into the weights
 exactly (``adaptlab merge``). The artefact is a peft adapter folder.
+
+Where: the key and value projections and the feed-forward output projection of every block, read
+from the model (:mod:`adaptlab.models.placement`). Where a family computes queries, keys and values
+in one fused projection (GPT-2, NeoX, Bloom, Falcon, Phi-3, ModernBERT) the scale sits on its whole
+output, so queries are rescaled too -- what peft itself does for those families -- and the run's
+``adapted_modules`` says so.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from pydantic import Field
 from torch import nn
 
 from ..errors import AdaptlabError
+from ..models.placement import Layout, PlacementError, layout
 from ..settings import StrategyConfig
 from .base import Task, register
 from .lora import load_adapter, merge_adapter, peft_classifier, save_adapter
@@ -31,6 +38,19 @@ class IA3Config(StrategyConfig):
     """Which of ``target_modules`` are feed-forward layers (their input is rescaled); must be set with ``target_modules``."""
     init_ia3_weights: bool = Field(True)
     """Start every scale at one, so the untrained model is the pretrained one."""
+
+
+def default_targets(found: Layout) -> tuple[str, str]:
+    """peft's ``(target_modules, feedforward_modules)`` regexes for a model of this layout: keys, values (or the fused
+    qkv) and the feed-forward output projection of every block."""
+    attention = found.key_value or ((found.fused_qkv,) if found.fused_qkv else None)
+    if attention is None:
+        names = ", ".join(found.attention.names)
+        raise PlacementError(f"ia3: cannot tell the key and value projections of '{found.family}' attention apart ({names}); "
+                             f"set strategy.target_modules=[KEY,VALUE,{found.feed_forward.output.name}] and "
+                             f"strategy.feedforward_modules=[{found.feed_forward.output.name}]")
+    feedforward = (found.feed_forward.output.name,)
+    return found.pattern((*attention, *feedforward)), found.pattern(feedforward)
 
 
 @register
@@ -51,20 +71,20 @@ class IA3:
         c = self.config
         if (c.target_modules is None) != (c.feedforward_modules is None):
             raise AdaptlabError("ia3: set both strategy.target_modules and strategy.feedforward_modules, or neither")
+        if c.target_modules is None:
+            default_targets(task.backbone.layout())  # the keys and values can be told apart: before any weight loads
 
-    def peft_config(self, task: Task):
+    def peft_config(self, task: Task, model: nn.Module):
         from peft import IA3Config as PeftIA3Config
         from peft import TaskType
 
         c = self.config
-        return PeftIA3Config(task_type=getattr(TaskType, task.type.peft_task_type), target_modules=c.target_modules,
-                             feedforward_modules=c.feedforward_modules, init_ia3_weights=c.init_ia3_weights)
+        targets, feedforward = (c.target_modules, c.feedforward_modules) if c.target_modules else default_targets(layout(model))
+        return PeftIA3Config(task_type=getattr(TaskType, task.type.peft_task_type), target_modules=targets,
+                             feedforward_modules=feedforward, init_ia3_weights=c.init_ia3_weights)
 
     def prepare(self, model: nn.Module, task: Task) -> nn.Module:
-        try:
-            return peft_classifier(model, self.peft_config(task))
-        except ValueError as e:  # peft has no default targets for this family
-            raise AdaptlabError(f"ia3 on '{task.backbone.family}': {str(e).splitlines()[0]} (set strategy.target_modules)") from None
+        return peft_classifier(model, self.peft_config(task, model))
 
     def save(self, module: nn.Module, folder: Path, task: Task) -> None:
         save_adapter(module, folder, task)

@@ -23,7 +23,7 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 
 from ..data.batching import BucketBatchSampler, Collate, lengths_of
 from ..eval.metrics import model_inputs
-from ..models.modeling import freeze
+from ..models.modeling import freeze, load_dtype
 from ..settings import StrategyConfig
 from .base import Task, register
 
@@ -90,7 +90,7 @@ class LinearProbe:
     def build(self, task: Task) -> nn.Module:
         from transformers import AutoModel
 
-        return AutoModel.from_pretrained(task.backbone.source, dtype=torch.float32)
+        return AutoModel.from_pretrained(task.backbone.source, dtype=load_dtype(task.train_config))
 
     def prepare(self, model: nn.Module, task: Task) -> nn.Module:
         freeze(model)

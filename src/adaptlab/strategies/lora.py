@@ -5,6 +5,14 @@ with ``A`` (r x d) and ``B`` (d x r), ``B`` initialised to zero so training
 starts from the pretrained function. A classification head is new, so it
 trains in full and is saved with the adapter (peft's ``modules_to_save``); a
 causal LM (task ``sft``) keeps its pretrained head frozen.
+
+Which weights: every attention and feed-forward projection of every block (adapting all beats
+q/v alone at equal budgets: QLoRA §4, Dettmers et al. 2023), read from the model itself
+(:mod:`adaptlab.models.placement`): separate or fused (Phi-3's ``qkv_proj``, NeoX's
+``query_key_value``), ``nn.Linear`` or GPT-2's ``Conv1D``. They reach peft as one regular
+expression anchored at the block list, so nothing outside the blocks (a pooler, the LM head) is
+adapted by a name that happens to match. The new classification head is whatever the task model
+holds outside its base model (DistilBERT's ``pre_classifier`` and ModernBERT's ``head`` included).
 The artefact is a peft adapter folder: ``PeftModel.from_pretrained`` loads it.
 """
 
@@ -16,15 +24,16 @@ from typing import Literal
 from pydantic import Field
 from torch import nn
 
-from ..models.architectures import LINEAR
+from ..errors import AdaptlabError
+from ..models.placement import head_names, layout
 from ..settings import StrategyConfig
 from .base import Task, register
 
-TARGETS = LINEAR  # which linear layers to adapt, per family; unknown families use peft's "all-linear"
 
-
-def default_targets(family: str) -> list[str] | str:
-    return TARGETS.get(family, "all-linear")
+def default_targets(model: nn.Module) -> str:
+    """Every attention and feed-forward projection of every block of ``model``, as peft's regex."""
+    found = layout(model)
+    return found.pattern(found.projections)
 
 
 class LoRAConfig(StrategyConfig):
@@ -40,10 +49,21 @@ class LoRAConfig(StrategyConfig):
 
 
 def peft_classifier(model: nn.Module, peft_config) -> nn.Module:
-    """Wrap a sequence classifier with a peft method; the new head trains and is saved."""
-    from peft import get_peft_model
+    """Wrap a model with a peft method; a classifier's new head (every module outside its base model) trains
+    and is saved with the adapter. A ``target_modules`` that names nothing in the model is one error line."""
+    from peft import TaskType, get_peft_model
 
-    return get_peft_model(model, peft_config)
+    if peft_config.task_type == TaskType.SEQ_CLS and getattr(peft_config, "modules_to_save", None) is None and head_names(model):
+        peft_config.modules_to_save = head_names(model)
+    try:
+        return get_peft_model(model, peft_config)
+    except ValueError as e:
+        if "target_modules" not in str(e) and "Target modules" not in str(e):
+            raise
+        from ..models.placement import linear_names
+
+        raise AdaptlabError(f"strategy.target_modules={peft_config.target_modules} names no layer of this "
+                            f"{model.config.model_type} model; its linear layers include: {', '.join(linear_names(model)[:12])}") from None
 
 
 def save_adapter(module: nn.Module, folder: Path, task: Task) -> None:
@@ -75,7 +95,7 @@ class LoRA:
     def __init__(self, config: LoRAConfig):
         self.config = config
 
-    def peft_config(self, task: Task):
+    def peft_config(self, task: Task, model: nn.Module):
         from peft import LoraConfig, TaskType
 
         c = self.config
@@ -84,11 +104,16 @@ class LoRA:
             r=c.r,
             lora_alpha=c.alpha,
             lora_dropout=c.dropout,
-            target_modules=c.target_modules or default_targets(task.backbone.family),
+            target_modules=c.target_modules or default_targets(model),
         )
 
+    def check(self, task: Task) -> None:
+        """Where the adapters go, read from the backbone's modules before any weight loads (one line when it cannot be)."""
+        if not self.config.target_modules:
+            task.backbone.layout()
+
     def prepare(self, model: nn.Module, task: Task) -> nn.Module:
-        return peft_classifier(model, self.peft_config(task))
+        return peft_classifier(model, self.peft_config(task, model))
 
     def save(self, module: nn.Module, folder: Path, task: Task) -> None:
         save_adapter(module, folder, task)

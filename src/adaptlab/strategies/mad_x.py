@@ -112,6 +112,15 @@ class MadX:
         c = self.config
         return {"source": c.language_reduction, "target": c.language_reduction, "task": c.task_reduction}
 
+    def check(self, task: Task) -> None:
+        """Language adapters learn by masked language modelling: a bidirectional encoder, not a causal LM."""
+        from ..models.verbalizer import is_causal_lm
+
+        if is_causal_lm(task.backbone.config):
+            raise AdaptlabError(f"mad_x trains its language adapters by masked language modelling, which needs a bidirectional "
+                                f"encoder; {task.backbone.family} is a causal LM (use adapter or lora on it, or an encoder backbone)")
+        task.backbone.layout()  # where the adapters go: one line naming what was found when it cannot be read
+
     def build(self, task: Task) -> nn.Module:
         return build_encoder(task)
 
@@ -158,7 +167,8 @@ class MadX:
         encoder = build_encoder(task)
         attach_adapters(encoder, self.reductions(), meta["languages"] + ["task"])
         module = AdapterClassifier(encoder, task.num_labels)
-        stored = load_file(folder / "adapters.safetensors")
+        # adaptlab before 2026-12 kept the stack on a BERT block's ``output`` module: the same place, another name
+        stored = {k.replace(".output.adapters.", ".adapters."): v for k, v in load_file(folder / "adapters.safetensors").items()}
         missing = set(stored) - set(dict(module.named_parameters()))
         if missing:
             raise AdaptlabError(f"{folder} holds adapter weights this backbone has no place for: {sorted(missing)[:3]}")

@@ -47,6 +47,7 @@ from torch import nn
 from ..errors import AdaptlabError
 from ..eval.metrics import evaluate
 from ..models.modeling import freeze, layer_groups, unfreeze
+from ..models.placement import require_separate_blocks
 from ._fewshot import (
     EmbeddingOutput,
     EpisodeOptions,
@@ -112,6 +113,12 @@ class MAML:
         self.support: list[dict] | None = None
         self.episodes = None
         self.seed = 0
+
+    def check(self, task: Task) -> None:
+        found = task.backbone.layout()
+        require_separate_blocks(found, self.name)
+        if self.config.inner_layers > found.num_blocks:
+            raise AdaptlabError(f"strategy.inner_layers={self.config.inner_layers} but the backbone has only {found.num_blocks} layers")
 
     def build(self, task: Task) -> nn.Module:
         # PyTorch has no second derivative of its fused CPU attention kernels: second-order MAML

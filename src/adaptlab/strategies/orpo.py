@@ -15,10 +15,9 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from ..data.conversations import IGNORE
+from ..models.lm_head import answer_logps
 from ..settings import StrategyConfig
-from ..tasks.preference import pair_stats, sequence_logps
-from ..tasks.sft import response_nll
+from ..tasks.preference import pair_stats
 from .base import register
 from .dpo import DPO
 
@@ -54,10 +53,10 @@ class ORPO(DPO):
         return rows  # no reference model
 
     def loss(self, outputs: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        labels = batch["labels"]
-        half = labels.shape[0] // 2
-        nll, count = response_nll(outputs.logits[:half], labels[:half])
-        counts = (labels[:, 1:] != IGNORE).sum(-1)
-        logps = sequence_logps(outputs.logits, labels)
+        tokens, mask = answer_logps(outputs, batch["labels"])
+        half = tokens.shape[0] // 2
+        nll, count = -tokens[:half].sum(), mask[:half].sum()
+        counts = mask.sum(-1)
+        logps = tokens.sum(-1)
         self.stats = pair_stats(logps, logps[:half] - logps[half:], "likelihood_accuracy")
         return nll / count.clamp(min=1) + self.config.weight * odds_ratio_loss(logps, counts)

@@ -18,7 +18,8 @@ from torch import nn
 
 from ..models.verbalizer import VerbalizerOptions
 from .base import Task, register
-from .prompt_tuning import PromptTuning
+from .lora import peft_classifier
+from .prompt_tuning import PromptTuning, prompt_dims
 
 
 class PTuningConfig(VerbalizerOptions):
@@ -44,15 +45,14 @@ class PTuning(PromptTuning):
     caveat = ("a soft prompt on a frozen model is known to trail the other methods on small models with few "
               "training steps (Lester et al. 2021, Fig. 1; Liu et al. 2022, P-tuning v2, Fig. 1).")
 
-    def peft_config(self, task: Task):
+    def peft_config(self, task: Task, model: nn.Module):
         from peft import PromptEncoderConfig, TaskType
 
         c = self.config
-        return PromptEncoderConfig(task_type=TaskType.CAUSAL_LM if self.lm_mode(task) else TaskType.SEQ_CLS,
-                                   num_virtual_tokens=c.num_virtual_tokens, encoder_hidden_size=c.encoder_hidden_size,
-                                   encoder_reparameterization_type=c.encoder)
+        kind = "CAUSAL_LM" if self.lm_mode(task) else task.type.peft_task_type
+        return PromptEncoderConfig(task_type=getattr(TaskType, kind), num_virtual_tokens=c.num_virtual_tokens,
+                                   encoder_hidden_size=c.encoder_hidden_size, encoder_reparameterization_type=c.encoder,
+                                   **prompt_dims(model))
 
     def prepare(self, model: nn.Module, task: Task) -> nn.Module:
-        from peft import get_peft_model
-
-        return self.wrap(get_peft_model(model, self.peft_config(task)), task)
+        return self.wrap(peft_classifier(model, self.peft_config(task, model)), task)

@@ -13,6 +13,14 @@ initialisation). The new classification head trains too, at ``head_lr``.
 Works on encoders and on causal LMs (the classifier still sees the token ids,
 so it finds the last real token). The artefact is a peft adapter folder.
 
+Prefixes live in the attention's key/value cache, so a family whose forward takes no cache
+(DeBERTa-v2, DistilBERT, MPNet, ALBERT, ModernBERT in transformers 5) has nowhere to put them:
+such a backbone is refused in one line before anything loads, instead of training a head while
+peft's prefixes are dropped on the way. The starting activations come from the model's own cache
+for the init words (keys after rotary embeddings, grouped-query geometry, fused projections: as
+the family computes them), and for encoders, which return no cache, from their key and value
+projections (:mod:`adaptlab.models.placement`).
+
 transformers 5.24 renamed the models' ``past_key_values`` argument to ``cache``
 (the old name stays a deprecated alias until 5.40), while peft (0.21.2) still
 looks for a parameter called ``past_key_values`` in ``forward``'s signature
@@ -34,17 +42,15 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from ..models.architectures import KEY_VALUE
+from ..errors import AdaptlabError
 from ..models.modeling import find_blocks
+from ..models.placement import layout
 from ..settings import StrategyConfig
 from .base import Task, register
 from .lora import peft_classifier, save_adapter
 from .prompt_tuning import prompt_and_head_groups, refuse_packing
 
 log = logging.getLogger("adaptlab")
-
-KV_SITES = KEY_VALUE  # key and value projections inside one block, per family
-
 
 class PrefixTuningConfig(StrategyConfig):
     name: Literal["prefix_tuning"] = "prefix_tuning"
@@ -86,32 +92,76 @@ def accept_past_key_values(model: nn.Module, task: Task | None = None) -> nn.Mod
     return model
 
 
+def takes_cache(model_class: type) -> bool:
+    """Whether a transformers model class's forward takes a key/value cache, where peft puts the prefixes."""
+    names = inspect.signature(model_class.forward).parameters
+    return "past_key_values" in names or "cache" in names
+
+
+def check_cache(backbone: Any) -> None:
+    """One line, before anything loads, when the backbone's attention takes no key/value cache."""
+    from transformers import AutoModel
+
+    from ..models.verbalizer import is_causal_lm
+
+    if is_causal_lm(backbone.config):
+        return
+    try:
+        model_class = AutoModel._model_mapping[type(backbone.config)]
+    except KeyError:  # a class transformers does not map (remote code): peft will say
+        return
+    if not takes_cache(model_class):
+        raise AdaptlabError(f"prefix_tuning: {backbone.family} models ({model_class.__name__}) take no key/value cache, which is "
+                            f"where the prefixes go; use prompt_tuning or p_tuning (prompts in the input) on this backbone")
+
+
 @torch.no_grad()
 def init_from_activations(embedding: nn.Embedding, model: nn.Module, tokenizer: Any, text: str) -> bool:
-    """Copy each layer's key and value activations for ``text`` into the prefix (Li & Liang 2021, §7.4).
+    """Copy each layer's keys and values for ``text`` into the prefix (Li & Liang 2021, §7.4).
 
-    peft lays a prefix row out as ``[layer 0 key, layer 0 value, layer 1 key, ...]``.
-    Returns False (prefixes left as they are) when the layout does not match.
+    peft lays a prefix row out as ``[layer 0 key, layer 0 value, layer 1 key, ...]``, each ``kv_heads x
+    head_dim`` wide. Returns False (prefixes left as they are) when neither the cache nor the projections
+    give rows of that shape.
     """
-    family = getattr(model.config, "model_type", "")
-    if family not in KV_SITES:
-        return False
     n = embedding.weight.shape[0]
     ids = tokenizer(text, add_special_tokens=False)["input_ids"] or [tokenizer.unk_token_id or 0]
-    ids = (ids * (n // len(ids) + 1))[:n]
-    captured: dict[tuple[int, int], torch.Tensor] = {}
-    hooks = [block.get_submodule(site).register_forward_hook(lambda m, i, out, at=(layer, j): captured.__setitem__(at, out[0]))
-             for layer, block in enumerate(find_blocks(model)) for j, site in enumerate(KV_SITES[family])]
-    try:
-        model(input_ids=torch.tensor([ids], device=embedding.weight.device))
-    finally:
-        for h in hooks:
-            h.remove()
-    rows = torch.cat([captured[key] for key in sorted(captured)], dim=-1)
-    if rows.shape != embedding.weight.shape:
+    ids = torch.tensor([(ids * (n // len(ids) + 1))[:n]], device=embedding.weight.device)
+    rows = _from_cache(model, ids)
+    if rows is None or rows.shape != embedding.weight.shape:
+        rows = _from_projections(model, ids)
+    if rows is None or rows.shape != embedding.weight.shape:
         return False
     embedding.weight.copy_(rows)
     return True
+
+
+def _from_cache(model: nn.Module, ids: torch.Tensor) -> torch.Tensor | None:
+    """Rows from the cache the model returns (decoders): ``(n, layers x 2 x kv_heads x head_dim)``."""
+    cache = getattr(model(input_ids=ids, use_cache=True), "past_key_values", None)
+    layers = getattr(cache, "layers", None)
+    if not layers:
+        return None
+    parts = []
+    for layer in layers:
+        for t in (layer.keys, layer.values):  # (1, kv_heads, n, head_dim)
+            parts.append(t[0].transpose(0, 1).reshape(t.shape[2], -1))
+    return torch.cat(parts, dim=-1)
+
+
+def _from_projections(model: nn.Module, ids: torch.Tensor) -> torch.Tensor | None:
+    """Rows from the key and value projections of every block (encoders, which return no cache)."""
+    sites = layout(model).key_value
+    if sites is None:
+        return None
+    captured: dict[tuple[int, int], torch.Tensor] = {}
+    hooks = [block.get_submodule(site).register_forward_hook(lambda m, i, out, at=(layer, j): captured.__setitem__(at, out[0]))
+             for layer, block in enumerate(find_blocks(model)) for j, site in enumerate(sites)]
+    try:
+        model(input_ids=ids)
+    finally:
+        for h in hooks:
+            h.remove()
+    return torch.cat([captured[key] for key in sorted(captured)], dim=-1)
 
 
 @register
@@ -123,12 +173,17 @@ class PrefixTuning:
     tasks = ("classification", "sft")
     caveat = ("prefixes on a small frozen model need many more steps than weight updates, and results swing with the "
               "learning rate and initialisation (Li & Liang 2021, §4.3, §7.4).")
+    checkpointing = False
+    checkpointing_why = "transformers drops the key/value cache, where the prefixes are, when it recomputes a block"
+    """Gradient checkpointing stays off (``train.gradient_checkpointing: auto``); asked for, it is one error line."""
 
     def __init__(self, config: PrefixTuningConfig):
         self.config = config
+        self.started_from = "random"
 
     def check(self, task: Task) -> None:
         refuse_packing(task, self.name)
+        check_cache(task.backbone)
 
     def peft_config(self, task: Task):
         from peft import PrefixTuningConfig as PeftPrefixTuningConfig
@@ -141,11 +196,18 @@ class PrefixTuning:
     def prepare(self, model: nn.Module, task: Task) -> nn.Module:
         peft_model = peft_classifier(accept_past_key_values(model, task), self.peft_config(task))
         c = self.config
+        self.started_from = "projection MLP" if c.prefix_projection else "random"
         if c.init == "activations" and not c.prefix_projection:
             text = c.init_text or ("Classify as " + " or ".join(task.labels) if task.labels else "Answer the request.")
-            if not init_from_activations(peft_model.prompt_encoder["default"].embedding, model, task.backbone.tokenizer, text):
+            if init_from_activations(peft_model.prompt_encoder["default"].embedding, model, task.backbone.tokenizer, text):
+                self.started_from = f"activations of {text!r}"
+            else:
                 log.warning("prefix_tuning: cannot read key/value activations of '%s' models; prefixes start at random", task.backbone.family)
         return peft_model
+
+    def extra_metrics(self, module: nn.Module, history: list[dict], eval_rows: list[dict], device: Any) -> dict[str, Any]:
+        """What the prefixes started from (metrics.json's ``prefix_init``): the init words' activations, or random."""
+        return {"prefix_init": self.started_from}
 
     def param_groups(self, module: nn.Module, lr: float, weight_decay: float) -> list[dict[str, Any]]:
         return prompt_and_head_groups(module, lr, self.config.head_lr, weight_decay)

@@ -28,8 +28,11 @@ import torch
 from pydantic import Field
 from torch import nn
 
+from ..models.modeling import load_dtype
+from ..models.placement import layout
 from ..models.verbalizer import LMScorer, VerbalizerOptions, is_causal_lm, label_texts
 from .base import Task, register
+from .lora import peft_classifier
 
 
 class PromptTuningConfig(VerbalizerOptions):
@@ -65,6 +68,15 @@ def init_from_text(embedding: nn.Embedding, word_embeddings: nn.Module, tokenize
         embedding.weight.copy_(word_embeddings(torch.tensor(ids, device=embedding.weight.device)))
 
 
+def prompt_dims(model: nn.Module) -> dict[str, int]:
+    """What peft's prompt learning needs to know of a model, read from it rather than from config names peft guesses
+    (DistilBERT's ``dim``): the width of its input embeddings (ALBERT and ELECTRA embed narrower than their hidden
+    size, and a soft prompt lives among the embeddings), its layers and heads."""
+    found = layout(model)
+    return {"token_dim": model.get_input_embeddings().embedding_dim, "num_layers": found.layers,
+            "num_attention_heads": found.geometry.heads}
+
+
 def prompt_and_head_groups(module: nn.Module, lr: float, head_lr: float, weight_decay: float) -> list[dict[str, Any]]:
     """The prompt at ``lr`` without decay (it lives in embedding space); everything else trainable at ``head_lr``."""
     prompt = [p for n, p in module.named_parameters() if p.requires_grad and "prompt_encoder" in n]
@@ -97,18 +109,19 @@ class PromptTuning:
             label_texts(self.config, task.labels)
         refuse_packing(task, self.name)
 
-    def peft_config(self, task: Task):
+    def peft_config(self, task: Task, model: nn.Module):
         from peft import PromptTuningConfig as PeftPromptTuningConfig
         from peft import TaskType
 
         kind = "CAUSAL_LM" if self.lm_mode(task) else task.type.peft_task_type
-        return PeftPromptTuningConfig(task_type=getattr(TaskType, kind), num_virtual_tokens=self.config.num_virtual_tokens)
+        return PeftPromptTuningConfig(task_type=getattr(TaskType, kind), num_virtual_tokens=self.config.num_virtual_tokens,
+                                      **prompt_dims(model))
 
     def build(self, task: Task) -> nn.Module:
         from transformers import AutoModelForCausalLM
 
         if self.lm_mode(task):
-            return AutoModelForCausalLM.from_pretrained(task.backbone.source, dtype=torch.float32)
+            return AutoModelForCausalLM.from_pretrained(task.backbone.source, dtype=load_dtype(task.train_config))
         return task.type.build(task)
 
     def init_text(self, task: Task) -> str:
@@ -119,9 +132,7 @@ class PromptTuning:
         return "Classify as " + " or ".join(label_texts(self.config, task.labels))
 
     def prepare(self, model: nn.Module, task: Task) -> nn.Module:
-        from peft import get_peft_model
-
-        peft_model = get_peft_model(model, self.peft_config(task))
+        peft_model = peft_classifier(model, self.peft_config(task, model))
         if self.config.init == "text":
             embedding = peft_model.prompt_encoder["default"].embedding
             init_from_text(embedding, peft_model.word_embeddings, task.backbone.tokenizer, self.init_text(task))

@@ -62,8 +62,8 @@ class RewardModel(DPO):
         return rows
 
     def collate(self, pad_token_id: int) -> Any:
-        """The task's pair batches without ``logits_to_keep``: the scalar head reads one state per sequence."""
-        return PairCollate(pad_token_id, keep_logits=False)
+        """The task's pair batches without ``answer_labels``: the scalar head reads one state per sequence."""
+        return PairCollate(pad_token_id, answers=False)
 
     def loss(self, outputs: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         r = rewards(outputs)

@@ -21,6 +21,7 @@ from torch import nn
 from ..errors import AdaptlabError
 from ..models.frozen_prefix import KEY, cache_bytes, cache_prefix, install, pad_prefix
 from ..models.modeling import freeze, layer_groups, unfreeze
+from ..models.placement import require_separate_blocks
 from ..settings import StrategyConfig
 from .base import Task, register
 
@@ -56,6 +57,13 @@ class TopK:
         self.config = config
         self.frozen = 0  # blocks below the trained ones, whose output is cached
         self.task: Task | None = None
+
+    def check(self, task: Task) -> None:
+        """Blocks of their own and enough of them, read from the backbone before anything loads."""
+        found = task.backbone.layout()
+        require_separate_blocks(found, self.name)
+        if self.config.k > found.num_blocks:
+            raise AdaptlabError(f"strategy.k={self.config.k} but the backbone has only {found.num_blocks} layers")
 
     def prepare(self, model: nn.Module, task: Task) -> nn.Module:
         groups = layer_groups(model)

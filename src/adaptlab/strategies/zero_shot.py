@@ -24,7 +24,7 @@ from pydantic import Field
 from torch import nn
 
 from ..errors import AdaptlabError
-from ..models.modeling import freeze
+from ..models.modeling import freeze, load_dtype
 from ..models.verbalizer import EmbeddingScorer, LMScorer, VerbalizerOptions, is_causal_lm, label_texts
 from .base import Task, register
 
@@ -65,7 +65,7 @@ class ZeroShot:
         if task.type.generative:
             return task.type.build(task)
         cls = AutoModelForCausalLM if self.lm_mode(task) else AutoModel
-        return cls.from_pretrained(task.backbone.source, dtype=torch.float32)
+        return cls.from_pretrained(task.backbone.source, dtype=load_dtype(task.train_config))
 
     def prepare(self, model: nn.Module, task: Task) -> nn.Module:
         freeze(model).eval()

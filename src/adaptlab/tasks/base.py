@@ -45,6 +45,9 @@ class TaskType(Protocol):
     a later stage (language modelling), which ``predict`` refuses and a comparison reports apart."""
     auto_class: ClassVar[str]
     """The transformers class that loads a whole-model artefact of this task (for the model card)."""
+    train_defaults: ClassVar[dict[str, Any]]
+    """Training settings this task's runs default to unless a strategy or the user sets them (generative tasks:
+    TRL's batch of 8 sequences; their memory grows with length x layers, a classifier's hardly)."""
 
     def detect(self, columns: list[str], data: Any) -> bool:
         """True when a table with these columns holds this task's rows (``data.task: auto``)."""

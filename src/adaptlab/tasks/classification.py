@@ -16,17 +16,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import AdaptlabError
 from .base import register_task
 
 
-def build_classifier(task: Any, dtype: torch.dtype = torch.float32, **load: Any) -> nn.Module:
+def build_classifier(task: Any, dtype: torch.dtype | None = None, **load: Any) -> nn.Module:
     """The backbone with a freshly initialised classification head (``load``: more ``from_pretrained``
     arguments, such as a strategy's ``quantization_config``)."""
     from transformers import AutoModelForSequenceClassification
 
-    from ..models.modeling import set_dropout
+    from ..models.modeling import load_dtype, set_dropout
 
     backbone = task.backbone
+    require_classifier(backbone)
+    dtype = dtype or load_dtype(task.train_config)
     config = backbone.config.__class__.from_dict(backbone.config.to_dict())
     config.num_labels = task.num_labels
     config.id2label = dict(enumerate(task.labels))
@@ -36,6 +39,17 @@ def build_classifier(task: Any, dtype: torch.dtype = torch.float32, **load: Any)
     if dropout is not None:
         set_dropout(config, dropout)
     return AutoModelForSequenceClassification.from_pretrained(backbone.source, config=config, dtype=dtype, **load)
+
+
+def require_classifier(backbone: Any) -> None:
+    """One line, before any weights load, when transformers has no sequence-classification model for the family."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING
+
+    if type(backbone.config) in MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING or getattr(backbone.config, "auto_map", None):
+        return
+    raise AdaptlabError(f"{backbone.family} models have no sequence-classification head in transformers "
+                        f"(AutoModelForSequenceClassification): classify with zero_shot, prompt_tuning or p_tuning (label texts "
+                        f"scored by the language model), or with linear_probe, protonet or contrastive (pooled states)")
 
 
 def cross_entropy(outputs: Any, batch: dict[str, torch.Tensor], label_smoothing: float = 0.0) -> torch.Tensor:
@@ -58,6 +72,7 @@ class Classification:
     tolerance = 0.01
     serves = True
     auto_class = "AutoModelForSequenceClassification"
+    train_defaults: dict[str, Any] = {}
     """How far below the best primary metric a cheaper strategy may be and still be recommended."""
 
     def detect(self, columns: list[str], data: Any) -> bool:

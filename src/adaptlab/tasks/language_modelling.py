@@ -130,7 +130,13 @@ class LMOutput(ModelOutput):
 
 
 class DomainLM(nn.Module):
-    """An LM (possibly peft-wrapped) whose head runs only on predicted positions."""
+    """An LM (possibly peft-wrapped) whose head runs only on predicted positions.
+
+    The head is the task model's one module outside its base model (BERT's ``cls``, a causal LM's ``lm_head``).
+    Families whose masked-LM head is several modules that the model's forward strings together (DistilBERT's
+    transform, norm and projector; ELECTRA's generator head; ModernBERT's head and decoder) run their own
+    forward and the predicted positions are picked from its logits: the same loss, more memory.
+    """
 
     def __init__(self, model: nn.Module, causal: bool):
         from ..eval.forgetting import find_backbone
@@ -138,20 +144,23 @@ class DomainLM(nn.Module):
         super().__init__()
         self.model, self.causal = model, causal
         inner = model.get_base_model() if hasattr(model, "get_base_model") else model
-        head = [m for n, m in inner.named_children() if n != inner.base_model_prefix]
-        if len(head) != 1:
-            raise AdaptlabError(f"cannot find the language-modelling head of {type(inner).__name__}")
-        self._parts = (find_backbone(inner), head[0])  # a tuple: not registered twice
+        head = [m for n, m in inner.named_children() if n != inner.base_model_prefix and any(True for _ in m.parameters())]
+        self.heads = tuple(head)  # the LM head's modules (a tuple: not registered twice)
+        self._parts = (find_backbone(inner), head[0]) if len(head) == 1 else None
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, lm_labels: torch.Tensor | None = None, **_: Any) -> LMOutput:
-        trunk, head = self._parts
-        hidden = trunk(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        if self._parts is None:  # the model's own head (several modules): its logits, then the predicted positions
+            states = self.model(input_ids=input_ids, attention_mask=attention_mask).logits
+            head = nn.Identity()
+        else:
+            trunk, head = self._parts
+            states = trunk(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         if lm_labels is None:
-            return LMOutput(logits=head(hidden))
+            return LMOutput(logits=head(states))
         if self.causal:  # position t predicts token t + 1
-            hidden, lm_labels = hidden[:, :-1], lm_labels[:, 1:]
+            states, lm_labels = states[:, :-1], lm_labels[:, 1:]
         keep = lm_labels != -100
-        logits = head(hidden[keep]).float()
+        logits = head(states[keep]).float()
         loss = F.cross_entropy(logits, lm_labels[keep]) if keep.any() else logits.sum() * 0
         return LMOutput(loss=loss, tokens=keep.sum())
 
@@ -210,6 +219,7 @@ class LanguageModelling:
     generative = False
     serves = False
     auto_class = "AutoModel"
+    train_defaults: dict[str, Any] = {}
 
     def __init__(self, tokenizer: Any = None, causal: bool = False, seed: int = 0):
         self.tokenizer, self.causal, self.seed = tokenizer, causal, seed

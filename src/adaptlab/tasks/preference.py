@@ -28,11 +28,13 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..data.batching import EXAMPLES, KEEP
+from ..data.batching import EXAMPLES
 from ..data.conversations import IGNORE
 from ..errors import AdaptlabError
+from ..models.lm_head import KEY as ANSWERS
+from ..models.lm_head import answer_logps
 from .base import register_task
-from .sft import SFT, SFTData, aligned, load_splits, logits_needed, require_causal_lm, response_nll
+from .sft import SFT, SFTData, load_splits, require_causal_lm
 
 log = logging.getLogger("adaptlab")
 
@@ -57,10 +59,11 @@ class Preference:
     tolerance = 0.02
     serves = True
     auto_class = "AutoModelForCausalLM"
+    train_defaults: dict[str, Any] = {"batch_size": 8, "eval_batch_size": 16}
+    """TRL's SFTTrainer/DPOTrainer batch; evaluation generates for a whole batch at once (``generation.batch_size``)."""
 
     def __init__(self, sft: SFT | None = None):
         self.sft = sft or SFT()
-        self.keep_logits = True  # the model takes logits_to_keep (checked when it is built)
 
     @property
     def generation(self) -> Any:
@@ -115,23 +118,19 @@ class Preference:
     # -- model -----------------------------------------------------------------------------------
 
     def build(self, task: Any, **load: Any) -> nn.Module:
-        import inspect
-
-        model = self.sft.build(task, **load)
-        self.keep_logits = "logits_to_keep" in inspect.signature(model.forward).parameters  # a custom model may not
-        return model
+        return self.sft.build(task, **load)
 
     def load_model(self, folder: Any, task: Any) -> nn.Module:
         return self.sft.load_model(folder, task)
 
     def collate(self, pad_token_id: int) -> Any:
-        return PairCollate(pad_token_id, self.keep_logits)
+        return PairCollate(pad_token_id, self.sft.answers)
 
     def loss(self, outputs: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Without an objective of the strategy's own: the sft loss on the chosen answers."""
-        half = batch["labels"].shape[0] // 2
-        nll, count = response_nll(outputs.logits[:half], batch["labels"][:half])
-        return nll / count.clamp(min=1)
+        logps, mask = answer_logps(outputs, batch["labels"])
+        half = logps.shape[0] // 2
+        return -logps[:half].sum() / mask[:half].sum().clamp(min=1)
 
     # -- judging -----------------------------------------------------------------------------------
 
@@ -179,12 +178,12 @@ class Preference:
         from ..eval.generation import generate_ids
         from ..eval.metrics import model_inputs
 
-        logits = model(**model_inputs(batch)).logits
-        logps = sequence_logps(logits, batch["labels"])
+        tokens, mask = answer_logps(model(**model_inputs(batch)), batch["labels"])
+        logps = tokens.sum(-1)
         half = logps.shape[0] // 2
         plain = logps[:half] - logps[half:]
         ratio = dpo_logits(logps, batch[REFERENCE]) if REFERENCE in batch else torch.full_like(plain, float("nan"))
-        total, n = response_nll(logits[:half], batch["labels"][:half])
+        total, n = -tokens[:half].sum(), mask[:half].sum()
         tokenizer = self.sft.renderer.tokenizer
         with timer:
             new = generate_ids(model, batch["gen_input_ids"], batch["gen_attention_mask"], self.sft.generation,
@@ -244,25 +243,19 @@ def pair_stats(logps: torch.Tensor, margins: torch.Tensor, name: str) -> dict[st
             "rejected_logp": logps[half:].mean()}
 
 
-def sequence_logps(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Per sequence: the summed log-probability of its labelled (answer) tokens, shape (rows,).
+def sequence_logps(outputs: Any, labels: torch.Tensor) -> torch.Tensor:
+    """Per sequence: the summed log-probability of its labelled (answer) tokens, shape (rows,). ``outputs``: a
+    model's outputs (the labelled tokens' log-probabilities, :mod:`adaptlab.models.lm_head`) or a logits tensor."""
+    from .sft import _as_outputs
 
-    Position t predicts token t + 1; only labelled positions are cast to fp32 and normalised (a full
-    fp32 log-softmax over a 50k vocabulary would be the step's largest tensor)."""
-    logits, labels = aligned(logits, labels)
-    target = labels[:, 1:]
-    mask = target != IGNORE
-    picked = logits[:, :-1][mask].float()
-    token = picked.gather(-1, target[mask].unsqueeze(-1)).squeeze(-1) - torch.logsumexp(picked, dim=-1)
-    rows = torch.arange(labels.shape[0], device=labels.device).unsqueeze(1).expand_as(target)[mask]
-    return torch.zeros(labels.shape[0], device=token.device, dtype=token.dtype).index_add(0, rows, token)
+    return answer_logps(_as_outputs(outputs), labels)[0].sum(-1)
 
 
 class PairCollate:
     """B pairs -> 2B right-padded sequences (chosen, then rejected); the chosen prompts left-padded for generation."""
 
-    def __init__(self, pad_token_id: int, keep_logits: bool = True):
-        self.pad, self.keep_logits = pad_token_id, keep_logits
+    def __init__(self, pad_token_id: int, answers: bool = True):
+        self.pad, self.answers = pad_token_id, answers
 
     def __call__(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
         from ..eval.generation import left_pad
@@ -277,8 +270,8 @@ class PairCollate:
             "labels": torch.tensor([y + [IGNORE] * (width - len(y)) for y in labels]),
             EXAMPLES: len(rows),
         }
-        if self.keep_logits:
-            batch[KEEP] = logits_needed(batch["labels"])  # the answers' logits only: the prompts' are never read
+        if self.answers:  # the answers' log-probabilities only: no logits for the prompts, none over the vocabulary
+            batch[ANSWERS] = batch["labels"]
         if REFERENCE in rows[0]:
             batch[REFERENCE] = torch.tensor([r[REFERENCE][0] for r in rows] + [r[REFERENCE][1] for r in rows], dtype=torch.float64)
         if "gen_input_ids" in rows[0]:

@@ -2,7 +2,9 @@
 
 Rows are conversations (:mod:`adaptlab.data.conversations`); the loss is the
 next-token cross-entropy on the assistant tokens only (Ouyang et al. 2022 §3.5
-train on demonstrations the same way), averaged over those tokens. Evaluation
+train on demonstrations the same way), averaged over those tokens, computed from
+the labelled positions' log-probabilities alone, in chunks (:mod:`adaptlab.models.lm_head`):
+no full-vocabulary logits are made. Evaluation
 generates an answer for every evaluation prompt (greedy by default) and scores it
 against the reference with chrF (the primary metric: robust for translation and
 short answers, Kocmi et al. 2021), BLEU, ROUGE-L and exact match, next to the
@@ -18,12 +20,12 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
 from ..data.conversations import IGNORE, Conversations, Renderer, read_conversations
 from ..errors import AdaptlabError
+from ..models.lm_head import KEY as ANSWERS
 from .base import register_task
 
 log = logging.getLogger("adaptlab")
@@ -62,9 +64,12 @@ class SFT:
     tolerance = 1.0  # one chrF point
     serves = True
     auto_class = "AutoModelForCausalLM"
+    train_defaults: dict[str, Any] = {"batch_size": 8, "eval_batch_size": 16}
+    """TRL's SFTTrainer/DPOTrainer batch; evaluation generates for a whole batch at once (``generation.batch_size``)."""
 
     def __init__(self, renderer: Renderer | None = None, generation: Any = None, system: str | None = None, packing: bool = False):
         self.renderer, self.generation, self.system, self.packing = renderer, generation, system, packing
+        self.answers = True  # the built model takes ``answer_labels`` (lm_head.install; set when it is built)
 
     def detect(self, columns: list[str], data: Any) -> bool:
         from ..data.conversations import row_format
@@ -131,7 +136,7 @@ class SFT:
     def build(self, task: Any, **load: Any) -> nn.Module:
         from transformers import AutoModelForCausalLM
 
-        from ..models.modeling import set_dropout
+        from ..models.modeling import load_dtype, set_dropout
 
         backbone = task.backbone
         config = backbone.config.__class__.from_dict(backbone.config.to_dict())
@@ -139,18 +144,28 @@ class SFT:
         dropout = getattr(task.train_config, "dropout", None)
         if dropout is not None:
             set_dropout(config, dropout)
-        return AutoModelForCausalLM.from_pretrained(backbone.source, config=config, **{"dtype": torch.float32, **load})
+        model = AutoModelForCausalLM.from_pretrained(backbone.source, config=config, **{"dtype": load_dtype(task.train_config), **load})
+        return self.answering(model)
+
+    def answering(self, model: nn.Module) -> nn.Module:
+        """``model`` with the chunked labelled-token forward (:func:`adaptlab.models.lm_head.install`); batches
+        carry ``answer_labels`` when it has one."""
+        from ..models.lm_head import install
+
+        install(model)
+        self.answers = bool(getattr(model, "_adaptlab_answer_forward", False))
+        return model
 
     def load_model(self, folder: Any, task: Any) -> nn.Module:
         from transformers import AutoModelForCausalLM
 
-        return AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+        return self.answering(AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32))
 
     def collate(self, pad_token_id: int) -> Any:
-        return SFTCollate(pad_token_id)
+        return SFTCollate(pad_token_id, self.answers)
 
     def loss(self, outputs: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        nll, count = response_nll(outputs.logits, batch["labels"])
+        nll, count = response_nll(outputs, batch["labels"])
         return nll / count.clamp(min=1)
 
     # -- judging -----------------------------------------------------------------------------------
@@ -173,7 +188,7 @@ class SFT:
         for batch in tqdm(batches, desc="generating", unit="batch", disable=None if main else True, leave=False):
             if device is not None:
                 batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
-            total, n = response_nll(model(**model_inputs(batch)).logits, batch["labels"])
+            total, n = response_nll(model(**model_inputs(batch)), batch["labels"])
             with timer:
                 new = generate_ids(model, batch["gen_input_ids"], batch["gen_attention_mask"], self.generation,
                                    self.renderer.stop_ids, tokenizer.pad_token_id)
@@ -244,18 +259,24 @@ class SFT:
         return replace(split, turns=out)
 
 
-def response_nll(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def response_nll(outputs: Any, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Summed next-token NLL over the labelled positions, and their count.
 
-    Position t predicts token t + 1. Only labelled rows of the logits are cast and scored (a vocabulary of
-    ~50k makes the full fp32 copy the largest tensor of a step). Prompt-learning models return logits for
-    their virtual tokens too, in front: the last ``labels`` positions are the text's.
+    ``outputs``: a model's outputs (the labelled tokens' log-probabilities of :mod:`adaptlab.models.lm_head`, or
+    full logits from a model it could not wrap) or a logits tensor. Position t predicts token t + 1.
     """
-    logits, labels = aligned(logits, labels)
-    target = labels[:, 1:]
-    mask = target != IGNORE
-    picked = logits[:, :-1][mask].float()
-    return F.cross_entropy(picked, target[mask], reduction="sum"), mask.sum()
+    from ..models.lm_head import answer_logps
+
+    logps, mask = answer_logps(_as_outputs(outputs), labels)
+    return -logps.sum(), mask.sum()
+
+
+def _as_outputs(outputs: Any) -> Any:
+    if isinstance(outputs, torch.Tensor):
+        from types import SimpleNamespace
+
+        return SimpleNamespace(logits=outputs, token_logps=None)
+    return outputs
 
 
 def aligned(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -278,8 +299,8 @@ class SFTCollate:
     ``use_cache: False`` rides along as a model argument: a forward pass over whole sequences needs no
     KV cache, and packed rows are only recognised (block-diagonal attention) without one."""
 
-    def __init__(self, pad_token_id: int):
-        self.pad = pad_token_id
+    def __init__(self, pad_token_id: int, answers: bool = False):
+        self.pad, self.answers = pad_token_id, answers
 
     def __call__(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
         from ..eval.generation import left_pad
@@ -287,16 +308,21 @@ class SFTCollate:
         width = max(len(r["input_ids"]) for r in rows)
         if "position_ids" in rows[0]:  # packed rows: no attention mask, so the positions separate the examples
             pad = [width - len(r["input_ids"]) for r in rows]
-            return {"input_ids": torch.tensor([r["input_ids"] + [self.pad] * k for r, k in zip(rows, pad)]),
-                    "position_ids": torch.tensor([r["position_ids"] + list(range(k)) for r, k in zip(rows, pad)]),
-                    "labels": torch.tensor([r["labels"] + [IGNORE] * k for r, k in zip(rows, pad)]),
-                    "use_cache": False}  # with a cache, transformers would not look for packed sequences
+            packed = {"input_ids": torch.tensor([r["input_ids"] + [self.pad] * k for r, k in zip(rows, pad)]),
+                      "position_ids": torch.tensor([r["position_ids"] + list(range(k)) for r, k in zip(rows, pad)]),
+                      "labels": torch.tensor([r["labels"] + [IGNORE] * k for r, k in zip(rows, pad)]),
+                      "use_cache": False}  # with a cache, transformers would not look for packed sequences
+            if self.answers:
+                packed[ANSWERS] = packed["labels"]
+            return packed
         batch: dict[str, Any] = {
             "use_cache": False,  # scoring a whole sequence: no KV cache to build (generation makes its own)
             "input_ids": torch.tensor([r["input_ids"] + [self.pad] * (width - len(r["input_ids"])) for r in rows]),
             "attention_mask": torch.tensor([[1] * len(r["input_ids"]) + [0] * (width - len(r["input_ids"])) for r in rows]),
             "labels": torch.tensor([r["labels"] + [IGNORE] * (width - len(r["labels"])) for r in rows]),
         }
+        if self.answers:  # the model computes the labelled tokens' log-probabilities only
+            batch[ANSWERS] = batch["labels"]
         if "gen_input_ids" in rows[0]:
             batch["gen_input_ids"], batch["gen_attention_mask"] = left_pad([r["gen_input_ids"] for r in rows], self.pad)
             batch["gen_index"] = torch.tensor([r["gen_index"] for r in rows])

@@ -52,6 +52,8 @@ class LoopState:
     warmup_steps: int = 0
     lr_find: dict[str, Any] | None = None
     """The range test's curve and choice, when it ran."""
+    gradient_checkpointing: bool = False
+    """Whether activations were recomputed in the backward pass (``train.gradient_checkpointing``)."""
     epoch_losses: list[float] = field(default_factory=list)
     """Training losses of the current epoch's batches so far (its mean goes into the history)."""
     log_window: list[float] = field(default_factory=list)

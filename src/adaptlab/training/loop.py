@@ -29,6 +29,7 @@ from ..data.batching import EXAMPLES, TOKENS, Batches, BucketBatchSampler, lengt
 from ..errors import AdaptlabError
 from ..eval.metrics import indexed, lean
 from ..settings import TrainConfig
+from ..models.modeling import upcast
 from ..strategies.base import batch_sampler, hook, param_groups
 from .checkpoint import BestWeights, Checkpointer, LoopState, rng_state, set_rng_state
 from .distributed import adopt, gathered, plain_copy, plugins, shard_blocks
@@ -132,6 +133,8 @@ def fit(
     accelerator = make_accelerator(cfg)
     set_seed(cfg.seed)
     module.to(accelerator.device)
+    checkpointed = checkpointing(module, cfg, task_type, strategy)
+    upcast(p for g in hook(strategy, "param_groups", param_groups)(module, 1.0, 0.0) for p in g["params"])  # fp32 master weights
     reg = Regularizers(cfg.regularize, module, strategy, task_type)  # its copies of the pretrained weights: beside them
     strategy = WithTask(strategy, task_type, param_groups=reg.groups(hook(strategy, "param_groups", param_groups)))
     started = time.perf_counter()
@@ -198,6 +201,9 @@ def fit(
             break
     bar.close()
     reg.close()
+    if checkpointed:  # what follows (scoring, saving, a later stage) sees the model as it was given
+        checkpointing(module, None, task_type, on=False)
+    state.gradient_checkpointing = checkpointed
     if cfg.keep_best:
         best.restore(module)  # with an average of the weights: the averaged ones, as evaluated
     if not cfg.keep_best or not best.tensors:  # the last epoch is kept
@@ -206,6 +212,35 @@ def fit(
     if plain is not None:
         return gathered(run.model, plain, accelerator.device), state
     return _released(accelerator, run.model), state
+
+
+def checkpointing(module: nn.Module, cfg: TrainConfig | None, task_type: Any, strategy: Any = None, on: bool = True) -> bool:
+    """Switch transformers' gradient checkpointing on (``train.gradient_checkpointing``; ``auto``: for generative
+    tasks) or off again after training; True when it was switched on. A model (or a strategy: ``checkpointing =
+    False``) that cannot do it is one error line when asked for explicitly, and trains without it under ``auto``."""
+    wanted = on and cfg is not None and (task_type.generative if cfg.gradient_checkpointing == "auto" else cfg.gradient_checkpointing)
+    if on and not wanted:
+        return False
+    if on and not getattr(strategy, "checkpointing", True):
+        if cfg.gradient_checkpointing is True:
+            raise AdaptlabError(f"train.gradient_checkpointing: {strategy.name} cannot train with it ({strategy.checkpointing_why}); "
+                                "set it to false")
+        return False
+    models = [m for m in module.modules() if hasattr(m, "gradient_checkpointing_enable") and hasattr(m, "supports_gradient_checkpointing")]
+    models = [m for m in models if not any(m is not o and any(x is m for x in o.modules()) for o in models)]  # outermost
+    able = [m for m in models if m.supports_gradient_checkpointing]
+    if on and not able:
+        if cfg.gradient_checkpointing is True:
+            raise AdaptlabError(f"train.gradient_checkpointing: {type(module).__name__} cannot recompute its activations "
+                                "(no transformers model with gradient checkpointing inside); set it to false")
+        log.info("gradient checkpointing: %s cannot recompute its activations; training without it", type(module).__name__)
+        return False
+    for m in able:
+        if on:
+            m.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            m.gradient_checkpointing_disable()
+    return on
 
 
 def loader(rows: list[dict], sampler: Any, collate: Any, accelerator: Any) -> DataLoader:

@@ -27,6 +27,8 @@ from ..errors import AdaptlabError
 from ..eval.forgetting import Probe
 from ..eval.measure import PeakMemory, folder_bytes, versions
 from ..eval.metrics import lean
+from ..models.adapted import adapted_modules
+from ..models.adapted import summary as adapted_summary
 from ..models.backbones import Backbone, load_backbone
 from ..models.modeling import count_parameters
 from ..serve.modelcard import artifact_kind, model_card
@@ -81,13 +83,14 @@ class RunResult:
 def resolve_train(cfg: RunConfig, task_type: Any = None) -> TrainConfig:
     """Fill what the user left unset: ``auto`` for the learning rate and epochs (``lr_find.py``, the loop's
     ``plan``) where the strategy allows it, the strategy's recommended values for the rest (its defaults for
-    the task type first: ``train_defaults_for[task]``), and the task's primary metric."""
+    the task type first: ``train_defaults_for[task]``), the task type's own (``train_defaults``: a generative
+    task's batch size), and the task's primary metric."""
     from ..tasks import get_task_type
 
     task_type = task_type or get_task_type(cfg.data.task or "classification")
     cls = get_strategy(cfg.strategy.name)
     own = getattr(cls, "train_defaults_for", {}).get(task_type.name, {})
-    defaults = {**FALLBACK_TRAIN, **cls.train_defaults, **own, **dict.fromkeys(getattr(cls, "auto", AUTO), "auto"),
+    defaults = {**FALLBACK_TRAIN, **task_type.train_defaults, **cls.train_defaults, **own, **dict.fromkeys(getattr(cls, "auto", AUTO), "auto"),
                 "metric": task_type.default_metric}
     unset = {k: v for k, v in defaults.items() if k not in cfg.train.model_fields_set or getattr(cfg.train, k) is None}
     resolved = cfg.train.model_copy(update=unset)
@@ -236,6 +239,8 @@ def run_one(cfg: RunConfig, setup: Setup, out: Path, resume: bool = False) -> Ru
         strategy, module, eval_rows, train_cfg, pad_token_id=setup.backbone.tokenizer.pad_token_id or 0, task_type=task_type)
     eval_sets = score_eval_sets(strategy, module, setup, final, train_cfg, task_type)
     trainable = count_named(module, set(state.ever_trainable))
+    adapted = adapted_modules(module, set(state.ever_trainable))
+    log.info("%s trained: %s", strategy.name, adapted_summary(adapted))
     if not main:  # other processes of a distributed run: the main one writes the folder
         return RunResult(out, {}, resolved, module)
     extra = hook(strategy, "extra_metrics", lambda *args: {})(module, state.history, eval_rows, _device())
@@ -255,6 +260,7 @@ def run_one(cfg: RunConfig, setup: Setup, out: Path, resume: bool = False) -> Ru
         "trainable_params": trainable,
         "total_params": total,
         "trainable_share": trainable / total if total else 0.0,
+        "adapted_modules": adapted,
         "epochs": len(state.history),
         "best_epoch": state.best_epoch,
         "train_seconds": round(state.train_seconds + sum(earlier.values()), 3),
@@ -323,7 +329,8 @@ def train_settings(state: Any, cfg: TrainConfig) -> dict[str, Any]:
     """What the run trained with, as settled by the loop: the lr (and how it was found), epochs, steps."""
     return {"lr": state.lr, "lr_source": "range test" if state.lr_find else "given", "epochs_planned": state.epochs,
             "epochs_run": sum(1 for h in state.history if h["epoch"] > 0), "optimizer_steps": state.step,
-            "warmup_steps": state.warmup_steps, "patience": state.patience, "batch_size": cfg.batch_size, "lr_find": state.lr_find}
+            "warmup_steps": state.warmup_steps, "patience": state.patience, "batch_size": cfg.batch_size,
+            "gradient_checkpointing": state.gradient_checkpointing, "lr_find": state.lr_find}
 
 
 def run_task_type(strategy: Any, setup: Setup, cfg: RunConfig) -> Any:
