@@ -274,7 +274,7 @@ def plan_memory(
                f"{result['length']} tokens, gradient checkpointing {'on' if p['checkpointing'] else 'off'}")
     typer.echo(f"parameters: {p['total_params']:,}, {p['trainable_params']:,} train; gradients reach "
                f"{p['blocks_with_gradients']} blocks")
-    for part in ("weights", "gradients", "optimizer", "activations", "logits", "runtime"):
+    for part in ("weights", "gradients", "optimizer", "activations", "logits", "runtime", "allocator"):
         typer.echo(f"  {part:<12}{p[part] / 1024:7.2f} GB")
     typer.echo(f"  {'peak':<12}{p['total'] / 1024:7.2f} GB of {result['available_mb'] / 1024:.1f} GB: "
                f"{'fits' if result['fits'] else 'does not fit'}")

@@ -11,7 +11,13 @@ What a run holds at its peak (Rajbhandari et al. 2020, ZeRO §3, count the first
   checkpointing, only each block's input plus one block recomputed at a time;
 - **logits**: one chunk of labelled positions (:mod:`lm_head`) for a causal LM; a classifier's are tiny;
 - **runtime**: the process itself on a CPU (the interpreter, torch and transformers: about 0.4 GB of
-  resident memory before any model), nothing on a GPU (``max_memory_allocated`` counts tensors only).
+  resident memory before any model), nothing on a GPU (``max_memory_allocated`` counts tensors only);
+- **allocator** (CPU): glibc keeps the chunks a step frees (activations are up to 32 MB each, below its
+  dynamic mmap threshold) in its heap instead of returning them, so the resident peak exceeds the live
+  tensors by a share of everything a step's blocks allocate -- checkpointed or not, a backward pass
+  computes every activation once. Forcing them back (``MALLOC_MMAP_THRESHOLD_``) halves the resident peak
+  of a SmolLM2 LoRA step and makes it 1.5-1.7x slower, so adaptlab leaves glibc as it is and plans for it:
+  :data:`RETAINED`, fitted on the calibration shape of ``bench/memory_plan.py`` and checked on the others.
 
 What trains is not guessed from the strategy's name: the strategy prepares a weightless copy of the
 model (every module on the meta device, :func:`placement.skeleton`), and its trainable parameters are
@@ -37,6 +43,8 @@ CPU_RUNTIME_MB = 420.0
 """Resident memory of a process that imported torch and transformers and holds a tokenizer (measured here)."""
 ALLOCATOR = 1.1
 """Allocator overhead on activations and logits (freed and re-taken every step: fragmentation)."""
+RETAINED = 0.5
+"""Share of a step's activation volume glibc's heap keeps resident on a CPU (see the module docstring)."""
 
 
 @dataclass
@@ -49,6 +57,8 @@ class Plan:
     activations: float
     logits: float
     runtime: float
+    allocator: float
+    """Freed activation memory the CPU allocator keeps resident (0 on a GPU)."""
     total_params: int
     trainable_params: int
     blocks_with_gradients: int
@@ -59,7 +69,7 @@ class Plan:
 
     @property
     def total(self) -> float:
-        return self.weights + self.gradients + self.optimizer + self.activations + self.logits + self.runtime
+        return self.weights + self.gradients + self.optimizer + self.activations + self.logits + self.runtime + self.allocator
 
     def as_dict(self) -> dict[str, Any]:
         return {**{k: round(v, 1) if isinstance(v, float) else v for k, v in asdict(self).items()}, "total": round(self.total, 1)}
@@ -95,10 +105,11 @@ def plan(model: nn.Module, *, batch_tokens: int, length: int, checkpointing: boo
     reach = blocks_with_gradients(model)
     notes = []
     per_token = activation_floats(found, length) * activation_bytes
+    volume = batch_tokens * reach * per_token  # every activation of a step, kept or recomputed
     if checkpointing and reach:
         activations = batch_tokens * (reach * found.hidden * activation_bytes + per_token)
     else:
-        activations = batch_tokens * reach * per_token
+        activations = volume
     vocabulary = getattr(model.config, "vocab_size", 0) if hasattr(model, "config") else 0
     if reach == 0 and trainable:
         notes.append("only parameters above the blocks train: no activations kept for a backward pass through them")
@@ -107,7 +118,8 @@ def plan(model: nn.Module, *, batch_tokens: int, length: int, checkpointing: boo
     weights = (total - trainable) * weight_bytes + trainable * 4  # what trains is held in fp32 (AdamW's master weights)
     return Plan(weights=weights / MB, gradients=trainable * 4 / MB, optimizer=trainable * 8 / MB,
                 activations=ALLOCATOR * activations / MB, logits=ALLOCATOR * logits / MB,
-                runtime=CPU_RUNTIME_MB if device == "cpu" else 0.0, total_params=total, trainable_params=trainable,
+                runtime=CPU_RUNTIME_MB if device == "cpu" else 0.0, allocator=RETAINED * volume / MB if device == "cpu" else 0.0,
+                total_params=total, trainable_params=trainable,
                 blocks_with_gradients=reach, tokens=batch_tokens, checkpointing=checkpointing, notes=notes)
 
 
