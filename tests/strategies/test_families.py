@@ -76,8 +76,8 @@ def expect(strategy: str, found: Layout, head: list[str], lm: bool) -> Expect:
     kv = found.key_value or ((found.fused_qkv,) if found.fused_qkv else ())
     table = {
         "full": Expect(every, outside=set(head)), "gradual_unfreeze": Expect(every, "last", set(head)),
-        "top_k": Expect(every, "last", set(head)), "lora": Expect(dict.fromkeys(found.projections, "lora"), outside=set(head)),
-        "dora": Expect(dict.fromkeys(found.projections, "dora"), outside=set(head)),
+        "top_k": Expect(every, "last", set(head)), "lora": Expect(dict.fromkeys(found.projections, "lora"), outside={*head, *found.pooler}),
+        "dora": Expect(dict.fromkeys(found.projections, "dora"), outside={*head, *found.pooler}),
         "ia3": Expect(dict.fromkeys((*kv, found.feed_forward.output.name), "ia3"), outside=set(head)),
         "adapter": Expect({found.attention.output.name: "bottleneck adapter", found.feed_forward.output.name: "bottleneck adapter"},
                           outside=set(head)),

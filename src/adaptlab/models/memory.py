@@ -4,7 +4,10 @@ What a run holds at its peak (Rajbhandari et al. 2020, ZeRO §3, count the first
 
 - **weights**: every parameter at the dtype it is loaded in (4-bit bases: half a byte and their scales);
 - **gradients and optimiser state**: for the parameters that train only -- fp32 gradients and AdamW's
-  two fp32 moments, 12 bytes each (and an fp32 master copy where the base is loaded in 16 bits);
+  two fp32 moments, 12 bytes each (and an fp32 master copy where the base is loaded in 16 bits). The
+  backward pass frees each block's activations as it makes that block's weight gradients, so the two do
+  not peak together: only the gradients of what sits outside the blocks (embeddings, an LM head, made
+  first) coexist with every activation;
 - **activations**: what the backward pass needs, per token and per block that gradients reach: the
   inputs and outputs the block's projections, norms, attention and activation functions keep, counted
   from its layout (hidden, query/key-value, feed-forward widths: :mod:`placement`) -- or, with gradient
@@ -59,6 +62,8 @@ class Plan:
     runtime: float
     allocator: float
     """Freed activation memory the CPU allocator keeps resident (0 on a GPU)."""
+    outside_gradients: float
+    """The part of ``gradients`` for parameters outside the blocks (made while every activation is held)."""
     total_params: int
     trainable_params: int
     blocks_with_gradients: int
@@ -69,7 +74,8 @@ class Plan:
 
     @property
     def total(self) -> float:
-        return self.weights + self.gradients + self.optimizer + self.activations + self.logits + self.runtime + self.allocator
+        backward = max(self.activations + self.outside_gradients, self.gradients)
+        return self.weights + self.optimizer + backward + self.logits + self.runtime + self.allocator
 
     def as_dict(self) -> dict[str, Any]:
         return {**{k: round(v, 1) if isinstance(v, float) else v for k, v in asdict(self).items()}, "total": round(self.total, 1)}
@@ -103,6 +109,8 @@ def plan(model: nn.Module, *, batch_tokens: int, length: int, checkpointing: boo
     trainable = sum(p.numel() for p in params if p.requires_grad)
     found = layout(model)
     reach = blocks_with_gradients(model)
+    in_blocks = {id(p) for b in find_blocks(model) for p in b.parameters()}
+    outside = sum(p.numel() for p in params if p.requires_grad and id(p) not in in_blocks)
     notes = []
     per_token = activation_floats(found, length) * activation_bytes
     volume = batch_tokens * reach * per_token  # every activation of a step, kept or recomputed
@@ -119,7 +127,7 @@ def plan(model: nn.Module, *, batch_tokens: int, length: int, checkpointing: boo
     return Plan(weights=weights / MB, gradients=trainable * 4 / MB, optimizer=trainable * 8 / MB,
                 activations=ALLOCATOR * activations / MB, logits=ALLOCATOR * logits / MB,
                 runtime=CPU_RUNTIME_MB if device == "cpu" else 0.0, allocator=RETAINED * volume / MB if device == "cpu" else 0.0,
-                total_params=total, trainable_params=trainable,
+                outside_gradients=outside * 4 / MB, total_params=total, trainable_params=trainable,
                 blocks_with_gradients=reach, tokens=batch_tokens, checkpointing=checkpointing, notes=notes)
 
 

@@ -106,6 +106,9 @@ class Layout:
     """One block's weights serve every layer (ALBERT): there are no separate top layers."""
     layers: int = 0
     """Layers the model computes (``num_hidden_layers``; more than ``num_blocks`` when blocks are shared)."""
+    pooler: tuple[str, ...] = ()
+    """Linear layers of the base model after its blocks (BERT's and ALBERT's pooler), full names: what a
+    classification head reads."""
 
     @property
     def projections(self) -> tuple[str, ...]:
@@ -128,7 +131,7 @@ class Layout:
                 "attention_output": self.attention.output.name, "feed_forward_output": self.feed_forward.output.name,
                 "fused_qkv": self.fused_qkv, "key_value": list(self.key_value) if self.key_value else None,
                 "heads": self.geometry.heads, "kv_heads": self.geometry.kv_heads, "head_dim": self.geometry.head_dim,
-                "shared_blocks": self.shared}
+                "shared_blocks": self.shared, "pooler": list(self.pooler)}
 
 
 def require_separate_blocks(found: Layout, strategy: str) -> None:
@@ -255,8 +258,25 @@ def layout(model: nn.Module) -> Layout:
     geometry, key_value, fused = _geometry(config, attention, hidden)
     layers = int(getattr(config, "num_hidden_layers", len(blocks)) or len(blocks))
     found = Layout(family, _path_of(inner, blocks), len(blocks), hidden, attention, feed_forward, geometry, key_value, fused,
-                   shared=len(blocks) < layers, layers=layers)
+                   shared=len(blocks) < layers, layers=layers, pooler=_after_blocks(inner, blocks))
     return OVERRIDES[family](found) if family in OVERRIDES else found
+
+
+def _after_blocks(model: nn.Module, blocks: nn.ModuleList) -> tuple[str, ...]:
+    """Full names of the base model's linear layers registered after its blocks (a pooler), not the task head."""
+    base = getattr(model, getattr(model, "base_model_prefix", ""), None)
+    if base is None or base is model:
+        base, prefix = model, ""
+    else:
+        prefix = model.base_model_prefix + "."
+    names, seen = [], False
+    for name, module in base.named_modules():
+        if module is blocks:
+            seen = True
+        elif seen and linear_shape(module) is not None and not any(module is m for m in blocks.modules()):
+            if not any(name.startswith(n + ".") for n in names):  # not a part of a wrapped layer (peft's lora_A)
+                names.append(name)
+    return tuple(prefix + n for n in names)
 
 
 def _common_prefix(names: list[str]) -> str:

@@ -7,7 +7,8 @@ trains in full and is saved with the adapter (peft's ``modules_to_save``); a
 causal LM (task ``sft``) keeps its pretrained head frozen.
 
 Which weights: every attention and feed-forward projection of every block (adapting all beats
-q/v alone at equal budgets: QLoRA §4, Dettmers et al. 2023), read from the model itself
+q/v alone at equal budgets: QLoRA §4, Dettmers et al. 2023) and the pooler between the last block and a
+classifier's head where the family has one (BERT's: the head reads it), read from the model itself
 (:mod:`adaptlab.models.placement`): separate or fused (Phi-3's ``qkv_proj``, NeoX's
 ``query_key_value``), ``nn.Linear`` or GPT-2's ``Conv1D``. They reach peft as one regular
 expression anchored at the block list, so nothing outside the blocks (a pooler, the LM head) is
@@ -18,6 +19,7 @@ The artefact is a peft adapter folder: ``PeftModel.from_pretrained`` loads it.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -31,9 +33,11 @@ from .base import Task, register
 
 
 def default_targets(model: nn.Module) -> str:
-    """Every attention and feed-forward projection of every block of ``model``, as peft's regex."""
+    """Every attention and feed-forward projection of every block of ``model``, and the pooler a classification head
+    reads (BERT's, never trained by a sentence-embedding backbone such as MiniLM), as peft's regex."""
     found = layout(model)
-    return found.pattern(found.projections)
+    pooler = "".join(f"|{re.escape(name)}" for name in found.pooler)
+    return f"(?:{found.pattern(found.projections)}{pooler})"
 
 
 class LoRAConfig(StrategyConfig):

@@ -1,4 +1,4 @@
-"""QLoRA: LoRA on a frozen base held in 4-bit NormalFloat, through bitsandbytes and peft.
+"""QLoRA: LoRA on a frozen base held in 4-bit NormalFloat (or 8-bit, ``bits: 8``), through bitsandbytes and peft.
 
 Dettmers et al. 2023, §3: the base weights are stored as 4-bit NF4 (with double quantisation of the
 scales) and dequantised to bf16 on the fly in each matmul; only the LoRA pairs (and a classifier's new
@@ -26,6 +26,9 @@ from .lora import LoRA, LoRAConfig
 
 class QLoRAConfig(LoRAConfig):
     name: Literal["qlora"] = "qlora"
+    bits: Literal[4, 8] = 4
+    """Bits per frozen base weight: 4 (NF4/FP4, the paper's) or 8 (LLM.int8(), Dettmers et al. 2022: closer to
+    the fp16 model, twice the memory of 4 bits)."""
     quant_type: Literal["nf4", "fp4"] = "nf4"
     """4-bit data type of the frozen base (NF4: the paper's, normally distributed weights)."""
     double_quant: bool = True
@@ -60,8 +63,11 @@ class QLoRA(LoRA):
         require_cuda_bitsandbytes()
         c = self.config
         dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[c.compute_dtype]
-        quantization = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=c.quant_type,
-                                          bnb_4bit_use_double_quant=c.double_quant, bnb_4bit_compute_dtype=dtype)
+        if c.bits == 8:
+            quantization = BitsAndBytesConfig(load_in_8bit=True)
+        else:
+            quantization = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=c.quant_type,
+                                              bnb_4bit_use_double_quant=c.double_quant, bnb_4bit_compute_dtype=dtype)
         return task.type.build(task, quantization_config=quantization, dtype=dtype)
 
     def prepare(self, model: nn.Module, task: Task) -> nn.Module:

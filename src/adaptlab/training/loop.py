@@ -32,6 +32,7 @@ from ..settings import TrainConfig
 from ..models.modeling import upcast
 from ..strategies.base import batch_sampler, hook, param_groups
 from .checkpoint import BestWeights, Checkpointer, LoopState, rng_state, set_rng_state
+from .recompute import checkpointing
 from .distributed import adopt, gathered, plain_copy, plugins, shard_blocks
 from .regularize import Regularizers
 from .schedules import lr_multiplier
@@ -212,35 +213,6 @@ def fit(
     if plain is not None:
         return gathered(run.model, plain, accelerator.device), state
     return _released(accelerator, run.model), state
-
-
-def checkpointing(module: nn.Module, cfg: TrainConfig | None, task_type: Any, strategy: Any = None, on: bool = True) -> bool:
-    """Switch transformers' gradient checkpointing on (``train.gradient_checkpointing``; ``auto``: for generative
-    tasks) or off again after training; True when it was switched on. A model (or a strategy: ``checkpointing =
-    False``) that cannot do it is one error line when asked for explicitly, and trains without it under ``auto``."""
-    wanted = on and cfg is not None and (task_type.generative if cfg.gradient_checkpointing == "auto" else cfg.gradient_checkpointing)
-    if on and not wanted:
-        return False
-    if on and not getattr(strategy, "checkpointing", True):
-        if cfg.gradient_checkpointing is True:
-            raise AdaptlabError(f"train.gradient_checkpointing: {strategy.name} cannot train with it ({strategy.checkpointing_why}); "
-                                "set it to false")
-        return False
-    models = [m for m in module.modules() if hasattr(m, "gradient_checkpointing_enable") and hasattr(m, "supports_gradient_checkpointing")]
-    models = [m for m in models if not any(m is not o and any(x is m for x in o.modules()) for o in models)]  # outermost
-    able = [m for m in models if m.supports_gradient_checkpointing]
-    if on and not able:
-        if cfg.gradient_checkpointing is True:
-            raise AdaptlabError(f"train.gradient_checkpointing: {type(module).__name__} cannot recompute its activations "
-                                "(no transformers model with gradient checkpointing inside); set it to false")
-        log.info("gradient checkpointing: %s cannot recompute its activations; training without it", type(module).__name__)
-        return False
-    for m in able:
-        if on:
-            m.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        else:
-            m.gradient_checkpointing_disable()
-    return on
 
 
 def loader(rows: list[dict], sampler: Any, collate: Any, accelerator: Any) -> DataLoader:

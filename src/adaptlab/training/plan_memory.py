@@ -59,9 +59,11 @@ def plan_memory(cfg: RunConfig, labels: int = 2, device: str | None = None, limi
     pairs = 2 if task_type.name == "preference" else 1
     checkpointing = task_type.generative if train.gradient_checkpointing == "auto" else bool(train.gradient_checkpointing)
     checkpointing = checkpointing and getattr(strategy, "checkpointing", True)
-    gpu16 = device == "cuda" and train.precision in ("auto", "bf16", "fp16")
+    gpu16 = device == "cuda" and train.precision in ("auto", "bf16", "fp16")  # loaded in 16 bits (modeling.load_dtype)
+    bits = getattr(strategy.config, "bits", None)  # a quantised base (qlora): its bits and block scales
+    weight_bytes = bits / 8 * 1.06 if bits else (2.0 if gpu16 else 4.0)
     result = plan(model, batch_tokens=train.batch_size * length * pairs, length=length, checkpointing=checkpointing,
-                  weight_bytes=4.0, activation_bytes=2.0 if gpu16 else 4.0, device=device, language_model=task_type.generative)
+                  weight_bytes=weight_bytes, activation_bytes=2.0 if gpu16 else 4.0, device=device, language_model=task_type.generative)
     result.notes = notes + result.notes
     limit = limit_gb * 1024 if limit_gb else available_mb(device)
     return {"backbone": cfg.backbone, "strategy": strategy.name, "task": task_type.name, "device": device,
