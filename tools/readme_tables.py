@@ -11,7 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-TABLES = {"memory-vs-trl": "memory_vs_trl_batch8.md", "memory-plan": "memory_plan.md"}
+TABLES = {"memory-vs-trl": "memory_vs_trl_batch8.md", "memory-plan": "memory_plan.md", "grpo-seeds": "grpo_seeds.md",
+          "grpo-vs-trl": "grpo_vs_trl.md"}
 """README marker -> the results file whose table goes there."""
 
 

@@ -92,23 +92,23 @@ def test_augmenting_generative_data_is_one_line(cli, tiny_chat, translations_csv
 
 
 def test_back_translation_goes_through_a_generative_model_and_is_cached(tiny_chat, tmp_path, monkeypatch):
-    from adaptlab.data import backtranslate
     from adaptlab.data.augment import back_translated
+    from adaptlab.serve import generator
 
     monkeypatch.setenv("ADAPTLAB_CACHE", str(tmp_path / "cache"))
     prompts = []
-    real = backtranslate.Generator.__call__
+    real = generator.Generator.__call__
 
     def spy(self, batch):
         prompts.extend(batch)
         return real(self, batch)
 
-    monkeypatch.setattr(backtranslate.Generator, "__call__", spy)
+    monkeypatch.setattr(generator.Generator, "__call__", spy)
     ex = Examples(["the cat sleeps", "a dog runs fast"], [0, 1])
     cfg = AugmentConfig(backtranslate={"via": str(tiny_chat), "language": "French"}).backtranslate
-    first = back_translated(ex, cfg)
+    first = back_translated(ex, cfg, generator.Generator)
     assert len(prompts) == 4 and "into French" in prompts[0] and "into English" in prompts[2]
     assert set(first.labels) <= {0, 1} and all(t not in ex.texts for t in first.texts)
     cached = list((tmp_path / "cache" / "backtranslation").glob("*.jsonl"))
     assert len(cached) == 1 and len(cached[0].read_text().splitlines()) == 2
-    assert back_translated(ex, cfg).texts == first.texts and len(prompts) == 4  # the second time: from the cache
+    assert back_translated(ex, cfg, generator.Generator).texts == first.texts and len(prompts) == 4  # the second time: from the cache

@@ -21,7 +21,7 @@ from ..conftest import make_tiny_chat_llama, write_csv
 from ..tasks.test_preference import toy_pairs
 
 TRAINS = {"lora": lambda n: "lora_" in n or "modules_to_save" in n, "full": lambda n: True}
-CASES = {(name, method): TRAINS[method] for name in ("dpo", "orpo", "reward_model") for method in ("lora", "full")}
+CASES = {(name, method): TRAINS[method] for name in ("dpo", "orpo", "simpo", "kto", "reward_model") for method in ("lora", "full")}
 
 
 def test_every_preference_strategy_has_rows():

@@ -50,7 +50,8 @@ PROMPTS = ["translate : good film", "translate : the plot was dull", "translate 
 
 
 def test_every_sft_strategy_has_a_row():
-    declared = {name for name, cls in discover().items() if "sft" in getattr(cls, "tasks", ())}
+    declared = {name for name, cls in discover().items() if "sft" in getattr(cls, "tasks", ())
+                and not getattr(cls, "score_before", False)}  # online objectives: tests/objectives/test_online.py
     assert declared == set(CASES)
 
 

@@ -18,7 +18,8 @@ from adaptlab.data.preferences import read_preferences
 from adaptlab.errors import AdaptlabError
 from adaptlab.settings import DataConfig
 from adaptlab.strategies import Task, get_strategy
-from adaptlab.tasks.preference import REFERENCE, dpo_logits, dpo_loss, sequence_logps
+from adaptlab.objectives.dpo import dpo_loss
+from adaptlab.tasks.preference import REFERENCE, dpo_logits, sequence_logps
 from adaptlab.training.loop import fit
 from adaptlab.training.runner import make_setup, prepare_module, resolve_train
 
@@ -144,7 +145,7 @@ def test_dpo_with_full_reloads_the_start_for_rows_met_after_training(tiny_chat, 
 
 
 def test_odds_ratio_term_on_a_toy():
-    from adaptlab.strategies.orpo import log_odds, odds_ratio_loss
+    from adaptlab.objectives.orpo import log_odds, odds_ratio_loss
 
     p = torch.tensor([0.5, 0.2])
     torch.testing.assert_close(log_odds(p.log()), torch.log(p / (1 - p)))

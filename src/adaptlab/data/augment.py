@@ -157,8 +157,10 @@ def check_augment(cfg: AugmentConfig, task_type: Any, own_data: bool) -> None:
         raise AdaptlabError(f"train.augment applies to classification data; task {task_type.name} is not augmented")
 
 
-def augmented_rows(setup: Any, module: torch.nn.Module, cfg: Any, data_cfg: Any, task_type: Any, root: Any = None) -> list[dict]:
-    """Tokenised augmented copies of the run's training examples (``cfg``: its TrainConfig); [] when off."""
+def augmented_rows(setup: Any, module: torch.nn.Module, cfg: Any, data_cfg: Any, task_type: Any, root: Any = None,
+                   open_generator: Any = None) -> list[dict]:
+    """Tokenised augmented copies of the run's training examples (``cfg``: its TrainConfig); [] when off.
+    ``open_generator``: how back-translation opens its translators (``serve.generator.Generator``)."""
     aug = cfg.augment
     if not aug.on:
         return []
@@ -167,16 +169,16 @@ def augmented_rows(setup: Any, module: torch.nn.Module, cfg: Any, data_cfg: Any,
     if aug.backtranslate is not None:
         from .task import concat
 
-        added = concat(added, back_translated(setup.data.train, aug.backtranslate, root))
+        added = concat(added, back_translated(setup.data.train, aug.backtranslate, open_generator, root))
     n = data_cfg.max_length
     return task_type.training_rows(task_type.encode(added, setup.backbone, data_cfg, n), n) if len(added) else []
 
 
-def back_translated(examples: Any, cfg: Any, root: Any = None) -> Any:
+def back_translated(examples: Any, cfg: Any, open_generator: Any, root: Any = None) -> Any:
     """Each example's text translated into ``cfg.language`` and back (``backtranslate.py``), where that changed it."""
     from .backtranslate import BackTranslator
 
-    again = BackTranslator(cfg.via, cfg.back, cfg.language, root)(list(examples.texts))
+    again = BackTranslator(cfg.via, open_generator, cfg.back, cfg.language, root)(list(examples.texts))
     keep = [i for i, (a, b) in enumerate(zip(examples.texts, again)) if b and b != a]
     pairs = [examples.pairs[i] for i in keep] if examples.pairs is not None else None
     return type(examples)([again[i] for i in keep], [examples.labels[i] for i in keep], pairs)

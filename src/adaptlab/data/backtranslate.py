@@ -4,7 +4,9 @@ language and back by a generative model, a paraphrase with the same label (Sennr
 
 The translator is adaptlab's own generative path: a finished sft run folder (``adaptlab train
 --task sft``, e.g. the ``translate`` recipe's) or a causal-LM backbone prompted as an instruction
-model (the bundled ``smollm2``), generating greedily with the run's chat template. Translations
+model (the bundled ``smollm2``), generating greedily with the run's chat template. Opening one is the
+serving layer's work (``serve/generator.py``): the caller hands ``open_generator`` in, so this data
+module imports nothing above it. Translations
 are cached per text (``cache_dir()/backtranslation``, one JSON line per text, keyed by the
 translators and the pivot language), so the second run on the same data costs nothing.
 """
@@ -14,50 +16,29 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 from ..models.assets import cache_dir
 
 log = logging.getLogger("adaptlab")
 
+Generate = Callable[[list[str]], list[str]]
+OpenGenerator = Callable[[str, "Path | None"], Generate]
+"""(translator reference, folder ``@stage`` references resolve in) -> ``generate(prompts) -> answers``."""
+
 PROMPT = "Translate the following text into {language}. Reply with the translation only.\n\n{text}"
-
-
-class Generator:
-    """``generate(prompts) -> answers`` from a run folder or a causal-LM backbone."""
-
-    def __init__(self, ref: str, root: Path | None = None, max_new_tokens: int = 96):
-        self.ref = ref
-        folder = Path(ref)
-        if (folder / "metrics.json").is_file():
-            from ..serve.predict import load
-
-            predictor = load(folder)
-            self._generate = predictor.generate
-            return
-        from ..config import load_config
-        from ..models.backbones import load_backbone, resolve_ref
-        from ..strategies.base import Task
-        from ..tasks import get_task_type
-
-        cfg = load_config({"backbone": ref, "data": {"task": "sft"}, "generation": {"max_new_tokens": max_new_tokens}})
-        backbone = load_backbone(resolve_ref(ref, root))
-        task_type = get_task_type("sft").configure(cfg, backbone)
-        model = task_type.build(Task([], backbone, cfg.train, root=root, type=task_type, run_config=cfg)).eval()
-        self._generate = lambda prompts: task_type.generate(model, prompts, None, True)
-
-    def __call__(self, prompts: list[str]) -> list[str]:
-        return self._generate(prompts) if prompts else []
 
 
 class BackTranslator:
     """Text -> pivot language -> text, through two generators (the same one when ``back`` is unset), cached."""
 
-    def __init__(self, via: str, back: str | None = None, language: str = "French", root: Path | None = None,
-                 cache: Path | None = None):
+    def __init__(self, via: str, open_generator: OpenGenerator, back: str | None = None, language: str = "French",
+                 root: Path | None = None, cache: Path | None = None):
         self.key = hashlib.sha1(json.dumps([via, back or via, language]).encode()).hexdigest()[:16]
         self.path = (cache or cache_dir() / "backtranslation") / f"{self.key}.jsonl"
         self.via, self.back, self.language, self.root = via, back or via, language, root
+        self.open = open_generator
         self.cache: dict[str, str] = {}
         if self.path.is_file():
             for line in self.path.read_text(encoding="utf-8").splitlines():
@@ -69,9 +50,9 @@ class BackTranslator:
         todo = sorted({t for t in texts if t not in self.cache})
         if todo:
             log.info("back-translation: %d texts through %s (%s and back); cached in %s", len(todo), self.via, self.language, self.path)
-            forward = Generator(self.via, self.root)
+            forward = self.open(self.via, self.root)
             pivot = forward([PROMPT.format(language=self.language, text=t) for t in todo])
-            backward = forward if self.back == self.via else Generator(self.back, self.root)
+            backward = forward if self.back == self.via else self.open(self.back, self.root)
             again = backward([PROMPT.format(language="English", text=p) for p in pivot])
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with open(self.path, "a", encoding="utf-8") as f:  # appended per batch of texts: a killed run keeps what it made

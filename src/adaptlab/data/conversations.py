@@ -62,6 +62,8 @@ def row_format(columns: list[str], data: Any) -> str | None:
         return "prompt/response"
     if "instruction" in columns and "output" in columns:
         return "alpaca"
+    if data.prompt_column in columns:
+        return "prompt"  # prompts alone: what an objective that samples its own answers (grpo) trains on
     return None
 
 
@@ -83,6 +85,9 @@ def read_conversations(table: Any, data: Any) -> tuple[Conversations, str]:
             extra = cell_text(row.get("input"))
             prompt, response = cell_text(row.get("instruction")) + (f"\n\n{extra}" if extra else ""), cell_text(row.get("output"))
             names = ("instruction", "output")
+        elif form == "prompt":
+            prompt, response = cell_text(row.get(data.prompt_column)), ""
+            names = (data.prompt_column,)
         else:
             prompt, response = cell_text(row.get(data.prompt_column)), cell_text(row.get(data.response_column))
             names = (data.prompt_column, data.response_column)

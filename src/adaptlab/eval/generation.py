@@ -64,8 +64,9 @@ def left_pad(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, tor
 
 @torch.inference_mode()
 def generate_ids(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, settings: Any,
-                 stop_ids: list[int], pad_id: int) -> list[list[int]]:
-    """New tokens for each left-padded prompt, up to (not including) the first stop token."""
+                 stop_ids: list[int], pad_id: int, keep_stop: bool = False) -> list[list[int]]:
+    """New tokens for each left-padded prompt, up to the first stop token (included with ``keep_stop``: an answer
+    trained on must learn to end)."""
     kwargs: dict[str, Any] = {"max_new_tokens": settings.max_new_tokens, "do_sample": settings.do_sample,
                               "eos_token_id": stop_ids, "pad_token_id": pad_id}
     if settings.do_sample:
@@ -79,7 +80,7 @@ def generate_ids(model: nn.Module, input_ids: torch.Tensor, attention_mask: torc
     else:
         out = target.generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
         new = out[:, input_ids.shape[1]:].tolist()
-    return [_until(row, set(stop_ids)) for row in new]
+    return [_until(row, set(stop_ids), keep_stop) for row in new]
 
 
 def soft_prompt_inputs(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> dict[str, torch.Tensor] | None:
@@ -103,10 +104,10 @@ def soft_prompt_inputs(model: nn.Module, input_ids: torch.Tensor, attention_mask
     return {"inputs_embeds": torch.cat([prompts, embeds], dim=1), "attention_mask": torch.cat([ones, attention_mask], dim=1)}
 
 
-def _until(ids: list[int], stops: set[int]) -> list[int]:
+def _until(ids: list[int], stops: set[int], keep: bool = False) -> list[int]:
     for k, token in enumerate(ids):
         if token in stops:
-            return ids[:k]
+            return ids[: k + keep]
     return ids
 
 

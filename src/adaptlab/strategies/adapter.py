@@ -79,6 +79,7 @@ class Adapter:
     """Bottleneck adapters in every layer, backbone frozen (Houlsby et al. 2019; Pfeiffer et al. 2021)."""
 
     Config = AdapterConfig
+    method = True  # decides what trains: an objective (dpo, grpo, ...) can run through it
     train_defaults = {"lr": 1e-3, "epochs": 3, "schedule": "linear"}
     search_space = {"strategy.reduction_factor": [4, 8, 16, 32]}
     """What ``adaptlab tune`` searches besides the shared settings (``training/space.py``)."""

@@ -125,10 +125,10 @@ class Strategy(Protocol):
         ...
 
 
-REGISTRY: dict[str, type] = {}
+REGISTRY: dict[str, type[Any]] = {}
 
 
-def register(cls: type) -> type:
+def register(cls: type[Any]) -> type[Any]:
     """Register a strategy class under its module's name."""
     name = cls.__module__.rsplit(".", 1)[-1]
     if name in REGISTRY and REGISTRY[name] is not cls:
@@ -139,7 +139,7 @@ def register(cls: type) -> type:
     return cls
 
 
-def get_strategy(name: str) -> type:
+def get_strategy(name: str) -> type[Any]:
     from . import discover
 
     discover()
@@ -165,6 +165,17 @@ def supported(strategy: Any, task_type: Any) -> None:
                             f"{', '.join(tasks)}); strategies for {task_type.name}: {', '.join(fit)}")
 
 
+def answers_needed(strategy: Any, data: Any) -> None:
+    """One clear error when the data has prompts alone and the strategy learns from given answers."""
+    if getattr(data, "form", None) != "prompt" or getattr(strategy, "prompts_only", False):
+        return
+    from . import discover
+
+    able = sorted(n for n, cls in discover().items() if getattr(cls, "prompts_only", False))
+    raise AdaptlabError(f"{data.source} has prompts but no answers (no response column): strategy '{strategy.name}' learns from "
+                        f"given answers; add a response column (--response-column) or use one that samples its own: {', '.join(able)}")
+
+
 # -- default behaviour of the optional hooks ------------------------------------
 
 
@@ -177,7 +188,8 @@ def build_classifier(task: Task, dtype: torch.dtype | None = None) -> nn.Module:
 
 def decay_groups(named: Iterable[tuple[str, nn.Parameter]], lr: float, weight_decay: float) -> list[dict[str, Any]]:
     """Two optimiser groups at ``lr``: weight decay for matrices, none for biases and norms."""
-    decay, no_decay = [], []
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
     for name, p in named:
         (no_decay if p.ndim < 2 or "norm" in name.lower() else decay).append(p)
     groups = [{"params": decay, "lr": lr, "weight_decay": weight_decay}, {"params": no_decay, "lr": lr, "weight_decay": 0.0}]
@@ -191,7 +203,7 @@ def param_groups(module: nn.Module, lr: float, weight_decay: float) -> list[dict
 
 def save_pretrained(module: nn.Module, folder: Path, task: Task) -> None:
     """A plain ``transformers`` folder: ``from_pretrained`` loads model and tokenizer."""
-    module.save_pretrained(folder)
+    module.save_pretrained(folder)  # type: ignore[operator]  # a transformers or peft model
     task.backbone.tokenizer.save_pretrained(folder)
 
 

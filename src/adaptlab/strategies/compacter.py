@@ -41,6 +41,7 @@ class Compacter(Adapter):
     """Compacter++ adapters: Kronecker-product weights with shared factors (Karimi Mahabadi et al. 2021)."""
 
     Config = CompacterConfig
+    method = True  # decides what trains: an objective (dpo, grpo, ...) can run through it
     train_defaults = {"lr": 3e-3, "epochs": 3, "schedule": "linear"}
 
     def check(self, task: Task) -> None:

@@ -34,6 +34,7 @@ from ..eval.forgetting import lm_kind
 from ..models.modeling import freeze, unfreeze
 from ..settings import StrategyConfig
 from ..tasks.language_modelling import Corpus, DomainLM, LMCollate, fixed_masks, lm_evaluate, pack, read_corpus, split_blocks
+from ._policy import method_of
 from .base import Task, decay_groups, get_strategy, register
 
 
@@ -151,11 +152,7 @@ class Dapt:
 
     def prepare(self, model: nn.Module, task: Task) -> nn.Module:
         c = self.config
-        spec = {"name": c.method} if isinstance(c.method, str) else dict(c.method)
-        if spec.get("name") in (None, "dapt", "distill", "linear_probe"):
-            raise AdaptlabError(f"strategy.method must be a strategy that trains the backbone (full, lora, top_k, ...), got {spec.get('name')!r}")
-        method = get_strategy(spec["name"])
-        inner = method(method.Config.model_validate(spec))
+        inner = method_of(c.method)
         prepared = inner.prepare(model, Task([], task.backbone, task.train_config))
         module = DomainLM(prepared, self._objective(task) == "causal")
         embedding = id(model.get_input_embeddings().weight)

@@ -27,6 +27,7 @@ class DoRA(LoRA):
     """Weight-decomposed low-rank adaptation: LoRA on direction, learned magnitude, through peft (Liu et al. 2024)."""
 
     Config = DoRAConfig
+    method = True  # decides what trains: an objective (dpo, grpo, ...) can run through it
     train_defaults = {"lr": 1e-3, "epochs": 3, "schedule": "linear"}
 
     def peft_config(self, task: Task, model: nn.Module):

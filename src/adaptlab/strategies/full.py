@@ -25,6 +25,7 @@ class Full:
     """Full fine-tuning: every parameter trains (Devlin et al. 2019)."""
 
     Config = FullConfig
+    method = True  # decides what trains: an objective (dpo, grpo, ...) can run through it
     train_defaults = {"lr": 5e-5, "epochs": 3, "schedule": "linear"}
     tasks = ("classification", "sft")
 

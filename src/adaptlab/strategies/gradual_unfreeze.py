@@ -38,6 +38,7 @@ class GradualUnfreeze:
     """ULMFiT: unfreeze one layer group per epoch from the top, discriminative learning rates."""
 
     Config = GradualUnfreezeConfig
+    method = True  # decides what trains: an objective (dpo, grpo, ...) can run through it
     train_defaults = {"lr": 2e-4, "epochs": 4, "schedule": "slanted_triangular"}
     auto = ("lr",)  # epochs open the layer groups one by one
     tasks = ("classification", "sft")

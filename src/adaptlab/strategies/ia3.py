@@ -58,6 +58,7 @@ class IA3:
     """(IA)^3: learned scales of keys, values and feed-forward activations, through peft (Liu et al. 2022)."""
 
     Config = IA3Config
+    method = True  # decides what trains: an objective (dpo, grpo, ...) can run through it
     train_defaults = {"lr": 1e-2, "epochs": 3, "schedule": "linear"}
     tasks = ("classification", "sft")
     caveat = ("(IA)^3 only rescales existing activations and is tuned for ~1000 steps in the paper (Liu et al. 2022, "

@@ -91,6 +91,7 @@ class LoRA:
     """Low-rank adapters on attention and feed-forward weights, through peft (Hu et al. 2021)."""
 
     Config = LoRAConfig
+    method = True  # decides what trains: an objective (dpo, grpo, ...) can run through it
     train_defaults = {"lr": 1e-3, "epochs": 3, "schedule": "linear"}
     search_space = {"strategy.r": [4, 8, 16, 32], "strategy.alpha": [8, 16, 32]}
     """What ``adaptlab tune`` searches besides the shared settings (``training/space.py``)."""

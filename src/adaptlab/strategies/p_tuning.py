@@ -41,6 +41,7 @@ class PTuning(PromptTuning):
     """P-tuning: virtual tokens from a trainable prompt encoder, frozen model, through peft (Liu et al. 2021)."""
 
     Config = PTuningConfig
+    method = True  # decides what trains: an objective (dpo, grpo, ...) can run through it
     train_defaults = {"lr": 3e-3, "epochs": 5, "schedule": "linear"}
     caveat = ("a soft prompt on a frozen model is known to trail the other methods on small models with few "
               "training steps (Lester et al. 2021, Fig. 1; Liu et al. 2022, P-tuning v2, Fig. 1).")

@@ -169,6 +169,7 @@ class PrefixTuning:
     """Prefix tuning: trainable key/value prefixes in every layer, frozen model, through peft (Li & Liang 2021)."""
 
     Config = PrefixTuningConfig
+    method = True  # decides what trains: an objective (dpo, grpo, ...) can run through it
     train_defaults = {"lr": 1e-2, "epochs": 5, "schedule": "linear"}
     tasks = ("classification", "sft")
     caveat = ("prefixes on a small frozen model need many more steps than weight updates, and results swing with the "

@@ -90,6 +90,7 @@ class PromptTuning:
     """Soft-prompt tuning: trainable input embeddings, frozen model, through peft (Lester et al. 2021)."""
 
     Config = PromptTuningConfig
+    method = True  # decides what trains: an objective (dpo, grpo, ...) can run through it
     train_defaults = {"lr": 3e-2, "epochs": 5, "schedule": "linear"}
     tasks = ("classification", "sft")
     caveat = ("a soft prompt on a frozen model is known to trail the other methods on models far below a "

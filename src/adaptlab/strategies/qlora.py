@@ -55,6 +55,7 @@ class QLoRA(LoRA):
     """LoRA on a 4-bit quantised, frozen base (Dettmers et al. 2023); CUDA only."""
 
     Config = QLoRAConfig
+    method = True  # decides what trains: an objective (dpo, grpo, ...) can run through it
     train_defaults = {"lr": 2e-4, "epochs": 3, "schedule": "linear"}
 
     def build(self, task: Task) -> nn.Module:

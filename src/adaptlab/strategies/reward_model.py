@@ -22,8 +22,8 @@ from ..eval.metrics import model_inputs
 from ..settings import StrategyConfig
 from ..tasks import get_task_type
 from ..tasks.preference import PairCollate, win_share
-from .base import Task, register
-from .dpo import DPO
+from ._policy import method_of
+from .base import Task, hook, register, save_pretrained
 
 
 class RewardModelConfig(StrategyConfig):
@@ -37,11 +37,12 @@ def rewards(outputs: Any) -> torch.Tensor:
 
 
 @register
-class RewardModel(DPO):
+class RewardModel:
     """A Bradley-Terry scorer of answers (Ouyang et al. 2022 §3.5); ``method`` decides what trains."""
 
     Config = RewardModelConfig
     train_defaults = {"lr": 1e-4, "epochs": 1, "schedule": "linear", "dropout": 0.0}
+    tasks = ("preference",)
     serves = "score"
     """What a finished run is for: scoring answers, not generating them."""
 
@@ -52,14 +53,14 @@ class RewardModel(DPO):
         return AutoModelForSequenceClassification.from_pretrained(task.backbone.source, num_labels=1, pad_token_id=pad,
                                                                   dtype=torch.float32)
 
+    def __init__(self, config: RewardModelConfig):
+        self.config = config
+        self.inner: Any = method_of(config.method)
+        self.stats: dict[str, torch.Tensor] = {}
+
     def prepare(self, model: nn.Module, task: Task) -> nn.Module:
-        self.prepare_inner()
-        self.task = task
         scalar = Task(["reward"], task.backbone, task.train_config, task.root, get_task_type("classification"), task.run_config)
         return self.inner.prepare(model, scalar)  # a sequence-scoring model: peft adds and saves the head
-
-    def precompute(self, module: nn.Module, rows: list[dict], batch_size: int, device: torch.device) -> list[dict]:
-        return rows
 
     def collate(self, pad_token_id: int) -> Any:
         """The task's pair batches without ``answer_labels``: the scalar head reads one state per sequence."""
@@ -71,6 +72,13 @@ class RewardModel(DPO):
         margin = r[:half] - r[half:]
         self.stats = {"reward_accuracy": win_share(margin.detach()), "margin": margin.detach().mean()}
         return -F.logsigmoid(margin).mean()
+
+    def step_stats(self) -> dict[str, torch.Tensor]:
+        """The training pairs' reward accuracy and margin."""
+        return self.stats
+
+    def save(self, module: nn.Module, folder: Any, task: Task) -> None:
+        hook(self.inner, "save", save_pretrained)(module, folder, task)
 
     @torch.inference_mode()
     def evaluate(self, model: nn.Module, batches: Any, accelerator: Any = None) -> dict[str, Any]:

@@ -45,6 +45,7 @@ class TopK:
     """Freeze all but the top k transformer blocks; those and the head train."""
 
     Config = TopKConfig
+    method = True  # decides what trains: an objective (dpo, grpo, ...) can run through it
     train_defaults = {"lr": 1e-4, "epochs": 3, "schedule": "linear"}
     search_space = {"strategy.k": [1, 2, 3, 4]}
     """What ``adaptlab tune`` searches besides the shared settings (``training/space.py``)."""

@@ -24,7 +24,6 @@ from dataclasses import replace
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -288,10 +287,3 @@ def dpo_logits(logps: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
     half = logps.shape[0] // 2
     return (logps[:half] - logps[half:]) - (reference[:half] - reference[half:]).to(logps.dtype)
 
-
-def dpo_loss(logits: torch.Tensor, beta: float, kind: str = "sigmoid") -> torch.Tensor:
-    """``sigmoid``: -log sigma(beta * h) (Rafailov et al. 2023, eq. 7); ``ipo``: (h - 1/(2 beta))^2
-    (Azar et al. 2023, eq. 17), which does not push the margin without bound on deterministic preferences."""
-    if kind == "ipo":
-        return ((logits - 1 / (2 * beta)) ** 2).mean()
-    return -F.logsigmoid(beta * logits).mean()

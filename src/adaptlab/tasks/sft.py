@@ -42,7 +42,7 @@ class SFTData:
     eval: Conversations
     source: str
     form: str
-    """How the rows were written: ``prompt/response``, ``messages`` or ``alpaca``."""
+    """How the rows were written: ``prompt/response``, ``messages``, ``alpaca``, or ``prompt`` (prompts alone)."""
     eval_name: str = "eval"
     extra_evals: dict[str, Conversations] = field(default_factory=dict)
     sampling: dict[str, Any] = field(default_factory=dict)

@@ -6,7 +6,8 @@ Built on Accelerate: the same code runs on one CPU or under ``accelerate launch`
 on several GPUs (DDP/FSDP/DeepSpeed).
 
 Hooks a strategy may define (see ``strategies.base.Strategy``): ``precompute``,
-``param_groups``, ``collate``, ``batch_sampler``, ``loss``, ``step_stats``, ``on_epoch_start``, ``evaluate``.
+``param_groups``, ``collate``, ``batch_sampler``, ``loss``, ``step_stats``, ``on_epoch_start``, ``evaluate``,
+and ``rollout`` (an online objective's batch sampled from the policy inside the step).
 """
 
 from __future__ import annotations
@@ -278,6 +279,7 @@ def train_epoch(run: Run, state: LoopState, epoch: int, best: BestWeights, bar: 
     acc, cfg = run.accelerator, run.cfg
     loss_fn = run.strategy.loss
     step_stats = hook(run.strategy, "step_stats", dict)
+    rollout = hook(run.strategy, "rollout", None)  # an online objective samples its batch from the policy first
     if hasattr(run.train_loader, "set_epoch"):
         # Accelerate's loader calls set_epoch(<its own pass count>) on every pass; after a resume that count
         # starts again at 0, so the order of every later epoch would repeat the first's (issue 12)
@@ -287,6 +289,8 @@ def train_epoch(run: Run, state: LoopState, epoch: int, best: BestWeights, bar: 
     batches = _rng_neutral(acc.skip_first_batches(run.train_loader, state.batch)) if state.batch else run.train_loader
     tick = time.perf_counter()
     for batch in batches:
+        if rollout is not None:
+            batch = rollout(run.model, batch)
         tokens = batch.pop(TOKENS, 0)  # counted on the CPU by the collate: no host sync here
         examples = batch.pop(EXAMPLES, None) or len(batch["labels"])
         with acc.accumulate(run.model):

@@ -31,8 +31,9 @@ from ..models.adapted import adapted_modules
 from ..models.adapted import summary as adapted_summary
 from ..models.backbones import Backbone, load_backbone
 from ..models.modeling import count_parameters
+from ..serve.generator import Generator
 from ..serve.modelcard import artifact_kind, model_card
-from ..strategies.base import Task, get_strategy, hook, save_pretrained, supported
+from ..strategies.base import Task, get_strategy, hook, save_pretrained, supported, answers_needed
 from ..tasks import get_task_type
 from .folders import cleanup_on_failure as _cleanup_on_failure
 from .folders import complete as _complete
@@ -199,6 +200,7 @@ def run_one(cfg: RunConfig, setup: Setup, out: Path, resume: bool = False) -> Ru
     """Train ``cfg.strategy`` on ``setup`` into ``out`` (via ``out.partial``)."""
     strategy = get_strategy(cfg.strategy.name)(cfg.strategy)
     supported(strategy, setup.task_type)
+    answers_needed(strategy, setup.data)
     task_type = run_task_type(strategy, setup, cfg)
     train_cfg = resolve_train(cfg, task_type)
     data_cfg = cfg.data.model_copy(update={"max_length": input_length(cfg.data, setup.backbone), "task": task_type.name})
@@ -221,7 +223,7 @@ def run_one(cfg: RunConfig, setup: Setup, out: Path, resume: bool = False) -> Ru
         module = prepare_module(strategy, task)  # may still reject the config: nothing written yet
         check_regularizers(train_cfg.regularize, module, strategy, task_type)
         tick = time.perf_counter()
-        added = augmented_rows(setup, module, train_cfg, data_cfg, task_type, out.parent)  # train.augment: training examples only
+        added = augmented_rows(setup, module, train_cfg, data_cfg, task_type, out.parent, Generator)  # train.augment: training examples only
         augment_seconds = time.perf_counter() - tick
         total = count_parameters(module)[1]
         before = probe.measure(module.to(_device()))  # same device as after: exact zero when untouched
@@ -232,6 +234,8 @@ def run_one(cfg: RunConfig, setup: Setup, out: Path, resume: bool = False) -> Ru
         with _cleanup_on_failure(partial), _closing(trackers := Trackers()):
             trackers.start(train_cfg.report_to if main else [], partial, out.name, experiment_of(out), resolved.model_dump(mode="json"))
             rows = train_rows + added if added else train_rows  # the same list when nothing is added (dapt checks identity)
+            start = score(strategy, module, eval_rows, train_cfg, pad_token_id=setup.backbone.tokenizer.pad_token_id or 0,
+                          task_type=task_type) if hook(strategy, "score_before", False) and eval_rows else None  # epoch 0
             module, state = fit(strategy, module, rows, select_rows, train_cfg, pad_token_id=setup.backbone.tokenizer.pad_token_id or 0,
                                 run_dir=partial, resume=resume, task_type=task_type, trackers=trackers)
     forgetting = probe.compare(before, probe.measure(module))
@@ -270,12 +274,12 @@ def run_one(cfg: RunConfig, setup: Setup, out: Path, resume: bool = False) -> Ru
         "wall_seconds": round(time.perf_counter() - started, 3),
         "peak_memory_mb": memory.mb,
         "device": "cuda" if torch.cuda.is_available() else "cpu",
-        "eval": task_type.headline(final),
+        "eval": {**task_type.headline(final), **hook(strategy, "headline", lambda scores: {})(final)},
         "train": on_training_batches(kept_scores(state, train_cfg)),
         "validation": {k: v for k, v in lean(kept_scores(state, train_cfg)).items() if k != "epoch"} if setup.val_rows and not own else None,
         "train_settings": train_settings(state, train_cfg),
         "eval_sets": eval_sets,
-        "history": [lean(h) for h in state.history],
+        "history": ([{"epoch": 0, **lean(start)}] if start else []) + [lean(h) for h in state.history],
         "artifact_bytes": folder_bytes(partial / "model"),
         "versions": versions(),
         "forgetting": forgetting,

@@ -4,7 +4,7 @@ Hong et al. 2024, eq. 6-7: ``L = L_SFT + lambda * L_OR`` where ``L_SFT`` is the 
 the chosen answer and ``L_OR = -log sigma(log odds(yw|x) - log odds(yl|x))``, with
 ``odds(y|x) = P(y|x) / (1 - P(y|x))`` and ``P(y|x)`` the length-normalised likelihood
 ``exp(mean token log-prob)`` (eq. 4). Unlike DPO there is nothing to cache: the odds ratio compares the
-policy with itself, so a single stage replaces SFT followed by DPO. ``method`` decides what trains.
+policy with itself, so a single stage replaces SFT followed by DPO.
 """
 
 from __future__ import annotations
@@ -16,18 +16,14 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from ..models.lm_head import answer_logps
-from ..settings import StrategyConfig
 from ..tasks.preference import pair_stats
-from .base import register
-from .dpo import DPO
+from .base import ObjectiveConfig, register
 
 
-class ORPOConfig(StrategyConfig):
+class ORPOConfig(ObjectiveConfig):
     name: Literal["orpo"] = "orpo"
     weight: float = Field(0.1, gt=0)
     """lambda of eq. 6: the odds-ratio term's weight next to the SFT loss (the paper's 0.1)."""
-    method: str | dict[str, Any] = "lora"
-    """What trains: a strategy name or ``{name: lora, r: 16}``."""
 
 
 def log_odds(mean_logp: torch.Tensor) -> torch.Tensor:
@@ -43,20 +39,26 @@ def odds_ratio_loss(logps: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
 
 
 @register
-class ORPO(DPO):
+class ORPO:
     """SFT and preference in one stage, reference-free (Hong et al. 2024); ``method`` decides what trains."""
 
     Config = ORPOConfig
-    train_defaults = {"lr": 1e-4, "epochs": 1, "schedule": "linear", "dropout": 0.0}
+    tasks = ("preference",)
+    train_defaults: dict[str, Any] = {"lr": 1e-4, "epochs": 1, "schedule": "linear", "dropout": 0.0}
+    reference = "none"
+    online = False
 
-    def precompute(self, module: Any, rows: list[dict], batch_size: int, device: torch.device) -> list[dict]:
-        return rows  # no reference model
+    def __init__(self, config: ORPOConfig):
+        self.config = config
+        self.stats: dict[str, torch.Tensor] = {}
 
-    def loss(self, outputs: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def loss(self, outputs: Any, batch: dict[str, Any]) -> torch.Tensor:
         tokens, mask = answer_logps(outputs, batch["labels"])
         half = tokens.shape[0] // 2
         nll, count = -tokens[:half].sum(), mask[:half].sum()
-        counts = mask.sum(-1)
         logps = tokens.sum(-1)
         self.stats = pair_stats(logps, logps[:half] - logps[half:], "likelihood_accuracy")
-        return nll / count.clamp(min=1) + self.config.weight * odds_ratio_loss(logps, counts)
+        return nll / count.clamp(min=1) + self.config.weight * odds_ratio_loss(logps, mask.sum(-1))
+
+    def step_stats(self) -> dict[str, torch.Tensor]:
+        return self.stats

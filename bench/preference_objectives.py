@@ -1,0 +1,72 @@
+"""The preference recipe's objectives side by side: SFT (archaic) -> DPO, SimPO, KTO, judged on the same prompts.
+
+Runs ``adaptlab compare preference --strategies sft-as-is,dpo,simpo,kto`` (its stages first: the archaic SFT
+model every row starts from, and the reward model that judges) unless the comparison folder already holds it,
+then reads its ``results.json``: per row, on the 48 held-out prompts of verses-preference-test, the share of
+pairs whose chosen answer is likelier, DPO's reward accuracy (rows with a cached reference: dpo, kto), chrF of
+the generated answers against the chosen and the rejected translations, the share of archaic words, and the
+judge's mean reward and win rate over the archaic SFT model; training seconds and peak memory.
+
+    .venv/bin/python bench/preference_objectives.py           # about 35 minutes on 2 CPU cores
+
+Writes ``bench/results/preference_objectives.json`` and ``.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+ROWS = "sft-as-is,dpo,simpo,kto"
+
+
+def fmt(value: object, spec: str) -> str:
+    return "–" if value is None else format(value, spec)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--folder", type=Path, default=ROOT / "bench" / "runs" / "preference-objectives")
+    args = parser.parse_args()
+    wall = None
+    if not (args.folder / "results.json").is_file():
+        started = time.perf_counter()
+        subprocess.run([str(Path(sys.executable).parent / "adaptlab"), "compare", "preference", "--strategies", ROWS,
+                        "-o", str(args.folder)], check=True)
+        wall = time.perf_counter() - started
+    results = json.loads((args.folder / "results.json").read_text())
+    runs = [r for r in results["runs"] if r["run"] in ROWS.split(",")]
+    rows = [{"run": r["run"], "strategy": r["strategy"], **{k: r["eval"].get(k) for k in (
+        "likelihood_accuracy", "reward_accuracy", "margin", "chrf", "chrf_rejected", "archaic_rate")},
+        "judge_reward": (r.get("judge") or {}).get("reward"), "judge_win_rate": (r.get("judge") or {}).get("win_rate"),
+        "train_seconds": r["train_seconds"], "peak_memory_mb": r["peak_memory_mb"], "versions": r["versions"]} for r in runs]
+    out = ROOT / "bench" / "results"
+    env = {"date": time.strftime("%Y-%m-%d"), **(rows[0]["versions"] if rows else {})}
+    (out / "preference_objectives.json").write_text(json.dumps({"environment": env, "wall_seconds": wall, "judge": results["judge"],
+                                                                "rows": rows}, indent=2))
+    lines = [f"# Preference objectives from the archaic SFT model (SmolLM2-135M-Instruct, full fine-tuning, 192 pairs, "
+             f"2 epochs; 48 held-out prompts; {env['date']})", "",
+             "Command: `.venv/bin/python bench/preference_objectives.py` (runs `adaptlab compare preference --strategies "
+             f"{ROWS}`{'; %.0f min' % (wall / 60) if wall else ''})", "",
+             "| row | chosen likelier | reward accuracy (margin) | chrF vs chosen | chrF vs rejected | archaic words | "
+             "win rate vs archaic SFT (RM) | mean reward (RM) | train s | peak memory (MB) |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        accuracy = f"{r['reward_accuracy']:.3f} ({r['margin']:.1f})" if r["reward_accuracy"] is not None else "–"
+        lines.append(f"| {r['run']} | {fmt(r['likelihood_accuracy'], '.3f')} | {accuracy} | {fmt(r['chrf'], '.1f')} | "
+                     f"{fmt(r['chrf_rejected'], '.1f')} | {fmt(r['archaic_rate'], '.3f')} | {fmt(r['judge_win_rate'], '.3f')} | "
+                     f"{fmt(r['judge_reward'], '.2f')} | {r['train_seconds']:.0f} | {r['peak_memory_mb']:,.0f} |")
+    anchors = (results.get("judge") or {}).get("anchors") or {}
+    if anchors:
+        lines += ["", "The reward model's mean reward of the reference answers: " +
+                  ", ".join(f"{k} {v:.2f}" for k, v in anchors.items()) + "."]
+    (out / "preference_objectives.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
