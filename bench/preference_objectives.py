@@ -32,15 +32,16 @@ def fmt(value: object, spec: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--folder", type=Path, default=ROOT / "bench" / "runs" / "preference-objectives")
+    parser.add_argument("--rows", default=ROWS, help="the recipe rows to run and tabulate (labels)")
     args = parser.parse_args()
     wall = None
     if not (args.folder / "results.json").is_file():
         started = time.perf_counter()
-        subprocess.run([str(Path(sys.executable).parent / "adaptlab"), "compare", "preference", "--strategies", ROWS,
+        subprocess.run([str(Path(sys.executable).parent / "adaptlab"), "compare", "preference", "--strategies", args.rows,
                         "-o", str(args.folder)], check=True)
         wall = time.perf_counter() - started
     results = json.loads((args.folder / "results.json").read_text())
-    runs = [r for r in results["runs"] if r["run"] in ROWS.split(",")]
+    runs = [r for r in results["runs"] if r["run"] in args.rows.split(",")]
     rows = [{"run": r["run"], "strategy": r["strategy"], **{k: r["eval"].get(k) for k in (
         "likelihood_accuracy", "reward_accuracy", "margin", "chrf", "chrf_rejected", "archaic_rate")},
         "judge_reward": (r.get("judge") or {}).get("reward"), "judge_win_rate": (r.get("judge") or {}).get("win_rate"),
@@ -51,8 +52,8 @@ def main() -> None:
                                                                 "rows": rows}, indent=2))
     lines = [f"# Preference objectives from the archaic SFT model (SmolLM2-135M-Instruct, full fine-tuning, 192 pairs, "
              f"2 epochs; 48 held-out prompts; {env['date']})", "",
-             "Command: `.venv/bin/python bench/preference_objectives.py` (runs `adaptlab compare preference --strategies "
-             f"{ROWS}`{'; %.0f min' % (wall / 60) if wall else ''})", "",
+             f"Command: `.venv/bin/python bench/preference_objectives.py --rows {args.rows}` (runs `adaptlab compare preference "
+             f"--strategies {args.rows}`{'; %.0f min' % (wall / 60) if wall else ''})", "",
              "| row | chosen likelier | reward accuracy (margin) | chrF vs chosen | chrF vs rejected | archaic words | "
              "win rate vs archaic SFT (RM) | mean reward (RM) | train s | peak memory (MB) |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:

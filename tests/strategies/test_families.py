@@ -45,6 +45,7 @@ OPTIONS: dict[str, dict[str, Any]] = {
     "p_tuning": {"num_virtual_tokens": 4, "encoder_hidden_size": 16}, "zero_shot": {"label_texts": {"pos": "good", "neg": "bad"}},
     "protonet": {"episodes": 2}, "maml": {"inner_layers": 1, "episodes": 2, "first_order": True}, "contrastive": {},
     "dapt": {"block_size": 16}, "mad_x": {"mlm_texts": 24, "mlm_head_epochs": 0, "cache": False},
+    "grpo": {"group_size": 2, "max_new_tokens": 4}, "rloo": {"group_size": 2, "max_new_tokens": 4},  # through lora
 }
 TRAIN = {"epochs": 2, "lr": 1e-2, "batch_size": 8, "progress": False, "checkpoint_every": None, "keep_best": False, "seed": 0}
 SKIP = {"qlora"}  # CUDA only: tests/test_cli_errors.py checks its one-line refusal here
@@ -90,6 +91,7 @@ def expect(strategy: str, found: Layout, head: list[str], lm: bool) -> Expect:
         "protonet": Expect(every), "contrastive": Expect(every, outside={"head"}), "maml": Expect(every, "last"),
         "dapt": Expect(every), "distill": Expect(every, outside=set(head)),
     }
+    table["grpo"] = table["rloo"] = table["lora"]  # online objectives, through their default method
     return table[strategy]
 
 

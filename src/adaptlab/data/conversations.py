@@ -62,7 +62,8 @@ def row_format(columns: list[str], data: Any) -> str | None:
         return "prompt/response"
     if "instruction" in columns and "output" in columns:
         return "alpaca"
-    if data.prompt_column in columns:
+    answers = {getattr(data, "chosen_column", "chosen"), getattr(data, "rejected_column", "rejected")}
+    if data.prompt_column in columns and not answers & set(columns):
         return "prompt"  # prompts alone: what an objective that samples its own answers (grpo) trains on
     return None
 
