@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from adaptlab.api import train
@@ -65,3 +67,16 @@ def test_compare_runs_the_dapt_ab(tiny_backbone, toy_csv, tmp_path):
     main_table = report.split("## Recommendation")[0]
     assert "| domain |" not in main_table  # a language-modelling stage is no classifier row
     assert "backbone: '@domain'" in (tmp_path / "ab" / "full+dapt" / "config.yaml").read_text()
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (Path(__file__).parents[1] / "src" / "adaptlab" / "recipes").glob("*.yaml")))
+def test_every_bundled_recipe_plans_its_stages_and_every_row(name):
+    """Each bundled recipe's stages and rows -- those run by default and those run when named -- validate
+    (a key a stage does not know, such as the rows' ``strategy_settings``, is one error before anything runs)."""
+    from adaptlab.reporting.comparison import bundled_recipe, plan
+    from adaptlab.reporting.pipeline import plan_stages
+
+    recipe = bundled_recipe(name)
+    plan_stages(recipe, {})
+    named = [str(e.get("label") or e.get("name")) if isinstance(e, dict) else e for e in recipe.get("strategy_settings") or []]
+    assert plan(recipe, None, {}) and (not named or plan(recipe, named, {}))

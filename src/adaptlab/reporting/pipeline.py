@@ -51,7 +51,7 @@ def plan_stages(recipe: dict[str, Any], overrides: dict[str, Any]) -> list[tuple
     entries = recipe.get("stages") or []
     if not isinstance(entries, list):
         raise AdaptlabError("'stages' must be a list of stage recipes, each with a name")
-    base = {k: copy.deepcopy(v) for k, v in recipe.items() if k not in ("stages", "strategies", "strategy", "output", "judge")}
+    base = {k: copy.deepcopy(v) for k, v in recipe.items() if k not in ("stages", "strategies", "strategy_settings", "strategy", "output", "judge")}
     apply_overrides(base, overrides)
     planned: list[tuple[str, RunConfig]] = []
     for entry in entries:
