@@ -76,8 +76,8 @@ def rewards_of(cfg: GroupConfig) -> list[Reward]:
     return resolve(cfg.reward)
 
 
-def sample(model: nn.Module, batch: dict[str, Any], cfg: GroupConfig, ctx: RolloutContext, rewards: list[Reward],
-           beta: float) -> tuple[dict[str, Any], torch.Tensor, dict[str, torch.Tensor]]:
+def sample(model: nn.Module, batch: dict[str, Any], cfg: GroupConfig, ctx: RolloutContext,
+           rewards: list[Reward]) -> tuple[dict[str, Any], torch.Tensor, dict[str, torch.Tensor]]:
     """B prompts -> a batch of B x G answers (grouped: a prompt's G rows are adjacent), their rewards (B x G,) and
     the rollout's statistics."""
     g, pad = cfg.group_size, ctx.tokenizer.pad_token_id or 0
@@ -94,7 +94,7 @@ def sample(model: nn.Module, batch: dict[str, Any], cfg: GroupConfig, ctx: Rollo
     values, means = score(rewards, prompts, texts, reference=references)
     device = prompt_ids.device
     out = _sequences(prompt_ids, prompt_mask, new, pad, device)
-    if beta > 0:
+    if cfg.beta > 0:
         with torch.inference_mode(), ctx.reference(model) as reference:
             out[REF_TOKENS] = answer_logps(reference(**model_inputs(out)), out["labels"])[0].clone()
     r = torch.tensor(values, dtype=torch.float32, device=device)

@@ -75,7 +75,7 @@ class GRPO:
 
     def rollout(self, model: torch.nn.Module, batch: dict[str, Any], ctx: RolloutContext) -> dict[str, Any]:
         c = self.config
-        out, rewards, self.stats = _group.sample(model, batch, c, ctx, self.rewards, c.beta)
+        out, rewards, self.stats = _group.sample(model, batch, c, ctx, self.rewards)
         out[ADVANTAGES] = group_advantages(rewards, c.group_size, c.scale_rewards)
         return out
 

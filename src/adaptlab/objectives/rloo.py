@@ -45,7 +45,7 @@ class RLOO:
         self.stats: dict[str, torch.Tensor] = {}
 
     def rollout(self, model: torch.nn.Module, batch: dict[str, Any], ctx: RolloutContext) -> dict[str, Any]:
-        out, rewards, self.stats = _group.sample(model, batch, self.config, ctx, self.rewards, self.config.beta)
+        out, rewards, self.stats = _group.sample(model, batch, self.config, ctx, self.rewards)
         out[ADVANTAGES] = leave_one_out(rewards, self.config.group_size)
         return out
 
