@@ -1,13 +1,18 @@
-"""The preference recipe's objectives side by side: SFT (archaic) -> DPO, SimPO, KTO, judged on the same prompts.
+"""The preference recipe's objectives side by side: SFT (archaic) -> DPO, ORPO, SimPO, KTO, GRPO, judged on the same prompts.
 
-Runs ``adaptlab compare preference --strategies sft-as-is,dpo,simpo,kto`` (its stages first: the archaic SFT
-model every row starts from, and the reward model that judges) unless the comparison folder already holds it,
+Runs ``adaptlab compare preference --strategies sft-as-is,dpo,orpo,simpo,kto,grpo`` (its stages first: the archaic
+SFT model every row starts from, and the reward model that judges -- and that is GRPO's reward) unless the
+comparison folder already holds it,
 then reads its ``results.json``: per row, on the 48 held-out prompts of verses-preference-test, the share of
 pairs whose chosen answer is likelier, DPO's reward accuracy (rows with a cached reference: dpo, kto), chrF of
 the generated answers against the chosen and the rejected translations, the share of archaic words, and the
-judge's mean reward and win rate over the archaic SFT model; training seconds and peak memory.
+judge's mean reward and win rate over the archaic SFT model; training seconds and peak memory. GRPO's row
+trains on the pairs' prompts as an sft task, so its evaluation has no pairs to rank (likelihood and reward
+accuracy: "–"); chrF against the rejected answers and the archaic-word share are computed here from its
+``generations.jsonl`` the way the preference task computes them (``tasks/preference.py``), the rejected
+answers taken from the baseline row's generations of the same prompts.
 
-    .venv/bin/python bench/preference_objectives.py           # about 35 minutes on 2 CPU cores
+    .venv/bin/python bench/preference_objectives.py           # about 60 minutes on 2 CPU cores
 
 Writes ``bench/results/preference_objectives.json`` and ``.md``.
 """
@@ -22,11 +27,30 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-ROWS = "sft-as-is,dpo,simpo,kto"
+ROWS = "sft-as-is,dpo,orpo,simpo,kto,grpo"
 
 
 def fmt(value: object, spec: str) -> str:
     return "–" if value is None else format(value, spec)
+
+
+def generations(folder: Path) -> list[dict]:
+    path = folder / "generations.jsonl"
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()] if path.is_file() else []
+
+
+def text_measures(folder: Path, run: str, baseline: str | None) -> dict:
+    """chrF vs the rejected answers and the archaic-word share of a row whose task did not measure them."""
+    from adaptlab.eval.generation import text_metrics
+    from adaptlab.eval.style import archaic_rate
+
+    mine, base = generations(folder / run), generations(folder / baseline) if baseline else []
+    rejected = {(i, g["prompt"]): g.get("rejected") for i, g in enumerate(base)}
+    pairs = [(g["output"], rejected.get((i, g["prompt"]))) for i, g in enumerate(mine)]
+    if not mine or any(r is None for _, r in pairs):
+        return {}
+    outputs = [o for o, _ in pairs]
+    return {"chrf_rejected": text_metrics(outputs, [r for _, r in pairs])["chrf"], "archaic_rate": archaic_rate(outputs)}
 
 
 def main() -> None:
@@ -42,6 +66,10 @@ def main() -> None:
         wall = time.perf_counter() - started
     results = json.loads((args.folder / "results.json").read_text())
     runs = [r for r in results["runs"] if r["run"] in args.rows.split(",")]
+    baseline = (results.get("judge") or {}).get("baseline")
+    for r in runs:
+        if r["eval"].get("archaic_rate") is None:
+            r["eval"] = {**r["eval"], **text_measures(args.folder, r["run"], baseline)}
     rows = [{"run": r["run"], "strategy": r["strategy"], **{k: r["eval"].get(k) for k in (
         "likelihood_accuracy", "reward_accuracy", "margin", "chrf", "chrf_rejected", "archaic_rate")},
         "judge_reward": (r.get("judge") or {}).get("reward"), "judge_win_rate": (r.get("judge") or {}).get("win_rate"),
@@ -50,8 +78,9 @@ def main() -> None:
     env = {"date": time.strftime("%Y-%m-%d"), **(rows[0]["versions"] if rows else {})}
     (out / "preference_objectives.json").write_text(json.dumps({"environment": env, "wall_seconds": wall, "judge": results["judge"],
                                                                 "rows": rows}, indent=2))
-    lines = [f"# Preference objectives from the archaic SFT model (SmolLM2-135M-Instruct, full fine-tuning, 192 pairs, "
-             f"2 epochs; 48 held-out prompts; {env['date']})", "",
+    lines = [f"# Preference objectives from the archaic SFT model (SmolLM2-135M-Instruct; DPO, SimPO, KTO: full fine-tuning "
+             f"of the archaic SFT model, 192 pairs, 2 epochs; ORPO: full, from the instruction model; GRPO: LoRA on the archaic "
+             f"SFT model, 96 of the prompts, G 4, the reward model as reward; 48 held-out prompts; {env['date']})", "",
              f"Command: `.venv/bin/python bench/preference_objectives.py --rows {args.rows}` (runs `adaptlab compare preference "
              f"--strategies {args.rows}`{'; %.0f min' % (wall / 60) if wall else ''})", "",
              "| row | chosen likelier | reward accuracy (margin) | chrF vs chosen | chrF vs rejected | archaic words | "

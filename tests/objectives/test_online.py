@@ -7,6 +7,7 @@ the policy, rewards not read -- leaves the held-out reward where it started; the
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -167,3 +168,47 @@ def test_several_rewards_are_weighted_and_each_is_logged():
     chrf_second = resolve("chrf")[0].fn(["p"], ["a dog"], reference=["the cat"])[0]
     assert total == pytest.approx([1.0 + 0.5 * 1.0, 0.5 * chrf_second])
     assert set(means) == {"exact_match", "adaptlab.objectives.rewards:chrf"} and means["exact_match"] == 0.5
+
+
+def test_a_reward_model_run_is_a_reward_and_grpo_raises_its_score(files, tmp_path):
+    """RLHF's loop: a reward model trained on pairs (chosen: the translation, rejected: the prompt copied back)
+    scores the answers GRPO samples; the held-out mean of its scores rises. A run that is not a reward model,
+    or a stage that does not exist, is one error line before any folder."""
+    import adaptlab
+    from tests.tasks.test_preference import toy_pairs
+
+    pairs = write_csv(tmp_path / "pairs.csv", toy_pairs(160))
+    rm = tmp_path / "rm"
+    adaptlab.train(strategy="reward_model", backbone=str(files[0]), data=str(pairs), output=str(rm),
+                   overrides={"data.max_length": 32, "data.max_eval": 16, "train.epochs": 2, "train.lr": 1e-2,
+                              "train.batch_size": 8, "train.progress": False})
+    cfg = config(files, "grpo", "lora", reward=str(rm))
+    cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"max_train": 48, "max_eval": 16})})
+    metrics = run_one(cfg, make_setup(cfg), tmp_path / "grpo").metrics
+    before, after = metrics["history"][0]["reward"], metrics["eval"]["reward"]
+    assert after > before + 1.0, (before, after)  # reward-model logits (here about -3 -> +4)
+    for reward, message in ((str(tmp_path / "grpo"), "not a reward model"), ("@nowhere", "names no finished run")):
+        bad = cfg.model_copy(update={"strategy": cfg.strategy.model_copy(update={"reward": reward})})
+        with pytest.raises(AdaptlabError, match=message):
+            run_one(bad, make_setup(bad), tmp_path / "refused")
+        assert not list(tmp_path.glob("refused*"))
+
+
+def test_a_recipe_stage_is_a_reward(files, tmp_path):
+    """``reward: "@rm"`` in a comparison: the stage's reward model scores the row's answers (RLHF in one recipe)."""
+    import adaptlab
+    from tests.tasks.test_preference import toy_pairs
+
+    pairs = write_csv(tmp_path / "pairs.csv", toy_pairs(64))
+    chat, data, _ = files
+    recipe = {"backbone": str(chat), "data": {"task": "sft", "train": str(data), "max_length": 32, "max_train": 16, "max_eval": 8,
+                                              "validation_fraction": 0},
+              "generation": {"max_new_tokens": 4}, "train": {"progress": False, "batch_size": 4},
+              "stages": [{"name": "rm", "data": {"task": "preference", "train": str(pairs)}, "strategy": {"name": "reward_model", "method": "lora"},
+                          "train": {"epochs": 1, "lr": 1e-2}}],
+              "strategies": [{"name": "grpo", "method": "lora", "reward": "@rm", "group_size": 2, "max_new_tokens": 4,
+                              "train": {"epochs": 1, "lr": 1e-2}}]}
+    result = adaptlab.compare(recipe=recipe, output=str(tmp_path / "cmp"))
+    grpo = json.loads((tmp_path / "cmp" / "grpo" / "metrics.json").read_text())
+    assert grpo["history"][0]["reward"] is not None and grpo["eval"]["reward"] is not None
+    assert result.rows[-1]["run"] == "grpo"

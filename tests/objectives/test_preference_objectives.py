@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from adaptlab.data.conversations import IGNORE
 from adaptlab.objectives.kto import KTO, KTOConfig
 from adaptlab.objectives.simpo import SimPO, SimPOConfig
-from adaptlab.tasks.preference import REFERENCE
+from adaptlab.tasks.preference import DESIRABLE, PAIRED, REFERENCE
 
 
 def outputs_for(token_logps: torch.Tensor) -> tuple[object, dict]:
@@ -37,9 +37,13 @@ def test_kto_is_eq_8_with_the_batch_reference_point():
     tokens = torch.tensor([[-1.0], [-3.0]])
     out, batch = outputs_for(tokens)
     batch[REFERENCE] = torch.tensor([-2.0, -2.0], dtype=torch.float64)  # r: chosen +1, rejected -1
+    batch[DESIRABLE], batch[PAIRED] = torch.tensor([True, False]), True  # what PairCollate adds
     objective = KTO(KTOConfig(name="kto", beta=0.5))
     loss = objective.loss(out, batch)
     z0 = torch.tensor(0.5)  # mean of max(0, r) = (1 + 0) / 2
     good, bad = 1 - torch.sigmoid(0.5 * (1 - z0)), 1 - torch.sigmoid(0.5 * (z0 + 1))
     torch.testing.assert_close(loss, (good + bad) / 2)
     assert float(objective.step_stats()["reward_accuracy"]) == 1.0
+    batch[DESIRABLE], batch[PAIRED] = torch.tensor([False, True]), False  # unpaired: the flags alone decide
+    torch.testing.assert_close(objective.loss(out, batch), (1 - torch.sigmoid(0.5 * (z0 - 1)) + 1 - torch.sigmoid(0.5 * (-1 - z0))) / 2)
+    assert "reward_accuracy" not in objective.step_stats() and float(objective.step_stats()["desirable_reward"]) == -1.0

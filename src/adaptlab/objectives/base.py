@@ -18,6 +18,7 @@ import torch
 
 from ..errors import unknown
 from ..settings import StrategyConfig
+from .rewards import Reward
 
 Reference = Literal["none", "cached", "online"]
 
@@ -46,6 +47,10 @@ class Objective(Protocol):
 @runtime_checkable
 class Online(Objective, Protocol):
     """An objective whose training batches are sampled from the policy inside the step (GRPO, RLOO)."""
+
+    rewards: list[Reward]
+    """What scores the sampled answers (``rewards.py``); reward-model runs among them are opened by the
+    composing strategy before anything trains (``rewards.open_models``)."""
 
     def rollout(self, model: torch.nn.Module, batch: dict[str, Any], ctx: Any) -> dict[str, Any]:
         """The prompts of ``batch`` -> sampled answers, their rewards and advantages, as a training batch

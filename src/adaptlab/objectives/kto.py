@@ -3,8 +3,10 @@
 Ethayarajh et al. 2024, eq. 8: with the implied reward ``r(x, y) = log pi(y|x) - log ref(y|x)`` and a
 reference point ``z0`` (the policy's KL divergence from the reference),
 ``v = lambda_D sigma(beta (r - z0))`` for a desirable answer, ``lambda_U sigma(beta (z0 - r))`` for an
-undesirable one, and ``L = E[lambda_y - v]``. On preference pairs each chosen answer counts as desirable
-and each rejected one as undesirable (as TRL's KTOTrainer unpairs them).
+undesirable one, and ``L = E[lambda_y - v]``. It reads unpaired feedback (``tasks/feedback.py``: one answer
+per row, marked desirable or not -- the data the paper is for) and preference pairs, where each chosen answer
+counts as desirable and each rejected one as undesirable (as TRL's KTOTrainer unpairs them); both batches
+carry the flag per row.
 
 ``z0`` is estimated, as in the paper (§3.2), from the batch itself and detached: here the mean over the
 batch's answers of ``max(0, r)``, not from a second forward pass over mismatched (prompt, answer) pairs --
@@ -18,7 +20,7 @@ from typing import Any, Literal
 import torch
 from pydantic import Field
 
-from ..tasks.preference import REFERENCE, pair_stats, sequence_logps
+from ..tasks.preference import DESIRABLE, PAIRED, REFERENCE, pair_stats, sequence_logps
 from .base import ObjectiveConfig, register
 
 
@@ -37,7 +39,7 @@ class KTO:
     """Alignment from answers marked good or bad, prospect-theoretic loss (Ethayarajh et al. 2024); ``method`` decides what trains."""
 
     Config = KTOConfig
-    tasks = ("preference",)
+    tasks = ("preference", "feedback")
     train_defaults: dict[str, Any] = {"lr": 5e-5, "epochs": 1, "schedule": "linear", "dropout": 0.0}
     reference = "cached"
     online = False
@@ -50,13 +52,23 @@ class KTO:
         c = self.config
         logps = sequence_logps(outputs, batch["labels"])
         r = logps - batch[REFERENCE].to(logps.dtype)
-        half = r.shape[0] // 2
+        good = batch[DESIRABLE].to(r.device)
         z0 = r.detach().clamp(min=0).mean()
-        good = c.desirable_weight * (1 - torch.sigmoid(c.beta * (r[:half] - z0)))
-        bad = c.undesirable_weight * (1 - torch.sigmoid(c.beta * (z0 - r[half:])))
-        self.stats = {**pair_stats(logps, r[:half] - r[half:], "reward_accuracy"), "kl": z0}
-        return torch.cat([good, bad]).mean()
+        value = torch.where(good, c.desirable_weight * (1 - torch.sigmoid(c.beta * (r - z0))),
+                            c.undesirable_weight * (1 - torch.sigmoid(c.beta * (z0 - r))))
+        d = r.detach()
+        self.stats = {"kl": z0, "desirable_reward": _mean(d, good), "undesirable_reward": _mean(d, ~good)}
+        if batch.get(PAIRED):
+            half = r.shape[0] // 2
+            self.stats.update(pair_stats(logps, r[:half] - r[half:], "reward_accuracy"))
+        return value.mean()
 
     def step_stats(self) -> dict[str, torch.Tensor]:
-        """The training answers' reward accuracy (chosen over rejected), margin, log-probs and the KL estimate."""
+        """The KL estimate, the mean implied reward of the desirable and of the undesirable answers, and on pairs the
+        reward accuracy (chosen over rejected), margin and log-probs."""
         return self.stats
+
+
+def _mean(values: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
+    """The mean of ``values`` where ``where`` holds (0 when it holds nowhere: a batch of one kind), on the device."""
+    return (values * where).sum() / where.sum().clamp(min=1)

@@ -7,6 +7,11 @@ rows' other columns -- here ``reference``, the data's answer. ``strategy.reward`
 - a built-in: ``chrf`` (sentence chrF against the reference, 0-1: sacrebleu), ``exact_match``;
 - a function in a file, ``path/to/rewards.py:function``, or in an importable module, ``package.module:function``
   (the user's own code, run as the user asked -- as TRL does);
+- a reward-model run (``adaptlab train -s reward_model``): its folder, or ``@stage`` in a recipe with stages --
+  each answer's reward is the run's score of it as the answer to its prompt (a Bradley-Terry logit; RLHF's
+  reward model, Ouyang et al. 2022 §3.5). Opening a run folder is serving work: the runner hands the opener in
+  (``Task.open_run``), so this layer imports nothing above it. The model is opened once, before any folder
+  is written (:func:`open_models`), and scores under ``inference_mode``;
 - several, weighted: ``[chrf, {function: my.py:brevity, weight: 0.5}]``; the reward is their weighted sum and
   each one's mean is logged on its own.
 """
@@ -18,11 +23,48 @@ import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
+
+import torch
 
 from ..errors import AdaptlabError
+from ..models.backbones import resolve_ref
 
 RewardFn = Callable[..., list[float]]
+
+
+class Scorer(Protocol):
+    """A reward-model run, opened (``serve.predict.Predictor``)."""
+
+    def score(self, prompts: list[str], responses: list[str], batch_size: int = 16, progress: bool = False) -> list[float]: ...
+
+
+OpenRun = Callable[[str], Scorer]
+"""A run folder -> the run, opened (``serve.predict.load``)."""
+
+
+class ModelReward:
+    """A reward-model run as a reward function: its score of each completion as the answer to its prompt."""
+
+    def __init__(self, ref: str):
+        self.ref = ref
+        self.scorer: Scorer | None = None
+
+    def open(self, open_run: OpenRun | None, root: Path | None) -> None:
+        """Open the run once; one error line when it is not a finished reward-model run."""
+        if self.scorer is not None:
+            return
+        if open_run is None:
+            raise AdaptlabError(f"reward {self.ref!r} is a run folder: only a training run can open it as a reward")
+        scorer = open_run(resolve_ref(self.ref, root))
+        scorer.score([], [])  # raises for a run that is not a reward model, before anything trains
+        self.scorer = scorer
+
+    def __call__(self, prompts: list[str], completions: list[str], **_: Any) -> list[float]:
+        if self.scorer is None:
+            raise RuntimeError(f"reward model {self.ref} was not opened (open_models)")
+        with torch.inference_mode():
+            return self.scorer.score(prompts, completions)
 
 
 def chrf(prompts: list[str], completions: list[str], reference: list[str], **_: Any) -> list[float]:
@@ -65,12 +107,15 @@ def resolve(spec: str | dict[str, Any] | list[str | dict[str, Any]]) -> list[Rew
 
 
 def load(name: str) -> RewardFn:
-    """A built-in reward's name, ``file.py:function`` or ``module:function`` -> the callable."""
+    """A built-in reward's name, ``file.py:function``, ``module:function`` or a reward-model run -> the callable."""
     if name in BUILT_IN:
         return BUILT_IN[name]
+    if name.startswith("@") or (Path(name).expanduser() / "metrics.json").is_file():
+        return ModelReward(name)
     where, _, attr = name.rpartition(":")
     if not where or not attr:
-        raise AdaptlabError(f"unknown reward {name!r}: use one of {', '.join(BUILT_IN)}, file.py:function or module:function")
+        raise AdaptlabError(f"unknown reward {name!r}: use one of {', '.join(BUILT_IN)}, file.py:function, module:function "
+                            "or a reward-model run folder")
     if where.endswith(".py"):
         path = Path(where).expanduser()
         if not path.is_file():
@@ -89,6 +134,13 @@ def load(name: str) -> RewardFn:
     if not callable(fn):
         raise AdaptlabError(f"reward {name!r}: {where} has no function {attr}")
     return fn
+
+
+def open_models(rewards: list[Reward], open_run: OpenRun | None, root: Path | None) -> None:
+    """Open the reward-model runs among ``rewards`` (``@stage`` resolved under ``root``)."""
+    for r in rewards:
+        if isinstance(r.fn, ModelReward):
+            r.fn.open(open_run, root)
 
 
 def score(rewards: list[Reward], prompts: list[str], completions: list[str], **columns: list[Any]) -> tuple[list[float], dict[str, float]]:

@@ -81,6 +81,7 @@ def plan(recipe: dict[str, Any], strategies: list[str] | None, overrides: dict[s
             raise AdaptlabError(f"each entry of 'strategies' needs a name, got {entry!r}")
         run = copy.deepcopy(base)
         run.setdefault("train", {}).update(entry.pop("train", {}))
+        run.setdefault("data", {}).update(entry.pop("data", {}))  # e.g. GRPO reading preference pairs as prompts
         label = str(entry.pop("label", None) or entry["name"])
         tune = entry.pop("tune", None)  # this entry is tuned first (``tune: N`` trials), see training/tune.py
         if "backbone" in entry:  # e.g. "@domain": the same strategy on a domain-adapted backbone

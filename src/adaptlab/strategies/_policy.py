@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 from ..data.batching import BucketBatchSampler, lengths_of
 from ..errors import AdaptlabError
 from ..eval.metrics import model_inputs
+from ..objectives.rewards import open_models
 from ..tasks.preference import REFERENCE, sequence_logps
 from .base import Task, get_strategy, hook, save_pretrained
 
@@ -91,7 +92,8 @@ class Policy:
 
     @torch.inference_mode()
     def precompute(self, module: nn.Module, rows: list[dict], batch_size: int, device: torch.device) -> list[dict]:
-        """Rows with ``ref_logps`` (chosen, rejected) under the reference, when the objective caches one."""
+        """Rows with ``ref_logps`` under the reference (per pair: chosen, rejected; per feedback row: its answer),
+        when the objective caches one."""
         if self.start is None:  # the first call comes before any step: the module is the reference
             trained = sorted(((p.numel(), n, p) for n, p in module.named_parameters() if p.requires_grad), key=lambda t: t[0])
             self.start = {n: p.detach().clone() for _, n, p in trained[:8]}  # the smallest (not a 100 MB embedding)
@@ -119,8 +121,9 @@ class Policy:
             del fresh
 
     def _score(self, model: nn.Module, rows: list[dict], batch_size: int, device: torch.device) -> None:
-        """At most a training batch of pairs at a time, the answers' log-probabilities only (no logits over the
-        vocabulary: :mod:`adaptlab.models.lm_head`), so this pass is never the run's memory peak."""
+        """At most a training batch of rows at a time, the answers' log-probabilities only (no logits over the
+        vocabulary: :mod:`adaptlab.models.lm_head`), so this pass is never the run's memory peak. A batch of B rows
+        holds k x B sequences (pairs: the B chosen, then the B rejected); each row keeps its k values."""
         batch_size = min(batch_size, getattr(self.run_task.train_config, "batch_size", batch_size) or batch_size)
         collate = self.run_task.type.collate(self.run_task.backbone.tokenizer.pad_token_id or 0)
         was_training = model.training
@@ -130,9 +133,9 @@ class Policy:
             batch = collate([rows[i] for i in ids])
             inputs = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in model_inputs(batch).items()}
             logps = sequence_logps(model(**inputs), batch["labels"].to(device)).double().cpu()
-            half = len(ids)
+            b = len(ids)
             for j, i in enumerate(ids):
-                self.reference[_key(rows[i])] = (float(logps[j]), float(logps[half + j]))
+                self.reference[_key(rows[i])] = tuple(float(logps[k * b + j]) for k in range(len(logps) // b))
         model.train(was_training)
 
     # -- the artefact is the method's -------------------------------------------------------------------
@@ -165,6 +168,7 @@ class OnlinePolicy(Policy):
         if data is not None and data.packing:
             raise AdaptlabError(f"data.packing: {self.name} trains on answers it samples per prompt, not on packed rows; "
                                 "set it to false")
+        open_models(self.objective.rewards, task.open_run, task.root)
 
     def rollout(self, model: nn.Module, batch: dict[str, Any]) -> dict[str, Any]:
         """The batch's prompts -> answers sampled from the policy, rewarded, as the step's training batch."""
@@ -209,4 +213,5 @@ def composed(objective: type[Any]) -> type[Any]:
 
 
 def _key(row: dict) -> tuple:
-    return tuple(row["chosen_ids"]), tuple(row["rejected_ids"])
+    """The row's token sequences (a pair's chosen and rejected ids, a feedback row's ids): what its cache entry is of."""
+    return tuple(tuple(row[k]) for k in sorted(row) if k.endswith("input_ids") or k in ("chosen_ids", "rejected_ids"))

@@ -11,7 +11,7 @@ default behaviour in plain functions below -- no base class to inherit from.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, runtime_checkable
@@ -33,6 +33,9 @@ class Task:
     root: Any = None  # folder holding this run and its sibling stages: where "@stage" references resolve
     type: Any = None  # the task type (adaptlab.tasks): what model is built, how it is judged; classification if None
     run_config: Any = None  # the whole resolved RunConfig (data and generation settings)
+    open_run: Callable[[str], Any] | None = None
+    """How a finished run folder is opened (``serve.predict.load``), for strategies that use another run (a reward
+    model as the reward): handed in by the runner, so strategies import nothing from the serving layer."""
 
     def __post_init__(self) -> None:
         if self.type is None:

@@ -46,7 +46,7 @@ class ZeroShot:
 
     Config = ZeroShotConfig
     train_defaults = {"epochs": 1}
-    tasks = ("classification", "sft", "preference")
+    tasks = ("classification", "sft", "preference", "feedback")
 
     def __init__(self, config: ZeroShotConfig):
         self.config = config

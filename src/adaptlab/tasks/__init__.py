@@ -12,10 +12,12 @@ from .base import TASK_TYPES, TaskType, detect_task, get_task_type, register_tas
 
 __all__ = ["TASK_TYPES", "TaskType", "detect_task", "discover", "get_task_type", "register_task", "task_of"]
 
-ORDER = ("classification", "preference", "sft", "language_modelling")  # preference before sft: its rows have a prompt too
+ORDER = ("classification", "feedback", "preference", "sft", "language_modelling")  # feedback, preference before sft: their
+# rows have a prompt too
 
 
 def discover() -> dict[str, TaskType]:
+    """Every task type, in ``ORDER`` (the order columns are matched in, whatever order the modules were imported)."""
     for name in ORDER:
         importlib.import_module(f"{__name__}.{name}")
-    return TASK_TYPES
+    return {**{name: TASK_TYPES[name] for name in ORDER}, **TASK_TYPES}

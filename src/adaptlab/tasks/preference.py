@@ -39,6 +39,10 @@ log = logging.getLogger("adaptlab")
 
 REFERENCE = "ref_logps"
 """Batch key of the reference model's log-probabilities, (2B,) chosen then rejected (a strategy's cache)."""
+DESIRABLE = "_desirable"
+"""Batch key: which rows hold a desirable answer, (2B,) here (chosen: yes, rejected: no), (B,) in ``feedback``."""
+PAIRED = "_paired"
+"""Batch key: True when the batch's rows are pairs, chosen half then rejected half (what pair statistics need)."""
 
 
 @register_task
@@ -267,7 +271,8 @@ class PairCollate:
             "input_ids": torch.tensor([x + [self.pad] * (width - len(x)) for x in ids]),
             "attention_mask": torch.tensor([[1] * len(x) + [0] * (width - len(x)) for x in ids]),
             "labels": torch.tensor([y + [IGNORE] * (width - len(y)) for y in labels]),
-            EXAMPLES: len(rows),
+            EXAMPLES: len(rows), PAIRED: True,
+            DESIRABLE: torch.tensor([True] * len(rows) + [False] * len(rows)),
         }
         if self.answers:  # the answers' log-probabilities only: no logits for the prompts, none over the vocabulary
             batch[ANSWERS] = batch["labels"]

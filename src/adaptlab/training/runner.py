@@ -32,6 +32,7 @@ from ..models.adapted import summary as adapted_summary
 from ..models.backbones import Backbone, load_backbone
 from ..models.modeling import count_parameters
 from ..serve.generator import Generator
+from ..serve.predict import load as open_run
 from ..serve.modelcard import artifact_kind, model_card
 from ..strategies.base import Task, get_strategy, hook, save_pretrained, supported, answers_needed
 from ..tasks import get_task_type
@@ -205,7 +206,8 @@ def run_one(cfg: RunConfig, setup: Setup, out: Path, resume: bool = False) -> Ru
     train_cfg = resolve_train(cfg, task_type)
     data_cfg = cfg.data.model_copy(update={"max_length": input_length(cfg.data, setup.backbone), "task": task_type.name})
     resolved = cfg.model_copy(update={"train": train_cfg, "data": data_cfg, "output": cfg.output or str(out)})
-    task = Task(setup.data.labels, setup.backbone, train_cfg, root=out.parent, type=task_type, run_config=resolved)
+    task = Task(setup.data.labels, setup.backbone, train_cfg, root=out.parent, type=task_type, run_config=resolved,
+                open_run=open_run)
     partial = partial_folder(out)
     if resume and (partial / "metrics.json").is_file():  # killed after training, while the folder was being finished
         log.info("%s: %s finished training; completing the run folder", strategy.name, partial)
