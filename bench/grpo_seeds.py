@@ -64,7 +64,9 @@ def write(rows: list[dict], args: argparse.Namespace, wall: float | None) -> Non
                      f"**{statistics.mean(gains):+.4f}**{spread} | | | | | |")
     lines += ["", "Rows from `--also` folders are ablations made with the same recipe and one `--set` (here: RLOO at GRPO's KL "
               "weight, `adaptlab compare grpo --strategies rloo --set strategy.beta=0.04`). Training seconds are wall time on "
-              "2 cores and rise when another job shares them (the RLOO 0.002 run shared them with the test suite)."]
+              "2 cores and rise when another job shares them (both RLOO 0.002 runs shared them with the test suite; RLOO's seed 43 "
+              "was finished later, at commit b8b6622, with `adaptlab compare grpo --strategies rloo --seeds 2 --resume`; seed 42 "
+              "ran at 41e55b9, and nothing between the two changes what RLOO computes)."]
     (results / "grpo_seeds.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     print("\n".join(lines))
 

@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -151,7 +152,15 @@ def test_compare_resumes_after_an_interruption(cli, tmp_path, tiny_backbone, toy
     assert (tmp_path / "cmp" / "report.md").is_file() and not (tmp_path / "cmp.partial").exists()
 
 
-@pytest.mark.parametrize("command", ["train", "compare", "curve", "episodic", "predict", "merge", "strategies"])
+def _commands() -> list[str]:
+    import typer.main
+
+    from adaptlab.cli import app
+
+    return sorted(typer.main.get_command(app).commands)
+
+
+@pytest.mark.parametrize("command", _commands())
 def test_every_option_shows_its_default(command):
     """Rich help used to eat '[text]' as markup ('Text column .'): every option names its default."""
     import click
@@ -170,6 +179,26 @@ def test_every_option_shows_its_default(command):
     assert "column ." not in text
     if "--text-column" in text:
         assert "(text)" in text
+
+
+@pytest.mark.parametrize("command, module, prefix", [
+    ("compare", "reporting/comparison.py", "compare-"), ("tune", "training/tune.py", "tune-{name}-"),
+    ("curve", "reporting/curves.py", "curve-"), ("episodic", "eval/episodic.py", "episodic-"),
+    ("train", "training/folders.py", "{cfg.strategy.name}-")])
+def test_the_output_default_in_help_is_the_folder_the_command_writes(command, module, prefix):
+    """``--output``'s shown default names the folder the code makes when it is left out (it once showed
+    ``runs/<strategy>-<time>`` on every command)."""
+    import typer.main
+
+    import adaptlab
+    from adaptlab.cli import app
+
+    option = next(p for p in typer.main.get_command(app).commands[command].params if p.name == "output")
+    shown = str(option.show_default)
+    source = (Path(adaptlab.__file__).parent / module).read_text(encoding="utf-8")
+    assert f'Path("runs") / f"{prefix}' in source, module
+    expected = "runs/" + prefix.replace("{name}", "<strategy>").replace("{cfg.strategy.name}", "<strategy>") + "<time>"
+    assert shown.endswith(expected), (command, shown)
 
 
 def test_long_work_shows_progress(cli, tmp_path, tiny_backbone, toy_csv, monkeypatch, caplog):

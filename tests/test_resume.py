@@ -10,13 +10,13 @@ from adaptlab.training.loop import StepLog
 from adaptlab.training.runner import train
 
 
-def recipe(backbone, data, strategy="full"):
+def recipe(backbone, data, strategy="full", keep_best=False):
     return {
         "strategy": strategy,
         "backbone": str(backbone),
         "data": {"train": str(data)},  # 288 training rows: 9 batches per epoch, epoch ends at steps 9, 18, 27
         "train": {"epochs": 3, "checkpoint_every": 5, "progress": False, "seed": 0, "batch_size": 32,
-                  "precision": "fp32", "lr": 5e-5, "keep_best": False},  # the last weights: every step shows
+                  "precision": "fp32", "lr": 5e-5, "keep_best": keep_best},  # False: the last weights, every step shows
     }
 
 
@@ -47,34 +47,39 @@ def steps(run_dir) -> list[tuple]:
 
 
 KILLS = [
-    ("full", "step", 12),  # mid-epoch: resumes from the step-10 checkpoint, batch 1 of epoch 2
-    ("full", "step", 10),  # just after the epoch-end checkpoint at step 9
-    ("gradual_unfreeze", "step", 21),  # mid-epoch, after more layers opened
-    ("full", "save", None),  # while the model is being written
-    ("full", "rename", None),  # the run folder complete but still called .partial
+    ("full", "step", 12, False),  # mid-epoch: resumes from the step-10 checkpoint, batch 1 of epoch 2
+    ("full", "step", 10, False),  # just after the epoch-end checkpoint at step 9
+    ("gradual_unfreeze", "step", 21, False),  # mid-epoch, after more layers opened
+    ("full", "save", None, False),  # while the model is being written
+    ("full", "rename", None, False),  # the run folder complete but still called .partial
+    ("full", "step", 21, True),  # keep_best: the best epoch's weights so far travel in the checkpoint
 ]
 
 
-@pytest.mark.parametrize(("strategy", "where", "step"), KILLS)
-def test_resume_is_bit_identical_to_the_uninterrupted_run(tmp_path, tiny_backbone, toy_csv, monkeypatch, strategy, where, step):
+@pytest.mark.parametrize(("strategy", "where", "step", "keep_best"), KILLS)
+def test_resume_is_bit_identical_to_the_uninterrupted_run(tmp_path, tiny_backbone, toy_csv, monkeypatch, strategy, where, step,
+                                                          keep_best):
     import adaptlab.training.runner
 
-    reference = train(recipe(tiny_backbone, toy_csv, strategy), output=str(tmp_path / "ref"))
+    def recipe_(*args):  # noqa: ANN202
+        return recipe(*args, keep_best=keep_best)
+
+    reference = train(recipe_(tiny_backbone, toy_csv, strategy), output=str(tmp_path / "ref"))
     if where == "step":
         kill_at(monkeypatch, step)
     else:
         kill_in(monkeypatch, adaptlab.training.runner, {"save": "_save_artifact", "rename": "_complete"}[where])
     with pytest.raises(KeyboardInterrupt):
-        train(recipe(tiny_backbone, toy_csv, strategy), output=str(tmp_path / "run"))
+        train(recipe_(tiny_backbone, toy_csv, strategy), output=str(tmp_path / "run"))
     partial = tmp_path / "run.partial"
     assert partial.is_dir() and not (tmp_path / "run").exists()
     monkeypatch.undo()
     with pytest.raises(Exception, match="--resume"):
-        train(recipe(tiny_backbone, toy_csv, strategy), output=str(tmp_path / "run"))
-    resumed = train(recipe(tiny_backbone, toy_csv, strategy), output=str(tmp_path / "run"), resume=True)
+        train(recipe_(tiny_backbone, toy_csv, strategy), output=str(tmp_path / "run"))
+    resumed = train(recipe_(tiny_backbone, toy_csv, strategy), output=str(tmp_path / "run"), resume=True)
     assert not partial.exists() and not (resumed.run_dir / "checkpoint").exists()
-    for key in ("eval", "validation", "history", "train_examples"):
-        assert resumed.metrics[key] == reference.metrics[key], key
+    for key in ("eval", "validation", "history", "train_examples", "best_epoch"):
+        assert resumed.metrics.get(key) == reference.metrics.get(key), key
     assert steps(resumed.run_dir) == steps(reference.run_dir)  # no step logged twice, none missing
     ref_weights = load_file(reference.run_dir / "model" / "model.safetensors")
     new_weights = load_file(resumed.run_dir / "model" / "model.safetensors")

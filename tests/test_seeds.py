@@ -37,15 +37,28 @@ def test_the_best_is_recommended_when_every_cheaper_one_is_worse_beyond_noise():
     assert "Every cheaper strategy is worse beyond noise" in recommend_over_seeds(groups)
 
 
+def test_a_strategy_that_did_not_learn_on_a_seed_is_never_recommended():
+    """A fast probe at the majority class on one seed is "within noise" of lora by its scores alone; it must not
+    be recommended (issue 26: the one-seed path already refused it, the seeds path did not)."""
+    flat = rows({"probe": [0.473, 0.575], "lora": [0.580, 0.570]}, {"probe": 5.0, "lora": 40.0})
+    assert "**probe**" in recommend_over_seeds(summarise(flat))  # scores alone: the cheaper one, within noise
+    flat[0]["learned"] = "no"
+    text = recommend_over_seeds(summarise(flat))
+    assert "**lora**" in text and "Every cheaper strategy" in text and "Not considered: probe" in text
+    for r in flat:
+        r["learned"] = "no"
+    assert recommend_over_seeds(summarise(flat)).startswith("No recommendation")
+
+
 def test_compare_with_seeds_reports_each_strategy_over_its_seeds(cli, tiny_backbone, toy_csv, tmp_path):
-    code, out, err = cli("compare", "--strategies", "linear_probe,lora", "-b", tiny_backbone, "-d", toy_csv, "--epochs", "1",
+    code, out, err = cli("compare", "--strategies", "linear_probe,full", "-b", tiny_backbone, "-d", toy_csv, "--epochs", "3",
                          "--seeds", "2", "-o", tmp_path / "cmp", "-q")
     assert code == 0, err
     results = json.loads((tmp_path / "cmp" / "results.json").read_text())
-    assert [(r["group"], r["seed"]) for r in results["runs"]] == [("linear_probe", 42), ("linear_probe", 43), ("lora", 42), ("lora", 43)]
+    assert [(r["group"], r["seed"]) for r in results["runs"]] == [("linear_probe", 42), ("linear_probe", 43), ("full", 42), ("full", 43)]
     report = (tmp_path / "cmp" / "report.md").read_text()
     assert "## Over 2 seeds" in report and "Over the seeds, **" in report
-    assert (tmp_path / "cmp" / "lora-seed43" / "metrics.json").is_file()
+    assert (tmp_path / "cmp" / "full-seed43" / "metrics.json").is_file()
 
 
 def test_zero_seeds_is_one_clear_line(cli, tiny_backbone, toy_csv, tmp_path):

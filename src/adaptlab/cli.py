@@ -42,6 +42,11 @@ Lr = Annotated[str | None, typer.Option("--lr", help="Peak learning rate, or aut
 Batch = Annotated[int | None, typer.Option("--batch-size", help="Training batch size.", show_default="32; 8 for sft and preference")]
 Seed = Annotated[int | None, typer.Option("--seed", help="Seed for init, shuffling and the split.", show_default="42")]
 Output = Annotated[Path | None, typer.Option("--output", "-o", help="Output folder.", show_default="runs/<strategy>-<time>")]
+CompareOutput = Annotated[Path | None, typer.Option("--output", "-o", help="Output folder.",
+                                                    show_default="the recipe's output, else runs/compare-<time>")]
+TuneOutput = Annotated[Path | None, typer.Option("--output", "-o", help="Output folder.", show_default="runs/tune-<strategy>-<time>")]
+CurveOutput = Annotated[Path | None, typer.Option("--output", "-o", help="Output folder.", show_default="runs/curve-<time>")]
+EpisodicOutput = Annotated[Path | None, typer.Option("--output", "-o", help="Output folder.", show_default="runs/episodic-<time>")]
 Resume = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run in --output.", show_default="off")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.", show_default="off")]
 Shots = Annotated[int | None, typer.Option("--shots", help="Few-shot: keep N training examples per class (seeded).", show_default="all")]
@@ -129,7 +134,7 @@ def compare(
     backbone: Backbone = None, data: Data = None, eval_data: EvalData = None, text_column: TextCol = None,
     text_pair_column: PairCol = None, label_column: LabelCol = None, eval_fraction: EvalFrac = None,
     max_train: MaxTrain = None, max_eval: MaxEval = None, encoding: Encoding = None, epochs: Epochs = None,
-    lr: Lr = None, batch_size: Batch = None, seed: Seed = None, output: Output = None, set_: Set = None,
+    lr: Lr = None, batch_size: Batch = None, seed: Seed = None, output: CompareOutput = None, set_: Set = None,
     resume: Resume = False, quiet: Quiet = False, shots: Shots = None, target_shots: TargetShots = None,
     task: Task = None, prompt_column: PromptCol = None, response_column: ResponseCol = None, system: System = None,
     template: Template = None, packing: Packing = None, max_length: MaxLength = None, report_to: ReportTo = None,
@@ -178,7 +183,7 @@ def tune(
     pruner: Annotated[str, typer.Option("--pruner", help="median, halving (successive halving) or none.")] = "median",
     backbone: Backbone = None, data: Data = None, eval_data: EvalData = None, text_column: TextCol = None,
     label_column: LabelCol = None, max_train: MaxTrain = None, max_eval: MaxEval = None, seed: Seed = None,
-    output: Output = None, set_: Set = None, resume: Resume = False, quiet: Quiet = False, report_to: ReportTo = None,
+    output: TuneOutput = None, set_: Set = None, resume: Resume = False, quiet: Quiet = False, report_to: ReportTo = None,
 ) -> None:
     """Search a strategy's hyperparameters with Optuna; write the best as a recipe and its gain over the defaults.
 
@@ -293,7 +298,7 @@ def curve(
     shots: Annotated[str | None, typer.Option("--shots", help="Ks of training examples per class, e.g. 4,8,16.", show_default="none")] = None,
     backbone: Backbone = None, data: Data = None, eval_data: EvalData = None, text_column: TextCol = None,
     label_column: LabelCol = None, max_train: MaxTrain = None, max_eval: MaxEval = None, epochs: Epochs = None,
-    lr: Lr = None, batch_size: Batch = None, seed: Seed = None, output: Output = None, set_: Set = None, quiet: Quiet = False,
+    lr: Lr = None, batch_size: Batch = None, seed: Seed = None, output: CurveOutput = None, set_: Set = None, quiet: Quiet = False,
 ) -> None:
     """Accuracy against k: one comparison per number of (target-language) examples per class."""
     from .reporting.curves import curve_table, shots_curve
@@ -321,7 +326,7 @@ def episodic(
     episodes: Annotated[int, typer.Option("--episodes", help="Test episodes.")] = 100,
     backbone: Backbone = None, data: Data = None, text_column: TextCol = None, label_column: LabelCol = None,
     max_train: MaxTrain = None, max_eval: MaxEval = None, epochs: Epochs = None, lr: Lr = None, batch_size: Batch = None,
-    seed: Seed = None, output: Output = None, set_: Set = None, quiet: Quiet = False,
+    seed: Seed = None, output: EpisodicOutput = None, set_: Set = None, quiet: Quiet = False,
 ) -> None:
     """Train on some classes, then N-way K-shot accuracy (95% CI) on episodes of held-out classes."""
     from .eval.episodic import episodic as run_episodic

@@ -39,9 +39,10 @@ def parse_eval_sets(value: Any) -> Any:
 
 class DataConfig(Section):
     task: str | None = None
-    """Task type (``adaptlab tasks``): ``classification`` or ``sft``; ``null`` tells it from the training
-    data's columns (text and label: classification; prompt and response, ``messages`` or alpaca's
-    ``instruction``/``output``: sft)."""
+    """Task type (``adaptlab tasks``): ``classification``, ``sft``, ``preference``, ``feedback``,
+    ``language_modelling``; ``null`` tells it from the training data's columns (text and label: classification;
+    prompt, answer and label: feedback; chosen and rejected: preference; prompt and response, ``messages`` or
+    alpaca's ``instruction``/``output``: sft)."""
     train: str = "rotten-tomatoes"
     """A bundled dataset name (``adaptlab datasets``) or a CSV, TSV, JSONL, JSON or Parquet file."""
     eval: str | dict[str, str] | None = None
@@ -114,7 +115,7 @@ Rate = Annotated[float, Field(ge=0, le=1)]
 class BackTranslateConfig(Section):
     """Back-translation through a generative model (``adaptlab.data.backtranslate``)."""
 
-    via: str = "smollm2"
+    via: str = "smollm2-135m"
     """Translator into the pivot language: a finished sft run folder, or a causal-LM backbone (alias, folder, hub id)
     prompted as an instruction model."""
     back: str | None = None
@@ -146,7 +147,7 @@ class AugmentConfig(Section):
     """Synonym replacement draws from this many nearest neighbours of a word."""
     backtranslate: BackTranslateConfig | None = None
     """Also add each example translated into a pivot language and back (Sennrich et al. 2016, §3.2; Xie et al.
-    2020, §3.1), e.g. ``{via: smollm2}``; translations are cached per text. ``null``: off."""
+    2020, §3.1), e.g. ``{via: smollm2-135m}``; translations are cached per text. ``null``: off."""
 
     @property
     def active(self) -> bool:

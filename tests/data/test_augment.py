@@ -112,3 +112,12 @@ def test_back_translation_goes_through_a_generative_model_and_is_cached(tiny_cha
     cached = list((tmp_path / "cache" / "backtranslation").glob("*.jsonl"))
     assert len(cached) == 1 and len(cached[0].read_text().splitlines()) == 2
     assert back_translated(ex, cfg, generator.Generator).texts == first.texts and len(prompts) == 4  # the second time: from the cache
+
+
+def test_the_default_translator_is_a_bundled_backbone():
+    """The default ``via`` must name something that loads (it once named ``smollm2``, which is not a backbone)."""
+    from adaptlab.models.backbones import BUNDLED_MODELS, resolve_source
+    from adaptlab.settings import BackTranslateConfig
+
+    via = BackTranslateConfig().via
+    assert via in BUNDLED_MODELS and resolve_source(via)[0]

@@ -105,7 +105,18 @@ def test_a_comparison_judged_by_its_reward_model_stage(cli, tiny_chat, pairs_csv
     judged = results["judge"]
     assert judged["anchors"]["chosen"] > judged["anchors"]["rejected"]  # the judge learned the preference
     assert runs["base"]["judge"]["win_rate"] == 0.5 and runs["base"]["judge"]["prompts"] == 16  # against itself
-    assert 0 <= runs["dpo"]["judge"]["win_rate"] <= 1 and "judge" not in runs["rm"]  # the reward model wrote no answers
+    assert "judge" not in runs["rm"]  # the reward model wrote no answers
+    import adaptlab  # the judge's numbers are the reward model's scores of the answers each row wrote, recomputed here
+    from adaptlab.reporting.judge import win_rate
+
+    scorer = adaptlab.load(tmp_path / "cmp" / "rm")
+    scores = {}
+    for name in ("base", "dpo"):
+        gen = [json.loads(line) for line in (tmp_path / "cmp" / name / "generations.jsonl").read_text().splitlines()]
+        values = scorer.score([g["prompt"] for g in gen], [g["output"] for g in gen])
+        scores[name] = {(i, g["prompt"]): v for i, (g, v) in enumerate(zip(gen, values))}
+    assert runs["dpo"]["judge"]["win_rate"] == pytest.approx(win_rate(scores["dpo"], scores["base"]))
+    assert runs["dpo"]["judge"]["reward"] == pytest.approx(sum(scores["dpo"].values()) / 16)
     report = (tmp_path / "cmp" / "report.md").read_text()
     assert "win rate vs baseline (RM)" in report and "## Judged by the reward model" in report
     assert "**dpo** wins" in report

@@ -4,7 +4,7 @@ language and back by a generative model, a paraphrase with the same label (Sennr
 
 The translator is adaptlab's own generative path: a finished sft run folder (``adaptlab train
 --task sft``, e.g. the ``translate`` recipe's) or a causal-LM backbone prompted as an instruction
-model (the bundled ``smollm2``), generating greedily with the run's chat template. Opening one is the
+model (the bundled ``smollm2-135m``), generating greedily with the run's chat template. Opening one is the
 serving layer's work (``serve/generator.py``): the caller hands ``open_generator`` in, so this data
 module imports nothing above it. Translations
 are cached per text (``cache_dir()/backtranslation``, one JSON line per text, keyed by the

@@ -51,6 +51,8 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         g = groups.setdefault(r.get("group") or r["run"], {"run": r.get("group") or r["run"], "by_seed": {}, "seconds": [],
                                                             "trainable_params": r.get("trainable_params"), "metric": r["metric"]})
         g["by_seed"][r.get("seed")] = r["score"]
+        if r.get("learned") == "no":  # flagged by eval/diagnosis.py: at or below the majority class
+            g.setdefault("did_not_learn", []).append(r.get("seed"))
         g.setdefault("splits", set()).add(r.get("split_seed"))
         g["seconds"].append(r.get("train_seconds") or 0.0)
     for g in groups.values():
@@ -120,11 +122,18 @@ def seeds_section(groups: list[dict[str, Any]]) -> list[str]:
 
 
 def recommend_over_seeds(groups: list[dict[str, Any]]) -> str:
-    """The cheapest strategy (mean training time) no worse than the best beyond noise."""
+    """The cheapest strategy (mean training time) no worse than the best beyond noise, among those that learned
+    on every seed (a strategy flagged did-not-learn on any seed is never recommended, as with one seed)."""
+    failed = [g["run"] for g in groups if g.get("did_not_learn")]
+    groups = [g for g in groups if not g.get("did_not_learn")]
+    if not groups:
+        return f"No recommendation: no strategy learned more than the majority class on every seed ({', '.join(failed)})."
     best = best_group(groups)
     tied = [g for g in groups if g is best or within_noise(*paired(best, g)[:2])]
     cheap = min(tied, key=lambda g: g["train_seconds"])
     text = f"Over the seeds, **{best['run']}** has the best mean {best['metric']} ({best['mean']:.3f})."
+    if failed:
+        text += f" Not considered: {', '.join(failed)} (did not learn on some seed; see below)."
     if cheap is best:
         return text + " Every cheaper strategy is worse beyond noise: the recommendation."
     return (text + f" **{cheap['run']}** ({cheap['mean']:.3f}) is within noise of it and trains "

@@ -76,7 +76,7 @@ class Predictor:
         """Answers to ``prompts`` with the run's template and generation settings (greedy unless set)."""
         if not self.generative:
             raise AdaptlabError(f"{self.run_dir} is a {self.task_type.name} run: use predict(), not generate()")
-        if getattr(self.strategy, "serves", None) == "score":
+        if self.strategy.serves == "score":
             raise AdaptlabError(f"{self.run_dir} is a {self.strategy.name} run: it scores answers, use score(prompts, responses)")
         return self.task_type.generate(self.module, list(prompts), batch_size, progress)
 

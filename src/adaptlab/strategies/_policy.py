@@ -34,7 +34,7 @@ from ..errors import AdaptlabError
 from ..eval.metrics import model_inputs
 from ..objectives.rewards import open_models
 from ..tasks.preference import REFERENCE, sequence_logps
-from .base import Task, get_strategy, hook, save_pretrained
+from .base import Task, declared, get_strategy, hook, save_pretrained
 
 log = logging.getLogger("adaptlab")
 
@@ -44,10 +44,10 @@ def method_of(spec: str | dict[str, Any], role: str = "strategy.method") -> Any:
     is not a method (a strategy that does not train the backbone itself: ``dpo``, ``linear_probe``...)."""
     spec = {"name": spec} if isinstance(spec, str) else dict(spec)
     cls = get_strategy(str(spec["name"])) if spec.get("name") else None
-    if cls is None or not getattr(cls, "method", False):
+    if cls is None or not cls.method:
         from .base import REGISTRY
 
-        methods = sorted(n for n, c in REGISTRY.items() if getattr(c, "method", False))
+        methods = sorted(n for n, c in REGISTRY.items() if c.method)
         raise AdaptlabError(f"{role} must be a method, a strategy that trains the model ({', '.join(methods)}); "
                             f"got {spec.get('name')!r}")
     return cls(cls.Config.model_validate(spec))
@@ -206,10 +206,10 @@ class OnlinePolicy(Policy):
 def composed(objective: type[Any]) -> type[Any]:
     """The strategy class that runs ``objective`` through its configured method."""
     base = OnlinePolicy if objective.online else Policy
-    return type(objective.__name__, (base,), {
+    return declared(type(objective.__name__, (base,), {
         "__doc__": objective.__doc__, "__module__": objective.__module__, "objective_cls": objective,
         "name": objective.name, "Config": objective.Config, "tasks": objective.tasks,
-        "train_defaults": dict(objective.train_defaults)})
+        "train_defaults": dict(objective.train_defaults)}))
 
 
 def _key(row: dict) -> tuple:

@@ -122,6 +122,26 @@ class Strategy(Protocol):
     Config: ClassVar[type[StrategyConfig]]
     train_defaults: ClassVar[dict[str, Any]]
     config: StrategyConfig
+    # What a strategy declares about itself (class attributes; ``register`` gives every registered class the
+    # defaults in ``TRAITS``, so callers read them directly instead of probing):
+    tasks: ClassVar[tuple[str, ...]]
+    """The task types it runs on (default: classification); another is refused before any folder is written."""
+    task: ClassVar[str | None]
+    """The task type of its runs when that is not the data's (``dapt``: language modelling on a task's texts)."""
+    method: ClassVar[bool]
+    """True for a *method*: it decides what trains and can carry an objective (``strategy.method``)."""
+    prompts_only: ClassVar[bool]
+    """True when it trains on prompts alone (its answers are its own samples: GRPO, RLOO)."""
+    score_before: ClassVar[bool]
+    """True when the held-out set is scored once before training too (the history's epoch 0)."""
+    auto: ClassVar[tuple[str, ...]]
+    """The training settings the data decides when left unset (default: the learning rate and the epochs)."""
+    checkpointing: ClassVar[bool]
+    """False when it cannot train with gradient checkpointing (prefix tuning), with ``checkpointing_why``."""
+    serves: ClassVar[str]
+    """What its runs serve: ``generate`` or ``predict`` as their task type does, or ``score`` (a reward model)."""
+    train_defaults_for: ClassVar[dict[str, dict[str, Any]]]
+    """Per task type, training defaults that replace ``train_defaults``'s."""
 
     def prepare(self, model: nn.Module, task: Task) -> nn.Module:
         """Decide what trains (``requires_grad``) and return the module to train."""
@@ -129,6 +149,9 @@ class Strategy(Protocol):
 
 
 REGISTRY: dict[str, type[Any]] = {}
+TRAITS: dict[str, Any] = {"tasks": ("classification",), "task": None, "method": False, "prompts_only": False, "score_before": False,
+                          "auto": ("lr", "epochs"), "checkpointing": True, "serves": "task", "train_defaults_for": {}}
+"""The declared class attributes of :class:`Strategy` and what a strategy that does not set one gets."""
 
 
 def register(cls: type[Any]) -> type[Any]:
@@ -137,8 +160,16 @@ def register(cls: type[Any]) -> type[Any]:
     if name in REGISTRY and REGISTRY[name] is not cls:
         raise ValueError(f"strategy '{name}' registered twice")
     cls.name = name
+    REGISTRY[name] = declared(cls)
+    return cls
+
+
+def declared(cls: type[Any]) -> type[Any]:
+    """``cls`` with every trait it does not set at its default (``TRAITS``): callers read ``cls.<trait>``."""
     cls.train_defaults = dict(getattr(cls, "train_defaults", {}))
-    REGISTRY[name] = cls
+    for trait, default in TRAITS.items():
+        if not hasattr(cls, trait):
+            setattr(cls, trait, default)
     return cls
 
 
@@ -158,23 +189,23 @@ def summary(cls: type) -> str:
 
 def supported(strategy: Any, task_type: Any) -> None:
     """One clear error when a strategy cannot run on a task type."""
-    tasks = getattr(strategy, "tasks", ("classification",))
+    tasks = strategy.tasks
     if task_type.name not in tasks:
         from . import discover
 
         discover()
-        fit = sorted(n for n, cls in REGISTRY.items() if task_type.name in getattr(cls, "tasks", ("classification",)))
+        fit = sorted(n for n, cls in REGISTRY.items() if task_type.name in cls.tasks)
         raise AdaptlabError(f"strategy '{strategy.name}' does not support task '{task_type.name}' (it supports: "
                             f"{', '.join(tasks)}); strategies for {task_type.name}: {', '.join(fit)}")
 
 
 def answers_needed(strategy: Any, data: Any) -> None:
     """One clear error when the data has prompts alone and the strategy learns from given answers."""
-    if getattr(data, "form", None) != "prompt" or getattr(strategy, "prompts_only", False):
+    if getattr(data, "form", None) != "prompt" or strategy.prompts_only:
         return
     from . import discover
 
-    able = sorted(n for n, cls in discover().items() if getattr(cls, "prompts_only", False))
+    able = sorted(n for n, cls in discover().items() if cls.prompts_only)
     raise AdaptlabError(f"{data.source} has prompts but no answers (no response column): strategy '{strategy.name}' learns from "
                         f"given answers; add a response column (--response-column) or use one that samples its own: {', '.join(able)}")
 

@@ -58,7 +58,7 @@ def plan_memory(cfg: RunConfig, labels: int = 2, device: str | None = None, limi
     length = input_length(cfg.data, backbone)
     pairs = 2 if task_type.name == "preference" else 1
     checkpointing = task_type.generative if train.gradient_checkpointing == "auto" else bool(train.gradient_checkpointing)
-    checkpointing = checkpointing and getattr(strategy, "checkpointing", True)
+    checkpointing = checkpointing and strategy.checkpointing
     gpu16 = device == "cuda" and train.precision in ("auto", "bf16", "fp16")  # loaded in 16 bits (modeling.load_dtype)
     bits = getattr(strategy.config, "bits", None)  # a quantised base (qlora): its bits and block scales
     weight_bytes = bits / 8 * 1.06 if bits else (2.0 if gpu16 else 4.0)

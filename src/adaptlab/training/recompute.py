@@ -26,7 +26,7 @@ def checkpointing(module: nn.Module, cfg: TrainConfig | None, task_type: Any, st
     wanted = on and cfg is not None and (task_type.generative if cfg.gradient_checkpointing == "auto" else cfg.gradient_checkpointing)
     if on and not wanted:
         return False
-    if on and not getattr(strategy, "checkpointing", True):
+    if on and strategy is not None and not strategy.checkpointing:
         if cfg.gradient_checkpointing is True:
             raise AdaptlabError(f"train.gradient_checkpointing: {strategy.name} cannot train with it ({strategy.checkpointing_why}); "
                                 "set it to false")

@@ -47,8 +47,6 @@ from .tracking import Trackers, check_trackers, experiment_of
 log = logging.getLogger("adaptlab")
 
 FALLBACK_TRAIN = {"epochs": 3, "lr": 5e-5, "schedule": "linear"}
-AUTO = ("lr", "epochs")
-"""Settings the data decides when the user leaves them unset (a strategy's ``auto`` attribute narrows this)."""
 
 
 @dataclass
@@ -91,8 +89,8 @@ def resolve_train(cfg: RunConfig, task_type: Any = None) -> TrainConfig:
 
     task_type = task_type or get_task_type(cfg.data.task or "classification")
     cls = get_strategy(cfg.strategy.name)
-    own = getattr(cls, "train_defaults_for", {}).get(task_type.name, {})
-    defaults = {**FALLBACK_TRAIN, **task_type.train_defaults, **cls.train_defaults, **own, **dict.fromkeys(getattr(cls, "auto", AUTO), "auto"),
+    own = cls.train_defaults_for.get(task_type.name, {})
+    defaults = {**FALLBACK_TRAIN, **task_type.train_defaults, **cls.train_defaults, **own, **dict.fromkeys(cls.auto, "auto"),
                 "metric": task_type.default_metric}
     unset = {k: v for k, v in defaults.items() if k not in cfg.train.model_fields_set or getattr(cfg.train, k) is None}
     resolved = cfg.train.model_copy(update=unset)
@@ -237,7 +235,7 @@ def run_one(cfg: RunConfig, setup: Setup, out: Path, resume: bool = False) -> Ru
             trackers.start(train_cfg.report_to if main else [], partial, out.name, experiment_of(out), resolved.model_dump(mode="json"))
             rows = train_rows + added if added else train_rows  # the same list when nothing is added (dapt checks identity)
             start = score(strategy, module, eval_rows, train_cfg, pad_token_id=setup.backbone.tokenizer.pad_token_id or 0,
-                          task_type=task_type) if hook(strategy, "score_before", False) and eval_rows else None  # epoch 0
+                          task_type=task_type) if strategy.score_before and eval_rows else None  # epoch 0
             module, state = fit(strategy, module, rows, select_rows, train_cfg, pad_token_id=setup.backbone.tokenizer.pad_token_id or 0,
                                 run_dir=partial, resume=resume, task_type=task_type, trackers=trackers)
     forgetting = probe.compare(before, probe.measure(module))
@@ -343,7 +341,7 @@ def run_task_type(strategy: Any, setup: Setup, cfg: RunConfig) -> Any:
     """The task type of this run: the data's, or the one the strategy's runs always are (``task``)."""
     from ..tasks import get_task_type
 
-    own = getattr(strategy, "task", None)
+    own = strategy.task
     return setup.task_type if own in (None, setup.task_type.name) else get_task_type(own).configure(cfg, setup.backbone)
 
 
