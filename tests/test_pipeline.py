@@ -80,3 +80,13 @@ def test_every_bundled_recipe_plans_its_stages_and_every_row(name):
     plan_stages(recipe, {})
     named = [str(e.get("label") or e.get("name")) if isinstance(e, dict) else e for e in recipe.get("strategy_settings") or []]
     assert plan(recipe, None, {}) and (not named or plan(recipe, named, {}))
+
+
+def test_the_fewshot_recipe_draws_its_examples_per_seed():
+    """``compare fewshot --seeds 3`` is documented (docs/transfer.md) as each seed drawing its own 16 examples."""
+    from adaptlab.reporting.comparison import bundled_recipe, plan, with_seeds
+    from adaptlab.training.runner import split_seed
+
+    recipe = bundled_recipe("fewshot.yaml")
+    seeded = with_seeds(plan(recipe, ["full"], {}), 3, bool(recipe.get("resplit")))
+    assert sorted(split_seed(cfg) for _, cfg in seeded) == [42, 43, 44]

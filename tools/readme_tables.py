@@ -1,9 +1,9 @@
-"""Copy the tables of ``bench/results/*.md`` into the README, between ``<!-- NAME:start -->`` and ``<!-- NAME:end -->``.
+"""Copy the tables of ``bench/results/*.md`` into the docs, between ``<!-- NAME:start -->`` and ``<!-- NAME:end -->``.
 
     python tools/readme_tables.py
 
-A README number is then the number of its results file, which a command in the README regenerates;
-``tests/test_readme_tables.py`` fails when they differ.
+A number on a page (the README or ``docs/*.md``) is then the number of its results file, which a command on that
+page regenerates; ``tests/test_readme_tables.py`` fails when they differ.
 """
 
 from __future__ import annotations
@@ -12,8 +12,22 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 TABLES = {"memory-vs-trl": "memory_vs_trl_batch8.md", "memory-plan": "memory_plan.md", "grpo-seeds": "grpo_seeds.md",
-          "grpo-vs-trl": "grpo_vs_trl.md"}
-"""README marker -> the results file whose table goes there."""
+          "grpo-vs-trl": "grpo_vs_trl.md", "preference-objectives": "preference_objectives.md",
+          "kto-unpaired": "kto_unpaired.md"}
+"""Marker -> the results file whose table goes there."""
+
+
+def pages() -> list[Path]:
+    """Where tables may be shown: the README and every page of docs/."""
+    return [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
+def page_of(name: str) -> Path:
+    """The one page holding the marker ``name``."""
+    found = [p for p in pages() if f"<!-- {name}:start -->" in p.read_text(encoding="utf-8")]
+    if len(found) != 1:
+        raise SystemExit(f"marker {name} is on {len(found)} pages ({', '.join(p.name for p in found)}); it needs exactly one")
+    return found[0]
 
 
 def table(results: Path) -> str:
@@ -33,11 +47,10 @@ def current(text: str, name: str) -> str:
 
 
 def main() -> None:
-    readme = ROOT / "README.md"
-    text = readme.read_text(encoding="utf-8")
     for name in TABLES:
-        text = text.replace(current(text, name), block(name))
-    readme.write_text(text, encoding="utf-8")
+        page = page_of(name)
+        text = page.read_text(encoding="utf-8")
+        page.write_text(text.replace(current(text, name), block(name)), encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -1,10 +1,10 @@
-"""Write the README's family x strategy support table from the family matrix (``tests/strategies/test_families.py``).
+"""Write the family x strategy support table (docs/models.md) from the family matrix (``tests/strategies/test_families.py``).
 
-    python tools/support_table.py          # runs every cell (tiny models, ~5 minutes on 2 cores), rewrites README.md
+    python tools/support_table.py          # runs every cell (tiny models, ~5 minutes on 2 cores), rewrites docs/models.md
 
 Each cell is what the matrix found: the strategy trains that family's model through the shared loop with
 every invariant of the matrix holding (✓), or refuses it in one line before anything loads (✗ with the
-reason). ``test_support_table_says_what_the_matrix_found`` fails when the README and the matrix disagree.
+reason). ``test_support_table_says_what_the_matrix_found`` fails when docs/models.md and the matrix disagree.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from pathlib import Path
 
 START, END = "<!-- support-table:start -->", "<!-- support-table:end -->"
 ROOT = Path(__file__).resolve().parents[1]
+PAGE = ROOT / "docs" / "models.md"
+"""Where the table is shown."""
 
 
 def short_reason(message: str, family: str = "") -> str:
@@ -82,7 +84,7 @@ def main() -> None:
             cell = run_cell(family, task, name, root, teacher if name == "distill" else None)
             outcomes[(family, task, name)] = cell.get("refused", "ok")
             print(family, task, name, outcomes[(family, task, name)][:100], flush=True)
-    write(ROOT / "README.md", render(outcomes))
+    write(PAGE, render(outcomes))
 
 
 if __name__ == "__main__":

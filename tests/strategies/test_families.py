@@ -11,7 +11,7 @@ same invariants, or is refused in one line (``AdaptlabError``) before anything i
 - frozen parameters stay bit-identical, and every adapted module has a parameter that changed;
 - save -> load gives the same outputs (logits, atol 1e-5).
 
-Each cell's outcome is recorded; the README's support table (``tools/support_table.py``) is the same
+Each cell's outcome is recorded; the support table of docs/models.md (``tools/support_table.py``) is the same
 outcomes, and the last test checks that it says what this run found.
 """
 
@@ -246,10 +246,9 @@ def check_placement(family: str, task: str, name: str, module: torch.nn.Module, 
 
 
 def test_support_table_says_what_the_matrix_found():
-    """The README's family x strategy table is this matrix's outcomes (``python tools/support_table.py`` rewrites it)."""
-    from tools.support_table import render, section
+    """docs/models.md's family x strategy table is this matrix's outcomes (``python tools/support_table.py`` rewrites it)."""
+    from tools.support_table import PAGE, render, section
 
     if len(OUTCOMES) < len(CELLS):
-        pytest.skip("the README table is checked when the whole matrix ran (some cells were deselected)")
-    readme = Path(__file__).resolve().parents[2] / "README.md"
-    assert section(readme) == render(OUTCOMES), "README.md's support table is stale: run python tools/support_table.py"
+        pytest.skip("the support table is checked when the whole matrix ran (some cells were deselected)")
+    assert section(PAGE) == render(OUTCOMES), f"{PAGE.name}'s support table is stale: run python tools/support_table.py"
