@@ -22,7 +22,7 @@ LATEST := .venv-latest
 # The lock plus what the side-by-side benchmarks need (trl and its datasets): `make bench-setup`.
 BENCH  := requirements/bench.txt
 
-.PHONY: setup demo test lock test-latest bench-setup clean
+.PHONY: setup demo test lock test-latest bench-setup evidence clean
 
 setup: $(VENV)/.installed
 
@@ -42,6 +42,11 @@ demo: setup
 # ADAPTLAB_REQUIRE_ASSETS: a test whose asset package is missing fails here instead of skipping.
 test: setup
 	ADAPTLAB_REQUIRE_ASSETS=1 $(PY) -m pytest -q
+
+# The results files behind every table the README and docs/ show (the missing ones; resumable), then the tables.
+# `.venv/bin/python tools/evidence.py --list` says what each takes; NAME --force reruns one.
+evidence: bench-setup
+	$(PY) tools/evidence.py
 
 # TRL for bench/sft_vs_trl.py, into the same venv, pinned like everything else (constrained by the lock).
 bench-setup: setup
