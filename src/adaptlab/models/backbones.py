@@ -21,6 +21,8 @@ from ..errors import AdaptlabError, unknown
 from .assets import cache_dir, distribution_file, package_dir  # noqa: F401 (part of this module's API)
 
 if TYPE_CHECKING:
+    from transformers import PretrainedConfig, PreTrainedTokenizerBase
+
     from .placement import Layout
 
 
@@ -164,8 +166,8 @@ class Backbone:
     """What the user asked for (alias, folder or hub id)."""
     source: str
     """What ``from_pretrained`` receives: a local folder or a hub id."""
-    config: object = field(repr=False)
-    tokenizer: object = field(repr=False)
+    config: PretrainedConfig = field(repr=False)
+    tokenizer: PreTrainedTokenizerBase = field(repr=False)
     input_prefix: str = ""
     _layout: object = field(default=None, repr=False, compare=False)
 

@@ -33,6 +33,7 @@ from ..data.batching import BucketBatchSampler, lengths_of
 from ..errors import AdaptlabError
 from ..eval.metrics import model_inputs
 from ..objectives.rewards import open_models
+from ..tasks.base import Generative
 from ..tasks.preference import REFERENCE, sequence_logps
 from .base import Task, declared, get_strategy, hook, save_pretrained
 
@@ -174,7 +175,10 @@ class OnlinePolicy(Policy):
         """The batch's prompts -> answers sampled from the policy, rewarded, as the step's training batch."""
         from ..objectives._group import RolloutContext
 
-        renderer = self.run_task.type.renderer
+        task_type = self.run_task.type
+        if not isinstance(task_type, Generative):  # the objective's ``tasks`` admit generative types only
+            raise AdaptlabError(f"{self.name} samples answers: task {task_type.name} does not generate")
+        renderer = task_type.renderer
         ctx = RolloutContext(renderer.tokenizer, renderer.stop_ids, self._reference)
         return self.objective.rollout(model, batch, ctx)
 

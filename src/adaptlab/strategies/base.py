@@ -20,7 +20,9 @@ import torch
 from torch import nn
 
 from ..errors import AdaptlabError, unknown
-from ..settings import StrategyConfig
+from ..models.backbones import Backbone
+from ..settings import StrategyConfig, TrainConfig
+from ..tasks.base import TaskType
 
 
 @dataclass
@@ -28,11 +30,15 @@ class Task:
     """What a strategy may need to know about the task and the backbone."""
 
     labels: list[str]
-    backbone: Any  # adaptlab.models.backbones.Backbone
-    train_config: Any = None  # resolved TrainConfig
-    root: Any = None  # folder holding this run and its sibling stages: where "@stage" references resolve
-    type: Any = None  # the task type (adaptlab.tasks): what model is built, how it is judged; classification if None
-    run_config: Any = None  # the whole resolved RunConfig (data and generation settings)
+    backbone: Backbone
+    train_config: TrainConfig | None = None
+    """The resolved training settings."""
+    root: Path | None = None
+    """The folder holding this run and its sibling stages: where ``@stage`` references resolve."""
+    type: TaskType = None  # type: ignore[assignment]  # classification when left out (__post_init__)
+    """The task type (``adaptlab.tasks``): what model is built, how it is judged."""
+    run_config: Any = None
+    """The whole resolved RunConfig (data and generation settings; the config layer sits above this one)."""
     open_run: Callable[[str], Any] | None = None
     """How a finished run folder is opened (``serve.predict.load``), for strategies that use another run (a reward
     model as the reward): handed in by the runner, so strategies import nothing from the serving layer."""

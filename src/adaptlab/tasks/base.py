@@ -19,6 +19,7 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 import torch
 from torch import nn
 
+from ..data.conversations import Renderer
 from ..errors import unknown
 
 
@@ -107,6 +108,15 @@ class TaskType(Protocol):
         """Extra files of the run folder, name -> text, from the data (``labels.json``) or from the final
         evaluation's ``scores`` (``generations.jsonl``)."""
         ...
+
+
+@runtime_checkable
+class Generative(TaskType, Protocol):
+    """A task type whose model answers prompts (sft, preference, feedback): what sampling answers inside a
+    training step needs beyond the protocol (``strategies/_policy.py``'s online objectives)."""
+
+    renderer: Renderer
+    """The chat template and masking by token position: the tokenizer, and the tokens that end an answer."""
 
 
 TASK_TYPES: dict[str, TaskType] = {}

@@ -50,6 +50,11 @@ class Feedback:
         self.sft = sft or SFT()
 
     @property
+    def renderer(self) -> Any:
+        """The chat template of its answers (``tasks.base.Generative``)."""
+        return self.sft.renderer
+
+    @property
     def generation(self) -> Any:
         return self.sft.generation
 

@@ -69,6 +69,11 @@ class Preference:
         self.sft = sft or SFT()
 
     @property
+    def renderer(self) -> Any:
+        """The chat template of its answers (``tasks.base.Generative``)."""
+        return self.sft.renderer
+
+    @property
     def generation(self) -> Any:
         """The generation settings (``adaptlab generate --max-new-tokens`` replaces them)."""
         return self.sft.generation
