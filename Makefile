@@ -44,7 +44,7 @@ test: setup
 	ADAPTLAB_REQUIRE_ASSETS=1 $(PY) -m pytest -q
 
 # The results files behind every table the README and docs/ show (the missing ones; resumable), then the tables.
-# `.venv/bin/python tools/evidence.py --list` says what each takes; NAME --force reruns one.
+# `.venv/bin/python tools/evidence.py --list` says what each takes; delete bench/runs/<folder> to measure one again.
 evidence: bench-setup
 	$(PY) tools/evidence.py
 

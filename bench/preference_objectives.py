@@ -61,8 +61,9 @@ def main() -> None:
     wall = None
     if not (args.folder / "results.json").is_file():
         started = time.perf_counter()
+        resume = ["--resume"] if (args.folder.parent / f"{args.folder.name}.partial").exists() else []  # an interrupted run
         subprocess.run([str(Path(sys.executable).parent / "adaptlab"), "compare", "preference", "--strategies", args.rows,
-                        "-o", str(args.folder)], check=True)
+                        "-o", str(args.folder), *resume], check=True)
         wall = time.perf_counter() - started
     results = json.loads((args.folder / "results.json").read_text())
     runs = [r for r in results["runs"] if r["run"] in args.rows.split(",")]

@@ -45,6 +45,8 @@ def test_a_strategy_that_did_not_learn_on_a_seed_is_never_recommended():
     flat[0]["learned"] = "no"
     text = recommend_over_seeds(summarise(flat))
     assert "**lora**" in text and "Every cheaper strategy" in text and "Not considered: probe" in text
+    table = "\n".join(seeds_section(summarise(flat)))
+    assert "| lora |" in table and "– | best |" in table and "did not learn (seed 42)" in table  # the same best as the text
     for r in flat:
         r["learned"] = "no"
     assert recommend_over_seeds(summarise(flat)).startswith("No recommendation")

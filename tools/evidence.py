@@ -4,9 +4,9 @@
     .venv/bin/python tools/evidence.py                   # run what is missing (resumable: finished work is kept)
     .venv/bin/python tools/evidence.py grpo-seeds --force
 
-Each entry of ``EVIDENCE`` is one results file in ``bench/results/`` and the commands that write it (the bench
-scripts reuse finished comparison folders under ``bench/runs/``, so an interrupted run continues where it
-stopped). Afterwards ``tools/readme_tables.py`` copies the tables onto the pages and ``tools/cli_reference.py``
+Each entry of ``EVIDENCE`` is one results file in ``bench/results/`` and the commands that write it. Finished work
+under ``bench/runs/`` is kept: the bench scripts and the commands here reuse a finished comparison folder and resume
+an interrupted one, so ``--force`` re-tabulates what is there -- delete ``bench/runs/<folder>`` to measure again. Afterwards ``tools/readme_tables.py`` copies the tables onto the pages and ``tools/cli_reference.py``
 rewrites ``docs/cli.md``. ``UNBACKED`` lists the measured tables on the pages that no results file stands behind
 yet (issue 26: the inventory shrinks as each gets a command); ``tests/test_readme_tables.py`` fails when a page
 shows a table that is in neither list nor between the markers of a results file.
@@ -42,7 +42,8 @@ EVIDENCE: dict[str, Evidence] = {
     "memory-vs-trl": Evidence("memory_vs_trl_batch8.md", (f"{PY} bench/memory_vs_trl.py --batch-size 8 --examples 64",), 20,
                               "make bench-setup"),
     "grpo-seeds": Evidence("grpo_seeds.md", (
-        f"{PY} -m adaptlab compare grpo --strategies rloo --set strategy.beta=0.04 -o bench/runs/rloo-beta0.04",
+        f"test -d bench/runs/rloo-beta0.04 || {PY} -m adaptlab compare grpo --strategies rloo --set strategy.beta=0.04 "
+        "-o bench/runs/rloo-beta0.04 --resume",
         f"{PY} bench/grpo_seeds.py --seeds 2 --also bench/runs/rloo-beta0.04"), 75),
     "grpo-vs-trl": Evidence("grpo_vs_trl.md", (f"{PY} bench/grpo_vs_trl.py --examples 48",), 15, "make bench-setup"),
     "preference-objectives": Evidence("preference_objectives.md", (f"{PY} bench/preference_objectives.py",), 60),
@@ -52,10 +53,11 @@ EVIDENCE: dict[str, Evidence] = {
     "trainer-vs-adaptlab": Evidence("trainer_vs_adaptlab.md", (f"{PY} bench/trainer_vs_adaptlab.py",), 25),
     "madx-diagnosis": Evidence("madx_diagnosis.md", (f"{PY} bench/madx_diagnosis.py",), 10),
     "crosslingual-curve": Evidence("crosslingual_curve.md", (
-        f"{PY} -m adaptlab curve crosslingual --target-shots 0,8,32 -o bench/runs/crosslingual-curve",
+        f"test -d bench/runs/crosslingual-curve || {PY} -m adaptlab curve crosslingual --target-shots 0,8,32 "
+        "-o bench/runs/crosslingual-curve",
         "cp bench/runs/crosslingual-curve/curve.md bench/results/crosslingual_curve.md"), 10),
     "episodic-bbc": Evidence("episodic_bbc.md", (
-        f"{PY} -m adaptlab episodic episodic --episodes 200 -o bench/runs/episodic-bbc",
+        f"test -d bench/runs/episodic-bbc || {PY} -m adaptlab episodic episodic --episodes 200 -o bench/runs/episodic-bbc",
         "cp bench/runs/episodic-bbc/episodic.md bench/results/episodic_bbc.md"), 10),
     "gpu-vs-trainer": Evidence("gpu_vs_trainer.md", (f"{PY} bench/gpu_vs_trainer.py",), 20, "a CUDA GPU and make bench-setup"),
 }

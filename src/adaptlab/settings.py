@@ -46,7 +46,7 @@ class DataConfig(Section):
     train: str = "rotten-tomatoes"
     """A bundled dataset name (``adaptlab datasets``) or a CSV, TSV, JSONL, JSON or Parquet file."""
     eval: str | dict[str, str] | None = None
-    """Evaluation file or bundled dataset; without it a stratified ``eval_fraction`` of ``train`` is held out.
+    """Evaluation file or bundled dataset; without it an ``eval_fraction`` of ``train`` is held out (stratified by class for classification; seeded).
     Several named sets (``{zh: FILE, en: FILE}``; CLI ``zh=FILE,en=FILE``) are each scored: the first is
     the main one (``metrics["eval"]``); a set whose source is ``train`` is its held-out split. None of them
     chooses anything during training (``validation_fraction`` does)."""

@@ -85,5 +85,24 @@ def test_bad_feedback_is_one_line_before_any_folder(cli, tiny_chat, tmp_path):
         assert code == 2 and message in err and "Traceback" not in err, err
         assert not list(tmp_path.glob("run*"))
     data = write_csv(tmp_path / "ok.csv", unpaired(40, answer="response"))
-    code, _, err = cli("train", "-s", "lora", "--backbone", tiny_chat, "--data", data, "--output", tmp_path / "run")
+    code, _, err = cli("train", "-s", "lora", "--backbone", tiny_chat, "--data", data, "--task", "feedback", "--output", tmp_path / "run")
     assert code == 2 and "does not support task 'feedback'" in err and "kto" in err
+    both = write_csv(tmp_path / "eval.csv", unpaired(40, seed=5))  # both kinds, but one row kept: one kind
+    code, _, err = cli("train", "-s", "kto", "--backbone", tiny_chat, "--data", feedback_csv_of(tmp_path), "--eval-data", both,
+                       "--max-eval", "1", "--output", tmp_path / "run")
+    assert code == 2 and "eval split's 1 answers are all" in err and "Traceback" not in err, err
+    assert not list(tmp_path.glob("run*"))
+
+
+def feedback_csv_of(folder):
+    return write_csv(folder / "train.csv", unpaired(60))
+
+
+def test_a_response_table_with_a_label_column_stays_sft_unless_told():
+    """Only TRL's KTO columns (prompt, completion, label) are taken for feedback from the columns alone."""
+    from adaptlab.settings import DataConfig
+    from adaptlab.tasks import detect_task
+
+    data = DataConfig()
+    assert detect_task(["prompt", "completion", "label"], data, "x").name == "feedback"
+    assert detect_task(["prompt", "response", "label"], data, "x").name == "sft"  # a category beside an answer

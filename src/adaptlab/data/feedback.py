@@ -1,8 +1,8 @@
 """Unpaired feedback: a prompt, one answer, and whether the answer is desirable (thumbs up or down).
 
 The data KTO learns from when nobody wrote pairs (Ethayarajh et al. 2024 §4.3: logs of answers rated one at a
-time). The columns are TRL's ``KTOTrainer`` format: ``prompt``, ``completion`` (or the ``response`` column, as
-``sft`` names it; ``data.prompt_column`` / ``data.response_column``), and ``label`` (``data.label_column``)
+time). The columns are TRL's ``KTOTrainer`` format: ``prompt``, ``completion`` (or, with ``--task feedback``, the
+``response`` column as ``sft`` names it; ``data.prompt_column`` / ``data.response_column``), and ``label`` (``data.label_column``)
 holding ``true``/``false`` -- also ``1``/``0``, ``yes``/``no``, ``up``/``down``, ``desirable``/``undesirable``.
 A prompt may occur with several answers or with one; nothing pairs them. Each row becomes one conversation
 (:class:`~adaptlab.data.conversations.Conversations`), so the chat template and the masking by token position
@@ -51,7 +51,9 @@ def answer_column(columns: list[str], data: Any) -> str | None:
 
 
 def is_feedback(columns: list[str], data: Any) -> bool:
-    return data.prompt_column in columns and data.label_column in columns and answer_column(columns, data) is not None
+    """Told from the columns only in TRL's KTO form (``completion`` beside ``prompt`` and ``label``): a ``response``
+    table with a label column is ``sft`` data with a category unless ``--task feedback`` says otherwise."""
+    return data.prompt_column in columns and data.label_column in columns and COMPLETION in columns
 
 
 def read_feedback(table: Any, data: Any) -> tuple[Feedback, str]:

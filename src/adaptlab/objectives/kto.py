@@ -70,5 +70,6 @@ class KTO:
 
 
 def _mean(values: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
-    """The mean of ``values`` where ``where`` holds (0 when it holds nowhere: a batch of one kind), on the device."""
-    return (values * where).sum() / where.sum().clamp(min=1)
+    """The mean of ``values`` where ``where`` holds, on the device; NaN when it holds nowhere (a batch of one kind),
+    which the step log leaves out of its means rather than counting as 0."""
+    return (values * where).sum() / where.sum()

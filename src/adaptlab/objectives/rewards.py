@@ -52,17 +52,15 @@ class ModelReward:
 
     def open(self, open_run: OpenRun | None, root: Path | None) -> None:
         """Open the run once; one error line when it is not a finished reward-model run."""
-        if self.scorer is not None:
+        if self.scorer is not None or open_run is None:  # no opener: planning (plan-memory), nothing is scored
             return
-        if open_run is None:
-            raise AdaptlabError(f"reward {self.ref!r} is a run folder: only a training run can open it as a reward")
         scorer = open_run(resolve_ref(self.ref, root))
         scorer.score([], [])  # raises for a run that is not a reward model, before anything trains
         self.scorer = scorer
 
     def __call__(self, prompts: list[str], completions: list[str], **_: Any) -> list[float]:
         if self.scorer is None:
-            raise RuntimeError(f"reward model {self.ref} was not opened (open_models)")
+            raise RuntimeError(f"reward model {self.ref} was not opened (open_models with the runner's Task.open_run)")
         with torch.inference_mode():
             return self.scorer.score(prompts, completions)
 

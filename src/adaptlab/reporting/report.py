@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -219,6 +220,24 @@ def _caveat(strategy: str) -> str:
     return getattr(REGISTRY.get(strategy), "caveat", None) or "too few examples or steps for it, or a learning rate that does not suit it."
 
 
+def main_task(runs: list[dict[str, Any]]) -> Any:
+    """The comparison's task type: the one most of its serving runs share (a tie: the last run's). Stages that make
+    backbones (language modelling) and rows on another task's view of the data (GRPO on preference prompts) are
+    reported beside it, never mixed into its table or its recommendation."""
+    serving = [r for r in runs if task_of(r).serves] or runs
+    counts = Counter(task_of(r).name for r in serving)
+    top = max(counts.values())
+    return next(task_of(r) for r in reversed(serving) if counts[task_of(r).name] == top)
+
+
+def other_tasks_section(others: list[dict[str, Any]]) -> list[str]:
+    """The runs of another task type than the comparison's, with that type's columns (not ranked with the others)."""
+    if not others:
+        return []
+    return ["", "Runs scored as another task type (stages included): their own metrics, not ranked with the table above.", "",
+            *markdown_table([flat(r) for r in others])]
+
+
 def markdown_table(rows: list[dict[str, Any]]) -> list[str]:
     """One table per task type among ``rows`` (a pipeline's earlier stages may be of another), in order."""
     from ..tasks import get_task_type
@@ -241,7 +260,8 @@ def markdown_table(rows: list[dict[str, Any]]) -> list[str]:
 def write_report(folder: Path, runs: list[dict[str, Any]], baseline: float | None, judged: dict[str, Any] | None = None,
                  estimates: dict[str, Any] | None = None) -> None:
     stages = runs  # every run, of the task or not (domain-adaptation stages), for the sections below
-    task_type = task_of(runs[-1])  # the final stage's: earlier stages (language modelling) make backbones for it
+    task_type = main_task(runs)
+    others = [r for r in runs if task_of(r) is not task_type and task_of(r).serves]  # e.g. GRPO on a preference recipe's prompts
     runs = [r for r in runs if task_of(r) is task_type]
     rows = [flat(r) for r in runs]
     first = runs[0]
@@ -266,6 +286,7 @@ def write_report(folder: Path, runs: list[dict[str, Any]], baseline: float | Non
         f"device {first['device']}.{majority}" + sampling_note(first["task"]),
         "",
         *markdown_table(rows),
+        *other_tasks_section(others),
         "",
         *eval_set_table(runs),
         *seeds_section(groups),
@@ -282,7 +303,7 @@ def write_report(folder: Path, runs: list[dict[str, Any]], baseline: float | Non
         "(feature caching included, evaluation excluded); memory is the peak while the strategy ran; size on "
         "disk is the saved artefact. Per-run details are in each run folder's `metrics.json`.",
     ]
-    lines += judge_section(judged or {}, runs)
+    lines += judge_section(judged or {}, runs + others)
     lines += estimates_section(estimates, rows)
     lines += samples_section(runs)
     lines += extra_sections(stages)

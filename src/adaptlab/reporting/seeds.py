@@ -99,7 +99,7 @@ def seeds_section(groups: list[dict[str, Any]]) -> list[str]:
     if not groups or max(len(g["by_seed"]) for g in groups) < 2:
         return []
     metric = groups[0]["metric"]
-    best = best_group(groups)
+    best = best_group([g for g in groups if not g.get("did_not_learn")] or groups)  # the recommendation's best too
     n = max(len(g["by_seed"]) for g in groups)
     lines = ["", f"## Over {n} seeds", "",
              f"{split_note(groups)} {metric}: mean ± standard deviation over "
@@ -116,6 +116,8 @@ def seeds_section(groups: list[dict[str, Any]]) -> list[str]:
             mean, half, shared = paired(best, g)
             delta = f"{-mean:+.3f} [{-mean - half:+.3f}, {-mean + half:+.3f}]" if shared > 1 else "–"
             verdict = "not tested (fewer than 2 shared seeds)" if shared < 2 else "within noise" if within_noise(mean, half) else "worse"
+        if g.get("did_not_learn"):
+            verdict = f"did not learn (seed {', '.join(map(str, g['did_not_learn']))})"
         lines.append(f"| {g['run']} | {g['mean']:.3f} ± {g['std']:.3f} | [{low:.3f}, {high:.3f}] | {seeds} | {delta} | {verdict} | "
                      f"{g['train_seconds']:.1f} |")
     return lines

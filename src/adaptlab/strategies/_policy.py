@@ -83,6 +83,15 @@ class Policy:
         self._task = task
         return self.inner.prepare(model, task)
 
+    @property
+    def checkpointing(self) -> bool:
+        """Whether gradient checkpointing can be on is the method's to say (prefix tuning: no), not the objective's."""
+        return bool(self.inner.checkpointing)
+
+    @property
+    def checkpointing_why(self) -> str:
+        return str(self.inner.checkpointing_why)
+
     def loss(self, outputs: Any, batch: dict[str, Any]) -> torch.Tensor:
         return self.objective.loss(outputs, batch)
 

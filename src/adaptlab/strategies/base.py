@@ -144,6 +144,8 @@ class Strategy(Protocol):
     """The training settings the data decides when left unset (default: the learning rate and the epochs)."""
     checkpointing: ClassVar[bool]
     """False when it cannot train with gradient checkpointing (prefix tuning), with ``checkpointing_why``."""
+    checkpointing_why: ClassVar[str]
+    """Why not, when ``checkpointing`` is False."""
     serves: ClassVar[str]
     """What its runs serve: ``generate`` or ``predict`` as their task type does, or ``score`` (a reward model)."""
     train_defaults_for: ClassVar[dict[str, dict[str, Any]]]
@@ -156,7 +158,8 @@ class Strategy(Protocol):
 
 REGISTRY: dict[str, type[Any]] = {}
 TRAITS: dict[str, Any] = {"tasks": ("classification",), "task": None, "method": False, "prompts_only": False, "score_before": False,
-                          "auto": ("lr", "epochs"), "checkpointing": True, "serves": "task", "train_defaults_for": {}}
+                          "auto": ("lr", "epochs"), "checkpointing": True, "checkpointing_why": "", "serves": "task",
+                          "train_defaults_for": {}}
 """The declared class attributes of :class:`Strategy` and what a strategy that does not set one gets."""
 
 

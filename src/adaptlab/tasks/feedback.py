@@ -23,6 +23,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..errors import AdaptlabError
 from ..models.lm_head import answer_logps
 from .base import register_task
 from .preference import DESIRABLE, REFERENCE
@@ -74,9 +75,17 @@ class Feedback:
     # -- data ---------------------------------------------------------------------------------
 
     def load(self, cfg: Any, seed: int, table: Any = None) -> SFTData:
+        """The splits of ``sft``; a held-out split with answers of one kind only (its gap undefined) is refused."""
         from ..data.feedback import read_feedback
 
-        return load_splits(cfg, seed, table, read_feedback, "feedback", "answers")
+        data = load_splits(cfg, seed, table, read_feedback, "feedback", "answers")
+        held_out: dict[str, Any] = {data.eval_name: data.eval, **data.extra_evals, **({"validation": data.validation} if data.validation else {})}
+        for name, split in held_out.items():
+            if all(split.desirable) or not any(split.desirable):
+                kind = "desirable" if all(split.desirable) else "undesirable"
+                raise AdaptlabError(f"feedback: the {name} split's {len(split)} answers are all {kind}, so the gap between the "
+                                    "kinds cannot be measured; give --eval-data with both kinds, or more rows (--max-eval)")
+        return data
 
     def encode(self, split: Any, backbone: Any, cfg: Any, max_length: int) -> list[dict[str, Any]]:
         """The rows of ``sft`` (one answer each, cuts reported), each with its flag."""
@@ -183,6 +192,8 @@ class Feedback:
         from ..data.feedback import Feedback as Rows
 
         good = pool.conversations.subset([i for i, d in enumerate(pool.desirable) if d])  # shots: desirable answers only
+        if len(good) < k:
+            raise AdaptlabError(f"strategy.shots={k}: the training data has {len(good)} desirable answers to show; use fewer shots")
         return Rows(self.sft.with_shots(split.conversations, good, k, seed), split.desirable)
 
 

@@ -258,7 +258,7 @@ def run_one(cfg: RunConfig, setup: Setup, out: Path, resume: bool = False) -> Ru
         "seed": train_cfg.seed,
         "split_seed": split_seed(resolved),
         "train_examples": len(train_rows),
-        **({"packed_examples": len(setup.data.train)} if cfg.data.packing else {}),  # examples in the packed rows
+        **({"packed_examples": len(setup.data.train)} if cfg.data.packing and len(setup.data.train) != len(train_rows) else {}),
         "augmented_examples": len(added) if train_cfg.augment.on else None,
         "augment_seconds": round(augment_seconds, 3) if train_cfg.augment.on else None,
         "eval_examples": len(eval_rows),

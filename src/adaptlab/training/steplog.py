@@ -24,6 +24,13 @@ def _mean(values: list[float]) -> float:
     return sum(values) / max(len(values), 1)
 
 
+def _stat_mean(values: list[float]) -> float | None:
+    """The mean of a statistic over the batches that measured it: a batch that could not (KTO's undesirable
+    answers' reward in a batch of desirable ones only) reports NaN and is left out; None when none measured it."""
+    kept = [v for v in values if math.isfinite(v)]
+    return sum(kept) / len(kept) if kept else None
+
+
 class StepLog:
     """Per-step JSONL log (loss, a strategy's statistics, learning rate, throughput) and running averages."""
 
@@ -75,14 +82,14 @@ class StepLog:
         self.flush()
         now = time.perf_counter()
         line = {"step": state.step, "epoch": epoch + 1, "loss": round(_mean(self.window), 6),
-                **{name: round(_mean(v), 6) for name, v in self.stats.items()},
+                **{name: None if (m := _stat_mean(v)) is None else round(m, 6) for name, v in self.stats.items()},
                 "lr": lr, "examples_per_second": round(self.examples / max(now - self.since, 1e-9), 2),
                 "time": round(time.time(), 3)}
         if self.path:
             with open(self.path, "a", encoding="utf-8") as f:
                 f.write(json.dumps(line) + "\n")
         if self.trackers:
-            self.trackers.log({k: v for k, v in line.items() if k not in ("step", "time")}, state.step, "train/")
+            self.trackers.log({k: v for k, v in line.items() if k not in ("step", "time") and v is not None}, state.step, "train/")
         self.window, self.stats, self.examples, self.since = [], {}, 0, now
         return True
 
@@ -96,6 +103,6 @@ class StepLog:
         """The epoch that just ended: its mean training loss (``train_loss``) and the mean of each statistic
         (``train_<name>``, over the batches it trained on); starts the next epoch."""
         self.flush()
-        out = {"train_loss": self.running_loss(), **{f"train_{name}": _mean(v) for name, v in self.epoch_stats.items()}}
+        out = {"train_loss": self.running_loss(), **{f"train_{name}": _stat_mean(v) for name, v in self.epoch_stats.items()}}
         self.epoch_losses, self.epoch_stats, self.epoch_examples, self.epoch_since = [], {}, 0, time.perf_counter()
         return out
