@@ -79,3 +79,10 @@ def test_every_evidence_command_names_a_script_that_exists():
         for command in e.commands:
             script = next((w for w in command.split() if w.startswith("bench/") and w.endswith(".py")), None)
             assert script is None or (ROOT / script).is_file(), (name, script)
+
+
+def test_the_architecture_page_is_generated_from_the_code():
+    from tools.architecture import END, PAGE, START, render
+
+    text = PAGE.read_text(encoding="utf-8")
+    assert text[text.index(START): text.index(END) + len(END)] == render(), "run python tools/architecture.py"

@@ -212,3 +212,15 @@ def test_a_recipe_stage_is_a_reward(files, tmp_path):
     grpo = json.loads((tmp_path / "cmp" / "grpo" / "metrics.json").read_text())
     assert grpo["history"][0]["reward"] is not None and grpo["eval"]["reward"] is not None
     assert result.rows[-1]["run"] == "grpo"
+
+
+def test_planning_never_opens_a_reward_model():
+    """``plan-memory`` checks a GRPO config with a reward-model reward without loading it (no opener is handed in);
+    scoring with it unopened is a bug, said as one."""
+    from adaptlab.objectives.rewards import ModelReward, open_models, resolve
+
+    rewards = resolve(["@rm", "chrf"])
+    assert isinstance(rewards[0].fn, ModelReward)
+    open_models(rewards, None, None)  # no runner, no stage folder: nothing to open, nothing raised
+    with pytest.raises(RuntimeError, match="was not opened"):
+        rewards[0].fn(["p"], ["a"])
