@@ -96,3 +96,14 @@ def test_compare_tunes_each_strategy_first(tiny_backbone, toy_csv, tmp_path):
         summary = json.loads((tmp_path / "c" / "tune" / run.run_dir.name / "tune.json").read_text())
         assert run.config.train.lr == pytest.approx(summary["best"]["params"]["train.lr"])
     assert {r["run"] for r in result.rows} == {"lora", "linear_probe"}
+
+
+def test_the_halving_pruner_runs_a_study(tiny_backbone, toy_csv, tmp_path):
+    """``--pruner halving`` (Optuna's successive halving) end to end: it is the pruner the study used, every trial
+    reported its epochs to it, and the study finishes with a best trial."""
+    summary = tune(_recipe(tiny_backbone, toy_csv), trials=3, output=tmp_path / "s", space=FAST, pruner="halving")
+    study = _study(tmp_path / "s")
+    assert len(study.trials) == 3 and all(t.intermediate_values for t in study.trials)
+    assert {t.state.name for t in study.trials} <= {"COMPLETE", "PRUNED"} and summary["best"]["validation"] is not None
+    assert summary["pruner"] == "halving" and json.loads((tmp_path / "s" / "tune.json").read_text())["pruner"] == "halving"
+    assert study.user_attrs["pruner"] == "halving"  # stored with the study: a resumed one says what pruned it

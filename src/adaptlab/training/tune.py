@@ -114,6 +114,7 @@ def open_study(optuna: Any, folder: Path, strategy: str, resume: bool, seed: int
     study = optuna.create_study(study_name="adaptlab", storage=storage, direction="maximize", load_if_exists=resume,
                                 sampler=optuna.samplers.TPESampler(seed=seed), pruner=pruners[pruner])
     study.set_user_attr("strategy", strategy)
+    study.set_user_attr("pruner", pruner)  # the last session's (a resumed study may change it): tune.json reports it
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
         _remove_partial(folder / _trial_name(t.number))
@@ -193,7 +194,8 @@ def summarise(study: Any, defaults: Any, folder: Path, search: dict, metric: str
                                       + yaml.safe_dump(recipe, sort_keys=False), encoding="utf-8")
     base_eval = defaults.metrics["eval"].get(metric)
     summary = {
-        "strategy": study.user_attrs.get("strategy"), "metric": metric, "trials": len(study.trials),
+        "strategy": study.user_attrs.get("strategy"), "pruner": study.user_attrs.get("pruner"), "metric": metric,
+        "trials": len(study.trials),
         "complete": len(done), "pruned": sum(t.state == optuna.trial.TrialState.PRUNED for t in study.trials),
         "best": {"trial": best.number, "params": best.params, "validation": best.value, "eval": best.user_attrs.get("eval"),
                  "run": best.user_attrs["run"]},
