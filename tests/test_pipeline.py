@@ -69,6 +69,34 @@ def test_compare_runs_the_dapt_ab(tiny_backbone, toy_csv, tmp_path):
     assert "backbone: '@domain'" in (tmp_path / "ab" / "full+dapt" / "config.yaml").read_text()
 
 
+def test_a_comparison_frees_each_run_before_the_next(tiny_backbone, toy_csv, tmp_path, monkeypatch):
+    """Each run's peak memory is its own: no earlier stage's or row's trained module is alive when the next
+    run starts (they were kept to the end once, so that a comparison's sixth row measured five models more)."""
+    import gc
+    import weakref
+
+    from adaptlab.reporting import comparison
+    from adaptlab.training import runner
+
+    alive: list[weakref.ref] = []
+    original = runner.run_one
+
+    def run_one(*args, **kwargs):
+        gc.collect()
+        assert [r for r in alive if r() is not None] == [], "an earlier run's module is still held"
+        result = original(*args, **kwargs)
+        alive.append(weakref.ref(result.module))
+        return result
+
+    monkeypatch.setattr(comparison, "run_one", run_one)  # the rows
+    monkeypatch.setattr(runner, "run_one", run_one)  # the stages (pipeline imports it when it runs them)
+    recipe = {"backbone": str(tiny_backbone), "data": {"train": str(toy_csv)}, "train": QUICK,
+              "stages": [{"name": "domain", "strategy": {"name": "dapt", "block_size": 32}}],
+              "strategies": [{"name": "full"}, {"name": "full", "label": "full+dapt", "backbone": "@domain"}]}
+    compare(recipe=recipe, output=tmp_path / "ab")
+    assert len(alive) == 3
+
+
 @pytest.mark.parametrize("name", sorted(p.name for p in (Path(__file__).parents[1] / "src" / "adaptlab" / "recipes").glob("*.yaml")))
 def test_every_bundled_recipe_plans_its_stages_and_every_row(name):
     """Each bundled recipe's stages and rows -- those run by default and those run when named -- validate

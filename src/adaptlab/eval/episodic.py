@@ -147,6 +147,7 @@ def episodic(
         rows.append({"run": name, "strategy": cfg.strategy.name, "accuracy": mean, "ci95": ci,
                      "seen_classes_accuracy": run.metrics["eval"]["accuracy"], "trainable_params": run.metrics["trainable_params"],
                      "train_seconds": run.metrics["train_seconds"]})
+        del run  # its weights are freed before the next run, so that run's peak memory is its own
     classes = {"meta_train": train_classes, "meta_test": held_out}
     settings = {"n_way": n_way, "k_shot": k_shot, "queries": queries, "episodes": episodes, "seed": configs[0][1].train.seed,
                 "backbone": configs[0][1].backbone, "data": setup.data.source}

@@ -13,7 +13,7 @@ import json
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -128,7 +128,7 @@ def _run_all(configs: list, setups: Setups, work: Path, out: Path, resume: bool)
         left = f", about {_minutes(sum(spent) / len(spent) * (len(configs) - i))} left" if spent else ""
         log.info("strategy %d/%d: %s%s", i + 1, len(configs), name, left)
         started = time.perf_counter()
-        runs.append(_run(name, cfg, setups, work, out, resume))
+        runs.append(replace(_run(name, cfg, setups, work, out, resume), module=None))  # free its weights before the next
         spent.append(time.perf_counter() - started)
     return runs
 
@@ -203,7 +203,7 @@ def _compare_into(out: Path, data: dict[str, Any], configs: list, more: dict[str
             check_space(parse_space(data.get("search") or {}), cfg)
     work.mkdir(parents=True, exist_ok=True)
     try:
-        stage_runs = run_stages(stages, work, resume, setups, final=out)
+        stage_runs = [replace(r, module=None) for r in run_stages(stages, work, resume, setups, final=out)]
         if trials:
             from ..training.tune import tuned
 

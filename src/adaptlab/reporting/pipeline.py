@@ -23,6 +23,7 @@ import copy
 import json
 import logging
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -98,8 +99,10 @@ def run_stages(stages: list[tuple[str, RunConfig]], folder: Path, resume: bool, 
     """
     from ..training.runner import RunResult, partial_folder, run_one
 
-    results = []
+    results: list[RunResult] = []
     for name, cfg in stages:
+        if results:  # only the last stage's trained module is returned: free the others' weights before the next
+            results[-1] = replace(results[-1], module=None)
         out = folder / name
         if (out / "metrics.json").is_file():
             results.append(RunResult(out, json.loads((out / "metrics.json").read_text(encoding="utf-8")), cfg))
@@ -134,4 +137,4 @@ def train_stages(recipe: Any, overrides: dict[str, Any], resume: bool = False) -
             write_report(out, rows, final[0].get("majority_baseline"))
         log.info("pipeline: %s", out)
         last = results[-1]
-        return RunResult(last.run_dir, last.metrics, last.config, getattr(last, "module", None))
+        return RunResult(last.run_dir, last.metrics, last.config, last.module)
