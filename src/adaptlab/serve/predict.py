@@ -72,6 +72,13 @@ class Predictor:
     def generative(self) -> bool:
         return self.task_type.generative
 
+    @property
+    def kind(self) -> str:
+        """What the run answers: ``chat`` (a generative policy), ``score`` (a reward model) or ``classify``."""
+        if self.strategy.serves == "score":
+            return "score"
+        return "chat" if self.generative else "classify"
+
     def generate(self, prompts: list[str], batch_size: int | None = None, progress: bool = False) -> list[str]:
         """Answers to ``prompts`` with the run's template and generation settings (greedy unless set)."""
         if not self.generative:

@@ -173,7 +173,7 @@ def fit(
     state.warmup_steps = round(cfg.warmup_ratio * total)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_multiplier(cfg.schedule, total, state.warmup_steps))
     run = Run(strategy, module, model, cfg, accelerator, train_loader, eval_loader, sampler, optimizer, scheduler, ckpt,
-              StepLog(run_dir / "steps.jsonl" if run_dir and accelerator.is_main_process else None, cfg.log_every, trackers), reg)
+              StepLog(run_dir / "steps.jsonl" if run_dir and accelerator.is_main_process else None, cfg.log_every, trackers, total), reg)
     best = BestWeights(on_device=plain is not None)  # shards stay where they are
     on_epoch_start = hook(strategy, "on_epoch_start", lambda epoch, module: None)
     if saved is not None:

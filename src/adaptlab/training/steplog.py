@@ -34,8 +34,9 @@ def _stat_mean(values: list[float]) -> float | None:
 class StepLog:
     """Per-step JSONL log (loss, a strategy's statistics, learning rate, throughput) and running averages."""
 
-    def __init__(self, path: Path | None, every: int, trackers: Any = None):
-        self.path, self.every, self.trackers = path, every, trackers
+    def __init__(self, path: Path | None, every: int, trackers: Any = None, total: int | None = None):
+        # total: the optimiser steps planned, on every line (adaptlab ui's time left); early stopping may end sooner
+        self.path, self.every, self.trackers, self.total = path, every, trackers, total
         self.window: list[float] = []
         self.epoch_losses: list[float] = []
         self.stats: dict[str, list[float]] = {}  # this logging window's statistics, by name
@@ -84,7 +85,7 @@ class StepLog:
         line = {"step": state.step, "epoch": epoch + 1, "loss": round(_mean(self.window), 6),
                 **{name: None if (m := _stat_mean(v)) is None else round(m, 6) for name, v in self.stats.items()},
                 "lr": lr, "examples_per_second": round(self.examples / max(now - self.since, 1e-9), 2),
-                "time": round(time.time(), 3)}
+                "time": round(time.time(), 3), **({"steps_planned": self.total} if self.total else {})}
         if self.path:
             with open(self.path, "a", encoding="utf-8") as f:
                 f.write(json.dumps(line) + "\n")

@@ -1,0 +1,1 @@
+"""``adaptlab ui``: a local web page over a runs folder (:mod:`.app`, :mod:`.folders`)."""
