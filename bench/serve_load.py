@@ -86,10 +86,15 @@ def serve_and_load(engine, limits, prompts: list[str], expected: dict[str, str],
         client = OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0, timeout=600)
 
         def chat(prompt: str) -> tuple[str, int]:
-            reply = client.chat.completions.create(model="sft-lora", messages=[{"role": "user", "content": prompt}], temperature=0, max_tokens=32)
+            reply = client.chat.completions.create(model="sft-lora", messages=[{"role": "user", "content": prompt}], temperature=0)
             return reply.choices[0].message.content, reply.usage.completion_tokens
 
         chat(prompts[0])  # warm-up, outside the measured span
+        streamed = 0
+        for prompt in prompts[:8]:  # streaming: the same text, piece by piece
+            pieces = [c.choices[0].delta.content or "" for c in client.chat.completions.create(
+                model="sft-lora", messages=[{"role": "user", "content": prompt}], temperature=0, stream=True)]
+            streamed += "".join(pieces) == expected[prompt] and len(pieces) > 3
         batches = httpx.get(f"{url}/health").json()["batches"]
         jobs = [prompts[i % len(prompts)] for i in range(REQUESTS)]
         chats = load(chat, jobs)
@@ -107,7 +112,7 @@ def serve_and_load(engine, limits, prompts: list[str], expected: dict[str, str],
             labels = load(classify, [reviews[i % len(reviews)] for i in range(REQUESTS)])
             labels["batches"] = httpx.get(f"{url}/health").json()["batches"] - batches
             labels["labels"] = labels.pop("outputs")
-    return {"chat": chats, "classify": labels}
+    return {"chat": chats, "classify": labels, "streamed_equal": streamed, "streamed": 8}
 
 
 def export(sft: Path) -> list[dict]:
@@ -153,7 +158,7 @@ def table(measured: dict, same_labels: bool, gguf: list[dict], env: dict) -> str
     lines = [f"# adaptlab serve under load and GGUF export (SmolLM2-135M-Instruct LoRA SFT + MiniLM-L6 LoRA classifier; "
              f"{env.get('device', 'CPU')}, {env.get('threads', '?')} threads; {env.get('date', '')})", "",
              "Command: `.venv/bin/python bench/serve_load.py` (commit " + env.get("commit", "?") + ")", "",
-             f"{REQUESTS} requests from {CLIENTS} concurrent clients per row; chat: greedy, at most 32 tokens, the 48 held-out prompts "
+             f"{REQUESTS} requests from {CLIENTS} concurrent clients per row; chat: greedy, at most 32 tokens (the run's setting), the 48 held-out prompts "
              "in turn, through the `openai` client; classify: one review per request, through httpx.", "",
              "| endpoint | mode | requests | errors | answers equal to `adaptlab generate` | batches | p50 latency (s) | p95 latency (s) "
              "| wall (s) | requests/s | generated tokens/s |", "|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -163,6 +168,9 @@ def table(measured: dict, same_labels: bool, gguf: list[dict], env: dict) -> str
             equal = f"{r['equal_to_generate']}/{r['requests']}" if endpoint == "chat" else ("all labels equal across modes" if same_labels else "LABELS DIFFER")
             lines.append(f"| {endpoint} | {mode} | {r['requests']} | {r['errors']} | {equal} | {r['batches']} | {r['p50_seconds']:.3f} | "
                          f"{r['p95_seconds']:.3f} | {r['wall_seconds']:.1f} | {r['requests_per_second']:.2f} | {r.get('tokens_per_second', '–')} |")
+    streams = measured["batched"]
+    lines.append(f"\nStreaming (`stream=True`, the openai client): {streams['streamed_equal']} of {streams['streamed']} streamed answers "
+                 "arrive in more than three pieces that join into the non-streamed answer.")
     for endpoint in ("chat", "classify"):
         ratio = measured["batched"][endpoint]["requests_per_second"] / measured["one at a time"][endpoint]["requests_per_second"]
         lines.append(f"\n{endpoint}: batching serves {ratio:.1f}x the requests per second of one at a time.")
