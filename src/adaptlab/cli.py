@@ -487,20 +487,31 @@ def merge(
 @app.command()
 def export(
     run_dir: Annotated[Path, typer.Argument(help="A finished run folder (gguf: an sft or preference run of a Llama, Mistral or Qwen2 "
-                                            "model; full, lora, dora or ia3).", show_default=False)],
-    output: Annotated[Path, typer.Option("--output", "-o", help="The file to write (for example model.gguf).", show_default=False)],
-    format: Annotated[str, typer.Option("--format", "-f", help="gguf (llama.cpp, Ollama, LM Studio).")] = "gguf",
+                                            "model, full, lora, dora or ia3; onnx: a classifier).", show_default=False)],
+    output: Annotated[Path, typer.Option("--output", "-o", help="gguf: the file to write (model.gguf); onnx: a folder.",
+                                         show_default=False)],
+    format: Annotated[str, typer.Option("--format", "-f", help="gguf (llama.cpp, Ollama, LM Studio) or onnx (onnxruntime).")] = "gguf",
     gguf_type: Annotated[str, typer.Option("--gguf-type", help="Weight type: f32, f16 or q8_0 (norms stay f32).")] = "f16",
     tokenizer_pre: Annotated[str | None, typer.Option("--tokenizer-pre", help="llama.cpp's name of the pre-tokenizer (smollm, llama-bpe, "
                                                       "qwen2, ...).", show_default="the backbone GGUF's, else default")] = None,
 ) -> None:
-    """Write a run in another runtime's format, then read it back and compare its logits with the run's."""
-    if format != "gguf":
-        raise AdaptlabError(f"--format must be gguf; got {format}")
-    from .serve.export_gguf import export_gguf
+    """Write a run in another runtime's format, then read it back and compare its outputs with the run's."""
     from .serve.predict import read_run
 
+    if format not in ("gguf", "onnx"):
+        raise AdaptlabError(f"--format must be gguf or onnx; got {format}")
     read_run(run_dir)
+    if format == "onnx":
+        try:
+            from .serve.export_onnx import export_onnx
+        except ImportError as e:
+            raise AdaptlabError(f"ONNX export needs the 'onnx' extra (pip install 'adaptlab[onnx]'): {e}") from None
+        folder, onnx_check = export_onnx(run_dir, output)
+        typer.echo(f"{folder}/model.onnx: {(folder / 'model.onnx').stat().st_size / 2**20:,.1f} MB; onnxruntime's probabilities "
+                   f"within {onnx_check.max_probability_gap:.1e} of the run's, same label on {onnx_check.same_labels:.0%} of the probe texts")
+        return
+    from .serve.export_gguf import export_gguf
+
     path, check = export_gguf(run_dir, output, gguf_type, tokenizer_pre)
     typer.echo(f"{path}: {path.stat().st_size / 2**20:,.1f} MB ({gguf_type}); read back by transformers: largest logit gap "
                f"{check.max_logit_gap:.2e}, same next token at {check.top1_agreement:.1%} of probe positions, tokenizer "
