@@ -13,7 +13,7 @@ import adaptlab
 from ..conftest import toy_rows
 
 
-@pytest.mark.parametrize("strategy", ["lora", "linear_probe"])
+@pytest.mark.parametrize("strategy", ["lora", pytest.param("linear_probe", marks=pytest.mark.slow)])
 def test_onnxruntime_gives_the_runs_probabilities(cli, tmp_path, tiny_backbone, toy_csv, strategy):
     import onnx
     import onnxruntime
