@@ -37,7 +37,7 @@ def train() -> tuple[Path, Path]:
     sft, clf = RUNS / "sft-lora", RUNS / "sentiment-lora"
     if not (sft / "metrics.json").is_file():
         subprocess.run([ADAPTLAB, "train", "-s", "lora", "-b", "smollm2-135m", "-d", "verses-fr-en", "--eval-data", "verses-fr-en-test",
-                        "--max-train", "128", "--max-eval", "48", "--epochs", "1", "--lr", "2e-4", "--set", "generation.max_new_tokens=32",
+                        "--max-train", "128", "--max-eval", "48", "--max-length", "384", "--epochs", "1", "--lr", "2e-4", "--set", "generation.max_new_tokens=32",
                         "-o", str(sft), "-q"], check=True)
     if not (clf / "metrics.json").is_file():
         subprocess.run([ADAPTLAB, "train", "-s", "lora", "-b", "minilm-l6", "-d", "rotten-tomatoes", "--max-train", "1000", "--max-eval", "200",
