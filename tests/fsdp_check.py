@@ -3,7 +3,8 @@
 
 Trains ``strategy`` with its parameters sharded (FSDP2), then checks on every process that the
 gathered module is whole and the same everywhere, and on the first that the run's artefact (saved by
-the strategy, loaded back) predicts exactly what the gathered module predicts.
+the strategy, loaded back) predicts exactly what the gathered module predicts, and that ``--resume`` is
+refused (its checkpoints would be shards).
 """
 
 import json
@@ -17,6 +18,7 @@ from torch.distributed.tensor import DTensor
 
 from adaptlab.config import load_config
 from adaptlab.data.batching import Collate
+from adaptlab.errors import AdaptlabError
 from adaptlab.eval.metrics import model_inputs
 from adaptlab.strategies import Task, get_strategy
 from adaptlab.strategies.base import hook
@@ -41,6 +43,12 @@ gathered = [torch.zeros_like(checksum) for _ in range(dist.get_world_size())]
 dist.all_gather(gathered, checksum)
 report = {"world": dist.get_world_size(), "sharded": shards > 0,
           "whole": whole, "moved": moved, "same": all(torch.equal(g, gathered[0]) for g in gathered), "steps": state.step}
+try:  # checkpoints under FSDP would be shards: --resume is refused in one line, on every process, before anything trains
+    fit(strategy, prepare_module(strategy, task), setup.train_rows, setup.eval_rows, task.train_config,
+        run_dir=Path(tempfile.mkdtemp()), resume=True)
+    report["resume_refused"] = ""
+except AdaptlabError as error:
+    report["resume_refused"] = str(error)
 if dist.get_rank() == 0:
     batch = Collate(setup.backbone.tokenizer.pad_token_id)(setup.eval_rows[:32])
     trained.eval()

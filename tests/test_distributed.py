@@ -58,6 +58,7 @@ def test_fsdp_shards_then_saves_the_same_artefacts(tmp_path, tiny_backbone, toy_
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads((tmp_path / "out.json").read_text())
     assert report["world"] == 2 and report["sharded"], report  # the parameters were DTensor shards while training
+    assert "--resume is not supported with train.distributed=fsdp" in report["resume_refused"], report
     assert report["whole"] and report["moved"] and report["same"] and report["steps"] == 2 * 5, report
     assert report["reloaded_max_diff"] < 1e-5, report  # save -> load -> the same predictions
 

@@ -7,6 +7,9 @@ import random
 
 import pytest
 
+from adaptlab.errors import AdaptlabError
+from adaptlab.models.backbones import load_backbone
+
 from tests.conftest import FILLER, WORDS_NEG, WORDS_POS, toy_rows, write_csv
 
 TOPICS = {"a": WORDS_POS[:3], "b": WORDS_POS[3:], "c": WORDS_NEG[:3], "d": WORDS_NEG[3:]}
@@ -37,6 +40,29 @@ def test_episodic_holds_classes_out(cli, tiny_backbone, topics_csv, tmp_path):
         labels = json.loads((folder / r["run"] / "labels.json").read_text())["id2label"]
         assert sorted(labels.values()) == ["b", "d"], "a held-out class reached (meta-)training"
     assert "protonet" in out and "±" in out
+
+
+def test_episodic_runs_a_recipes_stages_first(monkeypatch, tiny_backbone, topics_csv, toy_csv, tmp_path):
+    """``backbone: "@domain"``: domain-adaptive pretraining on another corpus, then protonet starts from it."""
+    import adaptlab.eval.episodic as module
+    from adaptlab.eval.episodic import episodic
+
+    loaded: list[str] = []
+    monkeypatch.setattr(module, "load_backbone", lambda ref: loaded.append(ref) or load_backbone(ref))
+    recipe = {"backbone": str(tiny_backbone), "data": {"train": str(topics_csv)},
+              "train": {"epochs": 1, "progress": False, "checkpoint_every": None},
+              "stages": [{"name": "domain", "strategy": {"name": "dapt", "corpus": str(toy_csv), "block_size": 32}}],
+              "strategies": [{"name": "protonet", "backbone": "@domain"}]}
+    result = episodic(None, recipe, test_classes=["a", "c"], k_shot=3, queries=4, episodes=4, output=tmp_path / "epi")
+    saved = json.loads((result.folder / "episodic.json").read_text())
+    assert saved["stages"] == ["domain"] and saved["backbone"] == "@domain" and (result.folder / "domain" / "metrics.json").is_file()
+    run = json.loads((result.folder / "protonet" / "metrics.json").read_text())
+    assert run["backbone"] == "@domain" and "stages `domain`" in (result.folder / "episodic.md").read_text()
+    assert loaded == [str(tmp_path / "epi.partial" / "domain")]  # protonet started from the stage's weights
+    recipe["strategies"] = [{"name": "protonet", "backbone": "@elsewhere"}]
+    with pytest.raises(AdaptlabError, match="names no stage of this recipe"):
+        episodic(None, recipe, output=tmp_path / "bad")
+    assert not (tmp_path / "bad").exists() and not (tmp_path / "bad.partial").exists()
 
 
 def test_episodic_refuses_strategies_without_an_episodic_mode(cli, tiny_backbone, topics_csv, tmp_path):

@@ -17,6 +17,7 @@ import logging
 import math
 import os
 import random
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,7 @@ from ..data.task import Examples, TaskData, cap, carve_validation, extract, labe
 from ..errors import AdaptlabError
 from ..models.backbones import load_backbone, resolve_ref
 from ..reporting.comparison import load_recipe, plan
+from ..reporting.pipeline import Setups, plan_stages, run_stages
 from ..strategies import get_strategy
 from ..training.runner import Setup, _as_dict, fields_to_overrides, input_length, partial_folder, run_one
 from .metrics import model_inputs
@@ -131,35 +133,67 @@ def episodic(
     out = Path(output or Path("runs") / f"episodic-{time.strftime('%Y%m%d-%H%M%S')}")
     if out.exists() or partial_folder(out).exists():
         raise AdaptlabError(f"folder {out} (or {out}.partial) already exists; choose another --output")
-    setup, unseen, train_classes, held_out = class_split_setup(configs[0][1], test_classes, n_test_classes, out)
-    n_way = n_way or len(held_out)
-    test_rows = encode(unseen, setup.backbone.tokenizer, input_length(configs[0][1].data, setup.backbone), setup.backbone.input_prefix)
     work = partial_folder(out)
+    stages = _stages(data, more, configs)
+    first = configs[0][1]
+    if not first.backbone.startswith("@"):  # bad data: one clear line before any folder
+        setup, unseen, train_classes, held_out = class_split_setup(first, test_classes, n_test_classes, work)
     work.mkdir(parents=True)
-    rows = []
-    for name, cfg in configs:
-        run = run_one(cfg.model_copy(update={"output": str(out / name)}), setup, work / name)
-        strategy = get_strategy(cfg.strategy.name)(cfg.strategy)
-        accs = episode_accuracies(strategy, run.module, test_rows, n_way, k_shot, queries, episodes, cfg.train.seed,
-                                  setup.backbone.tokenizer.pad_token_id or 0)
-        mean, ci = confidence(accs)
-        log.info("%s: %d-way %d-shot accuracy %.3f +- %.3f on held-out classes", name, n_way, k_shot, mean, ci)
-        rows.append({"run": name, "strategy": cfg.strategy.name, "accuracy": mean, "ci95": ci,
-                     "seen_classes_accuracy": run.metrics["eval"]["accuracy"], "trainable_params": run.metrics["trainable_params"],
-                     "train_seconds": run.metrics["train_seconds"]})
-        del run  # its weights are freed before the next run, so that run's peak memory is its own
+    try:  # no --resume here: a failed evaluation leaves no folder behind
+        if stages:  # a recipe's stages (domain-adaptive pretraining, ...) first: `backbone: "@name"` is their run folder
+            run_stages(stages, work, False, Setups(work), final=out)
+        if first.backbone.startswith("@"):
+            setup, unseen, train_classes, held_out = class_split_setup(first, test_classes, n_test_classes, work)
+        rows = _score_all(configs, setup, unseen, out, work, n_way or len(held_out), k_shot, queries, episodes)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    n_way = n_way or len(held_out)
     classes = {"meta_train": train_classes, "meta_test": held_out}
-    settings = {"n_way": n_way, "k_shot": k_shot, "queries": queries, "episodes": episodes, "seed": configs[0][1].train.seed,
-                "backbone": configs[0][1].backbone, "data": setup.data.source}
+    settings = {"n_way": n_way, "k_shot": k_shot, "queries": queries, "episodes": episodes, "seed": first.train.seed,
+                "backbone": first.backbone, "data": setup.data.source, "stages": [n for n, _ in stages]}
     (work / "episodic.json").write_text(json.dumps({"classes": classes, **settings, "results": rows}, indent=2), encoding="utf-8")
     (work / "episodic.md").write_text("\n".join(episodic_table(rows, classes, settings)) + "\n", encoding="utf-8")
     os.replace(work, out)
     return EpisodicResult(out, rows, classes)
 
 
+def _score_all(configs: list[tuple[str, RunConfig]], setup: Setup, unseen: Examples, out: Path, work: Path, n_way: int,
+               k_shot: int, queries: int, episodes: int) -> list[dict[str, Any]]:
+    """Meta-train each strategy on the seen classes, then score it on the same episodes of the unseen ones."""
+    backbone = setup.backbone
+    test_rows = encode(unseen, backbone.tokenizer, input_length(configs[0][1].data, backbone), backbone.input_prefix)
+    rows = []
+    for name, cfg in configs:
+        run = run_one(cfg.model_copy(update={"output": str(out / name)}), setup, work / name)
+        strategy = get_strategy(cfg.strategy.name)(cfg.strategy)
+        accs = episode_accuracies(strategy, run.module, test_rows, n_way, k_shot, queries, episodes, cfg.train.seed,
+                                  backbone.tokenizer.pad_token_id or 0)
+        mean, ci = confidence(accs)
+        log.info("%s: %d-way %d-shot accuracy %.3f +- %.3f on held-out classes", name, n_way, k_shot, mean, ci)
+        rows.append({"run": name, "strategy": cfg.strategy.name, "accuracy": mean, "ci95": ci,
+                     "seen_classes_accuracy": run.metrics["eval"]["accuracy"], "trainable_params": run.metrics["trainable_params"],
+                     "train_seconds": run.metrics["train_seconds"]})
+        del run  # its weights are freed before the next run, so that run's peak memory is its own
+    return rows
+
+
+def _stages(recipe: dict[str, Any], more: dict[str, Any], configs: list[tuple[str, RunConfig]]) -> list[tuple[str, RunConfig]]:
+    """The recipe's stages, checked before anything runs: names apart from the strategies', every ``@name`` one of them."""
+    stages = plan_stages(recipe, more) if recipe.get("stages") else []
+    clash = {n for n, _ in stages} & {n for n, _ in configs}
+    if clash:
+        raise AdaptlabError(f"stage and strategy entries share the name {sorted(clash)[0]!r}; give one a label")
+    known = {n for n, _ in stages}
+    for _, cfg in configs:
+        if cfg.backbone.startswith("@") and cfg.backbone[1:] not in known:
+            raise AdaptlabError(f"backbone '{cfg.backbone}' names no stage of this recipe (stages: {', '.join(sorted(known)) or 'none'})")
+    return stages
+
+
 def episodic_table(rows: list[dict[str, Any]], classes: dict[str, list[str]], s: dict[str, Any]) -> list[str]:
     lines = [f"# Episodic evaluation: {s['n_way']}-way {s['k_shot']}-shot, {s['episodes']} episodes of {s['queries']} queries per class", "",
-             f"Backbone `{s['backbone']}`, data `{s['data']}`. Meta-train classes: {', '.join(classes['meta_train'])}; "
+             f"Backbone `{s['backbone']}`{_from_stages(s)}, data `{s['data']}`. Meta-train classes: {', '.join(classes['meta_train'])}; "
              f"meta-test classes (never seen in training): {', '.join(classes['meta_test'])}. Seed {s['seed']}; every "
              f"strategy is scored on the same episodes.", "",
              "| strategy | episode accuracy | 95% CI | accuracy on seen classes | trainable params | train time (s) |",
@@ -168,3 +202,8 @@ def episodic_table(rows: list[dict[str, Any]], classes: dict[str, list[str]], s:
         lines.append(f"| {r['run']} | {r['accuracy']:.4f} | ± {r['ci95']:.4f} | {r['seen_classes_accuracy']:.4f} | "
                      f"{r['trainable_params']:,} | {r['train_seconds']:.1f} |")
     return lines
+
+
+def _from_stages(s: dict[str, Any]) -> str:
+    stages = s.get("stages") or []
+    return f" (after the recipe's stages {', '.join(f'`{n}`' for n in stages)}, run first)" if stages else ""
