@@ -59,9 +59,10 @@ def test_episodic_runs_a_recipes_stages_first(monkeypatch, tiny_backbone, topics
     run = json.loads((result.folder / "protonet" / "metrics.json").read_text())
     assert run["backbone"] == "@domain" and "stages `domain`" in (result.folder / "episodic.md").read_text()
     assert loaded == [str(tmp_path / "epi.partial" / "domain")]  # protonet started from the stage's weights
-    recipe["strategies"] = [{"name": "protonet", "backbone": "@elsewhere"}]
-    with pytest.raises(AdaptlabError, match="names no stage of this recipe"):
-        episodic(None, recipe, output=tmp_path / "bad")
+    for strategies, message in (([{"name": "protonet", "backbone": "@elsewhere"}], "names no stage of this recipe"),
+                                ([{"name": "protonet", "label": "domain"}], "share the name 'domain'")):
+        with pytest.raises(AdaptlabError, match=message):
+            episodic(None, {**recipe, "strategies": strategies}, output=tmp_path / "bad")
     assert not (tmp_path / "bad").exists() and not (tmp_path / "bad.partial").exists()
 
 

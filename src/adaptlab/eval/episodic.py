@@ -32,7 +32,7 @@ from ..data.task import Examples, TaskData, cap, carve_validation, extract, labe
 from ..errors import AdaptlabError
 from ..models.backbones import load_backbone, resolve_ref
 from ..reporting.comparison import load_recipe, plan
-from ..reporting.pipeline import Setups, plan_stages, run_stages
+from ..reporting.pipeline import Setups, check_names, plan_stages, run_stages
 from ..strategies import get_strategy
 from ..training.runner import Setup, _as_dict, fields_to_overrides, input_length, partial_folder, run_one
 from .metrics import model_inputs
@@ -144,11 +144,11 @@ def episodic(
             run_stages(stages, work, False, Setups(work), final=out)
         if first.backbone.startswith("@"):
             setup, unseen, train_classes, held_out = class_split_setup(first, test_classes, n_test_classes, work)
-        rows = _score_all(configs, setup, unseen, out, work, n_way or len(held_out), k_shot, queries, episodes)
+        n_way = n_way or len(held_out)
+        rows = _score_all(configs, setup, unseen, out, work, n_way, k_shot, queries, episodes)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
-    n_way = n_way or len(held_out)
     classes = {"meta_train": train_classes, "meta_test": held_out}
     settings = {"n_way": n_way, "k_shot": k_shot, "queries": queries, "episodes": episodes, "seed": first.train.seed,
                 "backbone": first.backbone, "data": setup.data.source, "stages": [n for n, _ in stages]}
@@ -181,9 +181,7 @@ def _score_all(configs: list[tuple[str, RunConfig]], setup: Setup, unseen: Examp
 def _stages(recipe: dict[str, Any], more: dict[str, Any], configs: list[tuple[str, RunConfig]]) -> list[tuple[str, RunConfig]]:
     """The recipe's stages, checked before anything runs: names apart from the strategies', every ``@name`` one of them."""
     stages = plan_stages(recipe, more) if recipe.get("stages") else []
-    clash = {n for n, _ in stages} & {n for n, _ in configs}
-    if clash:
-        raise AdaptlabError(f"stage and strategy entries share the name {sorted(clash)[0]!r}; give one a label")
+    check_names(stages, configs)
     known = {n for n, _ in stages}
     for _, cfg in configs:
         if cfg.backbone.startswith("@") and cfg.backbone[1:] not in known:

@@ -24,7 +24,7 @@ from ..strategies import get_strategy
 from ..strategies.base import supported
 from ..training.runner import RunResult, _as_dict, _is_main_process, exclusive, fields_to_overrides, partial_folder, run_one
 from .judge import check_judge, judge
-from .pipeline import Setups, plan_stages, run_stages
+from .pipeline import Setups, check_names, plan_stages, run_stages
 from .report import write_report
 from .seeds import group_of, seed_list
 
@@ -187,9 +187,7 @@ def _compare_into(out: Path, data: dict[str, Any], configs: list, more: dict[str
     if work.exists() and not resume:
         raise AdaptlabError(f"{work} holds an interrupted comparison; pass --resume to continue it, or delete it")
     stages = plan_stages(data, more) if data.get("stages") else []
-    clash = {n for n, _ in stages} & {n for n, _ in configs}
-    if clash:
-        raise AdaptlabError(f"stage and strategy entries share the name {sorted(clash)[0]!r}; give one a label")
+    check_names(stages, configs)
     judge_spec = check_judge(data.get("judge"), [n for n, _ in configs], [n for n, _ in stages])
     setups = Setups(work)
     first = setups.get(next(c for _, c in stages + configs if not c.backbone.startswith("@")))  # fail before any folder

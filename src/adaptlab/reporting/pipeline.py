@@ -90,6 +90,13 @@ class Setups:
         return self.cache[key]
 
 
+def check_names(stages: list[tuple[str, RunConfig]], configs: list[tuple[str, RunConfig]]) -> None:
+    """Stages and strategy entries are folders side by side: no name may be both."""
+    clash = {n for n, _ in stages} & {n for n, _ in configs}
+    if clash:
+        raise AdaptlabError(f"stage and strategy entries share the name {sorted(clash)[0]!r}; give one a label")
+
+
 def run_stages(stages: list[tuple[str, RunConfig]], folder: Path, resume: bool, setups: Setups,
                final: Path | None = None) -> list[Any]:
     """Run ``stages`` in order into ``folder/<name>``; finished ones are read back, not rerun.
