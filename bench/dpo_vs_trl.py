@@ -1,20 +1,29 @@
-"""adaptlab's DPO against TRL's ``DPOTrainer``, side by side, in one run.
+"""adaptlab's DPO against TRL's ``DPOTrainer`` at its recommended settings, side by side, in one run.
 
 Same model (the bundled SmolLM2-135M-Instruct), the same pairs (a sample of
 ``verses-preference``, given to TRL as conversational prompt/chosen/rejected rows
 with the same system turn), the same chat template, beta, batch size, learning
 rate, linear schedule with 10 % warm-up, AdamW, gradient clipping at 1.0, one
-epoch, full fine-tuning, dropout off, fp32 on this machine. Reported: the first
-step's loss (both must start at log 2 = 0.6931), the first 20 step losses,
-training tokens/s (chosen + rejected tokens over the training time) and peak
-memory -- TRL keeps a second copy of the model as its reference by default;
-adaptlab computes the reference log-probabilities once before training and
-keeps none.
+epoch, full fine-tuning, dropout off, fp32 on this CPU.
+
+TRL runs with ``precompute_ref_log_probs=True`` (its reference scored once before
+training, no second model kept: what adaptlab always does) and its defaults
+otherwise (gradient checkpointing on, as adaptlab's ``auto``; its fused LM head).
+Liger's kernels need Triton on a GPU and are owed to the GPU run; its
+padding-free mode is disabled in this TRL version.
+
+Timed by one rule on both sides (``_fair.py``): **fit** from a loaded model and
+the pairs to a trained model in memory (TRL: constructing the trainer -- which
+tokenises and scores the reference -- plus ``train()``; adaptlab: its ``fit``,
+which scores the reference first), the optimiser steps alone for tokens/s, and
+**end to end** from the call to a saved model. Reported beside them: the first
+step's loss (both must start at log 2 = 0.6931), the first 20 step losses and
+peak memory.
 
     make bench-setup
     .venv/bin/python bench/dpo_vs_trl.py --pairs 96
 
-Writes a markdown table to stdout and to bench/results/dpo_vs_trl.md.
+Writes bench/results/dpo_vs_trl.{md,json}.
 """
 
 from __future__ import annotations
@@ -27,6 +36,7 @@ import time
 from pathlib import Path
 
 import torch
+from _fair import Clock, Side, adaptlab_side, table, write
 
 import adaptlab
 from adaptlab.eval.measure import PeakMemory
@@ -44,12 +54,11 @@ def settings(args) -> dict:
             "generation__max_new_tokens": 8}
 
 
-def run_adaptlab(args, out: Path) -> dict:
-    result = adaptlab.train(output=str(out / "adaptlab"), **settings(args))
+def run_adaptlab(args, out: Path) -> tuple[Side, list[float]]:
+    with Clock() as wall:
+        result = adaptlab.train(output=str(out / "adaptlab"), **settings(args))
     steps = [json.loads(line) for line in (out / "adaptlab" / "steps.jsonl").read_text().splitlines()]
-    m = result.metrics
-    return {"tokens_per_second": m["train_tokens_per_second"], "train_seconds": m["train_seconds"],
-            "peak_memory_mb": m["peak_memory_mb"], "losses": [s["loss"] for s in steps]}
+    return adaptlab_side("adaptlab (reference cached)", result.metrics, wall.seconds, "tokens", {}), [s["loss"] for s in steps]
 
 
 def pairs(args) -> list[dict]:
@@ -63,12 +72,11 @@ def pairs(args) -> list[dict]:
             for c, r in zip(data.train.chosen.turns, data.train.rejected.turns)]
 
 
-def run_trl(args, out: Path) -> dict:
+def run_trl(args, out: Path) -> tuple[Side, list[float]]:
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, TrainerCallback
     from trl import DPOConfig, DPOTrainer
 
-    backbone = load_backbone("smollm2-135m")
     losses: list[float] = []
 
     class Losses(TrainerCallback):
@@ -76,24 +84,29 @@ def run_trl(args, out: Path) -> dict:
             if logs and "loss" in logs:
                 losses.append(float(logs["loss"]))
 
-    torch.manual_seed(args.seed)
-    model = AutoModelForCausalLM.from_pretrained(backbone.source, dtype=torch.float32)
-    config = DPOConfig(output_dir=str(out / "trl"), per_device_train_batch_size=args.batch_size, learning_rate=args.lr,
-                       num_train_epochs=1, lr_scheduler_type="linear", warmup_steps=0.1, weight_decay=0.0, max_grad_norm=1.0,
-                       beta=args.beta, max_length=256, logging_steps=1, logging_first_step=True, report_to="none",
-                       save_strategy="no", seed=args.seed, use_cpu=not torch.cuda.is_available(), bf16=False,
-                       dataloader_num_workers=0, disable_tqdm=True, dataset_num_proc=None)
     rows = pairs(args)
-    with PeakMemory() as memory:
-        trainer = DPOTrainer(model=model, args=config, train_dataset=Dataset.from_list(rows), processing_class=backbone.tokenizer,
-                             callbacks=[Losses()])
-        data = trainer.train_dataset  # tokenised: prompt_ids, chosen_ids, rejected_ids (each sequence is prompt + answer)
-        tokens = sum(2 * len(p) + len(c) + len(r) for p, c, r in zip(data["prompt_ids"], data["chosen_ids"], data["rejected_ids"]))
-        start = time.perf_counter()
-        trainer.train()
-        seconds = time.perf_counter() - start
-    return {"tokens_per_second": round(tokens / seconds, 1) if tokens else float("nan"), "train_seconds": round(seconds, 3),
-            "peak_memory_mb": memory.mb, "losses": losses}
+    with PeakMemory() as memory, Clock() as wall:
+        with Clock() as load:
+            backbone = load_backbone("smollm2-135m")
+            torch.manual_seed(args.seed)
+            model = AutoModelForCausalLM.from_pretrained(backbone.source, dtype=torch.float32)
+        with Clock() as fit:
+            config = DPOConfig(output_dir=str(out / "trl"), per_device_train_batch_size=args.batch_size, learning_rate=args.lr,
+                               num_train_epochs=1, lr_scheduler_type="linear", warmup_steps=0.1, weight_decay=0.0, max_grad_norm=1.0,
+                               beta=args.beta, max_length=256, logging_steps=1, logging_first_step=True, report_to="none",
+                               save_strategy="no", seed=args.seed, use_cpu=not torch.cuda.is_available(), bf16=torch.cuda.is_available(),
+                               dataloader_num_workers=0, disable_tqdm=True, precompute_ref_log_probs=True)
+            trainer = DPOTrainer(model=model, args=config, train_dataset=Dataset.from_list(rows), processing_class=backbone.tokenizer,
+                                 callbacks=[Losses()])
+            with Clock() as steps:
+                trainer.train()
+        with Clock() as save:
+            trainer.save_model(str(out / "trl" / "model"))
+    data = trainer.train_dataset  # tokenised: prompt_ids, chosen_ids, rejected_ids (each sequence is prompt + answer)
+    tokens = sum(2 * len(p) + len(c) + len(r) for p, c, r in zip(data["prompt_ids"], data["chosen_ids"], data["rejected_ids"]))
+    side = Side("TRL DPOTrainer (reference precomputed)", fit.seconds, steps.seconds, tokens, wall.seconds,
+                {"load": load.seconds, "save": save.seconds}, memory.mb, {})
+    return side, losses
 
 
 def main() -> None:
@@ -104,27 +117,23 @@ def main() -> None:
     parser.add_argument("--beta", type=float, default=0.1)
     parser.add_argument("--seed", type=int, default=42)
     args = parser.parse_args()
+    started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        ours = run_adaptlab(args, Path(tmp))
-        trl = run_trl(args, Path(tmp))
+        ours, our_losses = run_adaptlab(args, Path(tmp))
+        trl, trl_losses = run_trl(args, Path(tmp))
+    for side, losses in ((ours, our_losses), (trl, trl_losses)):
+        side.quality = {"first-step loss": losses[0] if losses else float("nan")}
     device = "cuda" if torch.cuda.is_available() else "cpu"
     lines = [f"# adaptlab DPO vs TRL DPOTrainer ({device}, SmolLM2-135M-Instruct, full fine-tuning, {args.pairs} verse pairs, "
-             f"batch {args.batch_size}, beta {args.beta:g}, lr {args.lr:g}, one epoch)", "",
-             "| path | first-step loss | train tokens/s | train time (s) | peak memory (MB) |", "|---|---|---|---|---|"]
-    for name, r in (("adaptlab (reference cached)", ours), ("TRL DPOTrainer (reference model)", trl)):
-        first = r["losses"][0] if r["losses"] else float("nan")
-        lines.append(f"| {name} | {first:.4f} | {r['tokens_per_second']:,.1f} | {r['train_seconds']:.1f} | {r['peak_memory_mb']:,.0f} |")
-    lines.append(f"| ratio (adaptlab / TRL) | | {ours['tokens_per_second'] / max(trl['tokens_per_second'], 1e-9):.2f}x | "
-                 f"{ours['train_seconds'] / max(trl['train_seconds'], 1e-9):.2f}x | {ours['peak_memory_mb'] / max(trl['peak_memory_mb'], 1e-9):.2f}x |")
-    lines += ["", f"log 2 = {math.log(2):.4f}. First 20 step losses (batches differ in order: TRL samples at random, adaptlab in "
-              "length buckets):", "", "| step | adaptlab | TRL |", "|---|---|---|"]
-    for i, (a, b) in enumerate(zip(ours["losses"][:20], trl["losses"][:20])):
+             f"batch {args.batch_size}, beta {args.beta:g}, lr {args.lr:g}, one epoch; `bench/dpo_vs_trl.py --pairs {args.pairs}`)", "",
+             *table([trl, ours], "tokens"), "",
+             f"log 2 = {math.log(2):.4f}. First 20 step losses (batches differ in order: TRL samples at random, adaptlab in "
+             "length buckets):", "", "| step | adaptlab | TRL |", "|---|---|---|"]
+    for i, (a, b) in enumerate(zip(our_losses[:20], trl_losses[:20])):
         lines.append(f"| {i + 1} | {a:.4f} | {b:.4f} |")
     text = "\n".join(lines) + "\n"
     print(text)
-    results = Path(__file__).parent / "results"
-    results.mkdir(exist_ok=True)
-    (results / "dpo_vs_trl.md").write_text(text, encoding="utf-8")
+    write("dpo_vs_trl", text, {"args": vars(args), "sides": [trl, ours], "losses": {"adaptlab": our_losses, "trl": trl_losses}}, started)
 
 
 if __name__ == "__main__":

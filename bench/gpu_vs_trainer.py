@@ -1,4 +1,4 @@
-"""adaptlab against the plain Hugging Face Trainer (and TRL's SFTTrainer) on one GPU, side by side, one process.
+"""adaptlab against the length-grouped Hugging Face Trainer (and TRL's SFTTrainer) on one GPU, side by side, one process.
 
 Model shapes come from configs with random weights (throughput only: no download),
 the text is real (Rotten Tomatoes reviews for classification, French -> English
@@ -6,10 +6,15 @@ verses for generative fine-tuning, both from the bundled datasets). Each pair ru
 one after the other in the same process on the same device, with the same weights,
 rows, batch size, learning rate, schedule, epochs, max length, dropout 0 and
 precision (bf16 autocast on a GPU that has it, as Accelerate and the Trainer both
-do). The Trainer runs twice: as it comes (examples in random order) and with
-``group_by_length=True``. Reported: training examples/s and tokens/s (non-padding
-tokens over training time), peak GPU memory, and wall time from call to finished
-run (model load, evaluation and saving included).
+do). The Trainer runs with its recommended length-grouped batches; TRL at its
+current defaults (gradient checkpointing, fused chunked LM head).
+
+Timed by one rule on both sides (``_fair.py``): **fit** from a loaded model and
+tokenised rows to a trained model in memory (adaptlab: its ``fit`` span, no
+validation split; the Trainer: its construction plus ``train()``), the optimiser
+steps alone for the per-step throughput, each side's fixed costs, and **end to
+end** from the call to a saved model and its score. Peak GPU memory over the
+whole call on both sides.
 
     make bench-setup
     .venv/bin/python bench/gpu_vs_trainer.py                       # on a CUDA machine
@@ -31,6 +36,7 @@ import time
 from pathlib import Path
 
 import torch
+from _fair import Clock, Side, adaptlab_side, table, write  # bench/ is on sys.path when this file runs
 
 SHAPES = {  # random-weight configs: the shape is what costs, not the values
     "bert-base": ("bert", dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072)),
@@ -85,7 +91,7 @@ def reviews(assets: Path, n: int) -> list[dict]:
 
 
 class Timed:
-    """Wall time and peak device memory of a block."""
+    """Wall time and peak device memory of a block (blocks inside it time with ``Clock``, which resets nothing)."""
 
     def __enter__(self) -> Timed:
         gc.collect()
@@ -112,30 +118,40 @@ def trainer_args(out: Path, args, lr: float, **extra):
         bf16=args.bf16, use_cpu=not torch.cuda.is_available(), **extra)
 
 
-def hf_classifier(folder: Path, strategy: str, rows: list[dict], args, grouped: bool) -> dict:
+def hf_classifier(folder: Path, strategy: str, rows: list[dict], held_out: list[dict], args) -> Side:
     """The plain path: AutoModelForSequenceClassification (+ get_peft_model) and transformers.Trainer."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer
 
     labels = sorted({r["label"] for r in rows})
     with Timed() as wall:
-        tok = AutoTokenizer.from_pretrained(folder)
-        if tok.pad_token is None:
-            tok.pad_token = tok.eos_token
-        enc = tok([r["text"] for r in rows], truncation=True, max_length=args.max_length)
-        data = [{"input_ids": ids, "attention_mask": m, "labels": labels.index(r["label"])}
-                for ids, m, r in zip(enc["input_ids"], enc["attention_mask"], rows)]
-        model = AutoModelForSequenceClassification.from_pretrained(folder, num_labels=len(labels), dtype=torch.float32)
-        model.config.pad_token_id = tok.pad_token_id
-        if strategy == "lora":
-            model = peft_lora(model, folder)
+        with Clock() as load:
+            tok = AutoTokenizer.from_pretrained(folder)
+            if tok.pad_token is None:
+                tok.pad_token = tok.eos_token
+
+            def encode(part: list[dict]) -> list[dict]:
+                enc = tok([r["text"] for r in part], truncation=True, max_length=args.max_length)
+                return [{"input_ids": ids, "attention_mask": m, "labels": labels.index(r["label"])}
+                        for ids, m, r in zip(enc["input_ids"], enc["attention_mask"], part)]
+
+            data, test = encode(rows), encode(held_out)
+            model = AutoModelForSequenceClassification.from_pretrained(folder, num_labels=len(labels), dtype=torch.float32)
+            model.config.pad_token_id = tok.pad_token_id
+            if strategy == "lora":
+                model = peft_lora(model, folder)
         with tempfile.TemporaryDirectory() as out:
-            trainer = Trainer(model=model, args=trainer_args(Path(out), args, LR[strategy], **grouping(grouped)),
-                              train_dataset=data, data_collator=DataCollatorWithPadding(tok))
-            with Timed() as train:
-                trainer.train()
-    tokens = sum(len(r["input_ids"]) for r in data)
-    return {"examples_s": len(data) / train.seconds, "tokens_s": tokens / train.seconds, "peak_mb": train.peak_mb,
-            "wall_s": wall.seconds}
+            with Clock() as fit:
+                trainer = Trainer(model=model, args=trainer_args(Path(out), args, LR[strategy], **grouping(True)),
+                                  train_dataset=data, data_collator=DataCollatorWithPadding(tok))
+                with Clock() as steps:
+                    trainer.train()
+            with Clock() as evaluation:
+                predicted = trainer.predict(test)
+            with Clock() as save:
+                trainer.save_model(str(Path(out) / "model"))
+    accuracy = float((predicted.predictions.argmax(-1) == predicted.label_ids).mean())
+    return Side("Trainer, group_by_length", fit.seconds, steps.seconds, sum(len(r["input_ids"]) for r in data), wall.seconds,
+                {"load": load.seconds, "evaluation": evaluation.seconds, "save": save.seconds}, wall.peak_mb, {"accuracy": accuracy})
 
 
 def grouping(grouped: bool) -> dict:
@@ -164,7 +180,7 @@ def peft_lora(model, folder: Path):
     return get_peft_model(model, LoRA(LoRA.Config()).peft_config(task))
 
 
-def ours(folder: Path, strategy: str, data: Path, args, out: Path, **more) -> dict:
+def ours(folder: Path, strategy: str, data: Path, args, out: Path, **more) -> Side:
     import adaptlab
 
     with Timed() as wall:
@@ -175,11 +191,12 @@ def ours(folder: Path, strategy: str, data: Path, args, out: Path, **more) -> di
                                         "train.schedule": "linear", "train.weight_decay": 0.01, "train.seed": args.seed,
                                         "train.progress": False, "train.checkpoint_every": None, **more})
     m = run.metrics
-    return {"examples_s": m["train_examples_per_second"], "tokens_s": m["train_tokens_per_second"], "peak_mb": m["peak_memory_mb"],
-            "wall_s": wall.seconds}
+    side = adaptlab_side("adaptlab", m, wall.seconds, "tokens", {k: m["eval"][k] for k in ("accuracy", "loss") if k in m["eval"]})
+    side.peak_mb = wall.peak_mb
+    return side
 
 
-def trl_sft(folder: Path, rows: list[dict], args) -> dict:
+def trl_sft(folder: Path, rows: list[dict], args) -> Side:
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
@@ -187,30 +204,27 @@ def trl_sft(folder: Path, rows: list[dict], args) -> dict:
     convo = [{"prompt": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": r["prompt"]}],
               "completion": [{"role": "assistant", "content": r["response"]}]} for r in rows]
     with Timed() as wall:
-        tok = AutoTokenizer.from_pretrained(folder)
-        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+        with Clock() as load:
+            tok = AutoTokenizer.from_pretrained(folder)
+            model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
         with tempfile.TemporaryDirectory() as out:
-            base = trainer_args(Path(out), args, LR["full"]).to_dict()
-            base = {k: v for k, v in base.items() if k in SFTConfig.__dataclass_fields__ and not k.startswith("_")}
-            config = SFTConfig(**{**base, "output_dir": out, "max_length": args.max_length, "packing": False,
-                                  "completion_only_loss": True, "dataset_num_proc": None})
-            trainer = SFTTrainer(model=model, args=config, train_dataset=Dataset.from_list(convo), processing_class=tok)
-            tokens = sum(len(ids) for ids in trainer.train_dataset["input_ids"])
-            with Timed() as train:
-                trainer.train()
-    return {"examples_s": len(rows) / train.seconds, "tokens_s": tokens / train.seconds, "peak_mb": train.peak_mb,
-            "wall_s": wall.seconds}
+            with Clock() as fit:
+                base = trainer_args(Path(out), args, LR["full"]).to_dict()
+                base = {k: v for k, v in base.items() if k in SFTConfig.__dataclass_fields__ and not k.startswith("_")}
+                config = SFTConfig(**{**base, "output_dir": out, "max_length": args.max_length, "completion_only_loss": True})
+                trainer = SFTTrainer(model=model, args=config, train_dataset=Dataset.from_list(convo), processing_class=tok)
+                with Clock() as steps:
+                    trainer.train()
+            with Clock() as save:
+                trainer.save_model(str(Path(out) / "model"))
+    tokens = sum(len(ids) for ids in trainer.train_dataset["input_ids"])
+    return Side("TRL SFTTrainer (defaults)", fit.seconds, steps.seconds, tokens, wall.seconds,
+                {"load": load.seconds, "save": save.seconds}, wall.peak_mb, {})
 
 
 def verses(assets: Path, n: int) -> list[dict]:
     with open(assets / "verses.jsonl", encoding="utf-8") as f:
         return [json.loads(line) for line, _ in zip(f, range(n))]
-
-
-def row(model: str, strategy: str, path: str, r: dict, base: dict | None) -> str:
-    ratio = f"{r['examples_s'] / base['examples_s']:.2f}x" if base else "1.00x"
-    return (f"| {model} | {strategy} | {path} | {r['examples_s']:,.1f} | {r['tokens_s']:,.0f} | {ratio} | "
-            f"{r['peak_mb']:,.0f} | {r['wall_s']:.1f} |")
 
 
 def main() -> None:
@@ -232,11 +246,12 @@ def main() -> None:
         print(f"assets written to {export(args.export)}")
         return
     args.bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    started = time.perf_counter()
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
-    lines = [f"# adaptlab vs Trainer on {device} (torch {torch.__version__}, {'bf16' if args.bf16 else 'fp32'}, batch "
-             f"{args.batch_size}, max length {args.max_length}, 1 epoch, random weights: throughput only)", "",
-             "| model | strategy | path | examples/s | tokens/s | vs Trainer | peak memory (MB) | wall (s) |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [f"# adaptlab vs the length-grouped Trainer on {device} (torch {torch.__version__}, {'bf16' if args.bf16 else 'fp32'}, "
+             f"batch {args.batch_size}, max length {args.max_length}, 1 epoch, random weights: throughput only)", "",
+             "Spans as in `bench/_fair.py`; peak memory is the GPU's over each whole call.", ""]
+    results: dict[str, list[Side]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         assets = args.assets or export(tmp / "assets")
@@ -249,12 +264,12 @@ def main() -> None:
                 writer.writeheader()
                 writer.writerows(data)
             for strategy in args.strategies.split(","):
-                base = hf_classifier(folder, strategy, data[:n], args, grouped=False)
-                lines.append(row(name, strategy, "Trainer", base, None))
-                lines.append(row(name, strategy, "Trainer, group_by_length", hf_classifier(folder, strategy, data[:n], args, True), base))
+                base = hf_classifier(folder, strategy, data[:n], data[n:], args)
                 args_n = argparse.Namespace(**{**vars(args), "train": n})
-                lines.append(row(name, strategy, "adaptlab", ours(folder, strategy, tmp / "data.csv", args_n, tmp / f"run-{name}-{strategy}"), base))
-                print("\n".join(lines[-3:]), flush=True)
+                mine = ours(folder, strategy, tmp / "data.csv", args_n, tmp / f"run-{name}-{strategy}")
+                results[f"{name} {strategy}"] = [base, mine]
+                lines += [f"## {name}, {strategy} ({n} reviews)", "", *table([base, mine], "tokens"), ""]
+                print("\n".join(lines[-5:]), flush=True)
         if args.sft:
             folder = tmp / "llama-135m" if (tmp / "llama-135m").exists() else make_model("llama-135m", assets, tmp, args.tiny, args.seed)
             rows = verses(assets, args.sft)
@@ -262,16 +277,16 @@ def main() -> None:
                 f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows + rows[:8])
             sft_args = argparse.Namespace(**{**vars(args), "max_length": args.sft_max_length, "batch_size": args.batch_size // 2})
             base = trl_sft(folder, rows, sft_args)
-            lines.append(row("llama-135m", "sft full", "TRL SFTTrainer", base, None))
             args_n = argparse.Namespace(**{**vars(sft_args), "train": len(rows), "eval": 8})
             mine = ours(folder, "full", tmp / "verses.jsonl", args_n, tmp / "run-sft", **{"data.system": SYSTEM, "generation.max_new_tokens": 8})
-            lines.append(row("llama-135m", "sft full", "adaptlab", mine, base).replace("vs Trainer", "vs TRL"))
-            print("\n".join(lines[-2:]), flush=True)
+            results["llama-135m sft full"] = [base, mine]
+            lines += [f"## llama-135m, SFT full ({len(rows)} verses, batch {sft_args.batch_size}, max length {args.sft_max_length})", "",
+                      *table([base, mine], "tokens"), ""]
+            print("\n".join(lines[-5:]), flush=True)
     text = "\n".join(lines) + "\n"
     print(text)
-    results = Path(__file__).parent / "results"
-    results.mkdir(exist_ok=True)
-    (results / "gpu_vs_trainer.md").write_text(text, encoding="utf-8")
+    if not args.tiny:  # a smoke test's numbers are not results
+        write("gpu_vs_trainer", text, {"args": {k: str(v) for k, v in vars(args).items()}, "results": results}, started)
 
 
 if __name__ == "__main__":

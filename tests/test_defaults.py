@@ -89,7 +89,7 @@ def test_range_test_leaves_no_trace(tiny_backbone, toy_csv):
     rng = torch.get_rng_state()
     loader = DataLoader(setup.train_rows, batch_size=32, collate_fn=Collate(0))
     train = TrainConfig(lr_find_steps=30)
-    result = range_test(module, loader, train, make_accelerator(train), param_groups(module, 1.0, 0.01), cross_entropy, 1e-3)
+    result = range_test(module, loader, train, make_accelerator(train), param_groups(module, 1.0, 0.01), cross_entropy, 1e-3, 30)
     assert all(torch.equal(p, before[n]) and p.grad is None for n, p in module.named_parameters())
     assert torch.equal(torch.get_rng_state(), rng)
     lrs = [lr for lr, _ in result["curve"]]
@@ -154,9 +154,9 @@ def test_a_head_at_its_own_rate_is_not_swept(monkeypatch):
 
     seen = {}
     monkeypatch.setattr(adaptlab.training.lr_find, "range_test",
-                        lambda m, loader, cfg, acc, groups, loss, fallback: seen.setdefault("groups", groups) and
+                        lambda m, loader, cfg, acc, groups, loss, fallback, steps: seen.setdefault("groups", groups) and
                         {"lr": 1e-3, "steps": 0, "rule": "-", "seconds": 0})
-    _range_test(WithTask(Strategy(), default_task()), nn.Linear(2, 2), [], TrainConfig(), None)
+    _range_test(WithTask(Strategy(), default_task()), nn.Linear(2, 2), [], TrainConfig(), None, 1000, {})
     assert [g["fixed"] for g in seen["groups"]] == [False, True]
 
 
@@ -165,3 +165,30 @@ def test_the_train_summary_line_says_when_a_run_did_not_learn(cli, tiny_backbone
     assert code == 0 and "DID NOT LEARN (majority-class baseline 0.5000" in out
     code, out, _ = cli("train", "-s", "full", "-b", tiny_backbone, "-d", toy_csv, "-o", "ok", "-q")
     assert code == 0 and "accuracy" in out and "DID NOT LEARN" not in out
+
+
+@pytest.mark.parametrize("planned, share, expected", [(10, 0.25, 0), (79, 0.25, 0), (80, 0.25, 20), (120, 0.25, 30),
+                                                      (1000, 0.25, 40), (40, 1.0, 40)])
+def test_the_range_test_costs_at_most_its_share_of_the_run(planned, share, expected):
+    from adaptlab.settings import TrainConfig
+    from adaptlab.training.lr_find import budget
+
+    assert budget(TrainConfig(lr_find_share=share), planned) == expected
+
+
+def test_a_run_too_short_for_a_range_test_trains_at_the_default_rate_and_says_so(tiny_backbone, toy_csv, tmp_path):
+    """Issue 27: 40 probe steps before a 10-step run cost four times the training."""
+    m = run(tiny_backbone, toy_csv, tmp_path / "short", train__epochs=1, train__batch_size=32)
+    settings = m["train_settings"]
+    assert settings["optimizer_steps"] < 80 and settings["lr_source"] == "default (run too short to test)"
+    assert settings["lr"] == 5e-5 and settings["lr_find"]["steps"] == 0 and "range_test" not in m["timing"]
+    long = run(tiny_backbone, toy_csv, tmp_path / "long", train__epochs=1, train__batch_size=2, train__lr_find_share=1.0)
+    assert long["train_settings"]["lr_source"] == "range test" and long["timing"]["range_test"] > 0
+
+
+def test_metrics_say_where_the_time_went(tiny_backbone, toy_csv, tmp_path):
+    m = run(tiny_backbone, toy_csv, tmp_path / "r", train__epochs=2, train__lr=1e-4)
+    t = m["timing"]
+    for name in ("load", "prepare", "fit", "steps", "epoch_eval", "forgetting_probe", "final_eval", "save", "total"):
+        assert t[name] > 0, name
+    assert t["steps"] + t["epoch_eval"] <= t["fit"] <= t["total"] and t["steps"] == pytest.approx(m["train_seconds"], rel=0.2)

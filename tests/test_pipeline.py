@@ -69,6 +69,15 @@ def test_compare_runs_the_dapt_ab(tiny_backbone, toy_csv, tmp_path):
     assert "backbone: '@domain'" in (tmp_path / "ab" / "full+dapt" / "config.yaml").read_text()
 
 
+def test_compare_checks_every_stage_reference_before_it_runs_anything(tiny_backbone, toy_csv, tmp_path):
+    recipe = {"backbone": str(tiny_backbone), "data": {"train": str(toy_csv)}, "train": QUICK,
+              "stages": [{"name": "domain", "strategy": {"name": "dapt", "block_size": 32}}],
+              "strategies": [{"name": "full"}, {"name": "full", "label": "late", "backbone": "@domian"}]}
+    with pytest.raises(AdaptlabError, match="entry late: backbone '@domian' names no stage of this recipe .stages: domain."):
+        compare(recipe=recipe, output=tmp_path / "ab")
+    assert not list(tmp_path.iterdir())  # nothing ran, no folder
+
+
 def test_a_comparison_frees_each_run_before_the_next(tiny_backbone, toy_csv, tmp_path, monkeypatch):
     """Each run's peak memory is its own: no earlier stage's or row's trained module is alive when the next
     run starts (they were kept to the end once, so that a comparison's sixth row measured five models more)."""

@@ -203,6 +203,10 @@ class TrainConfig(Section):
     range test before training (Smith 2017; ``lr_find.py``), recorded in metrics.json."""
     lr_find_steps: int = Field(40, ge=5)
     """Steps of the learning-rate range test (each one training batch, exponentially rising rate)."""
+    lr_find_share: float = Field(0.25, gt=0, le=1)
+    """The most the range test may cost, as a share of the run's planned optimiser steps: a shorter run tests
+    fewer steps, and one too short for a test of 20 steps trains at the strategy's default rate instead
+    (metrics.json's ``train_settings.lr_find`` says which, and why)."""
     min_steps: int = Field(150, ge=1)
     """With ``epochs: auto``: the fewest optimiser steps a run gets (epochs are added until it has them)."""
     max_epochs: int = Field(10, ge=1)

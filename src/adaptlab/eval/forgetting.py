@@ -164,6 +164,12 @@ class Probe:
         if self.kind == "masked":  # sentence encoders: embedding similarity of the pairs
             self.pairs = [text_batches(tok, [p[i] for p in pairs], min(PAIR_MAX_LENGTH, limit), 32) for i in (0, 1)]
 
+    @property
+    def tokens(self) -> int:
+        """Tokens one measurement runs through the backbone (what prices a forward pass: ``reporting/eta.py``)."""
+        batches = self.text + [b for part in self.pairs or [] for b in part]
+        return int(sum(int(b["attention_mask"].sum()) for b in batches))
+
     @classmethod
     def for_backbone(cls, backbone: Any) -> Probe:
         return _probe(backbone.source, backbone)
@@ -206,7 +212,7 @@ class Probe:
 
     def compare(self, before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
         """The ``forgetting`` block of metrics.json."""
-        block: dict[str, Any] = {"reference": REFERENCE_VERSION, "text_loss": None, "pairs": None}
+        block: dict[str, Any] = {"reference": REFERENCE_VERSION, "text_loss": None, "pairs": None, "tokens": self.tokens}
         if "text_loss" in before:
             b, a = before["text_loss"], after["text_loss"]
             objective = "next-token" if self.kind == "causal" else "masked-lm"

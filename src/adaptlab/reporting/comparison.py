@@ -23,6 +23,7 @@ from ..errors import AdaptlabError
 from ..strategies import get_strategy
 from ..strategies.base import supported
 from ..training.runner import RunResult, _as_dict, _is_main_process, exclusive, fields_to_overrides, partial_folder, run_one
+from .eta import time_left
 from .judge import check_judge, judge
 from .pipeline import Setups, check_names, plan_stages, run_stages
 from .report import write_report
@@ -121,15 +122,13 @@ def _run(name: str, cfg: RunConfig, setups: Setups, work: Path, out: Path, resum
 
 
 def _run_all(configs: list, setups: Setups, work: Path, out: Path, resume: bool) -> list[RunResult]:
-    """Every strategy in turn, with a status line before each: which one, how many, and the time left
-    estimated from the strategies that ran so far."""
-    runs, spent = [], []
+    """Every strategy in turn, with a status line before each: which one, how many, and the time left --
+    each pending run's work priced at the speed the finished ones measured (``eta.py``)."""
+    runs: list[RunResult] = []
     for i, (name, cfg) in enumerate(configs):
-        left = f", about {_minutes(sum(spent) / len(spent) * (len(configs) - i))} left" if spent else ""
-        log.info("strategy %d/%d: %s%s", i + 1, len(configs), name, left)
-        started = time.perf_counter()
+        left = time_left([(c, setups.get(c)) for _, c in configs[i:]], [r.metrics for r in runs]) if runs else None
+        log.info("strategy %d/%d: %s%s", i + 1, len(configs), name, f", about {_minutes(left)} left" if left is not None else "")
         runs.append(replace(_run(name, cfg, setups, work, out, resume), module=None))  # free its weights before the next
-        spent.append(time.perf_counter() - started)
     return runs
 
 

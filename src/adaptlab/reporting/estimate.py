@@ -5,7 +5,7 @@ the shared loop (the same hooks, caching and batches as a real run), at a fixed 
 test runs. The first epoch holds the one-off work (feature caching, building the model's caches),
 the second only steps; the real run's training time is then extrapolated the way its loop plans it::
 
-    train time = one-off x N/n + per-epoch x N/n x epochs + range test (40 steps) + evaluation passes
+    train time = one-off x N/n + per-epoch x N/n x epochs + range test (lr_find.budget's steps) + evaluation passes
 
 with ``epochs`` settled as ``epochs: auto`` would settle them (at least ``min_steps`` optimiser
 steps, at most ``max_epochs``). Peak memory is the sample run's (same model, optimiser, batch size
@@ -74,6 +74,7 @@ def estimate(cfg: Any, setup: Any) -> Estimate:
     from ..eval.measure import PeakMemory, folder_bytes
     from ..strategies.base import Task, get_strategy, hook, save_pretrained
     from ..training.loop import EPOCH_END, fit, score
+    from ..training.lr_find import budget
     from ..training.runner import prepare_module, resolve_train, run_task_type
 
     strategy = get_strategy(cfg.strategy.name)(cfg.strategy)
@@ -106,8 +107,9 @@ def estimate(cfg: Any, setup: Any) -> Estimate:
     first, second = stamps[0] - started, stamps[1] - stamps[0]
     steps = max(state.step / 2, 1)
     epochs = planned_epochs(full, len(setup.train_rows))
+    probe = budget(full, epochs * max(1, math.ceil(math.ceil(len(setup.train_rows) / full.batch_size) / full.grad_accum)))
     train, wall = extrapolate(first, second, len(rows), len(setup.train_rows), epochs, second / steps, eval_per_row,
-                              len(setup.val_rows), len(setup.eval_rows), full.lr in (None, "auto"), full.lr_find_steps)
+                              len(setup.val_rows), len(setup.eval_rows), full.lr in (None, "auto") and probe > 0, probe)
     trainable = sum(p.numel() for p in module.parameters() if p.requires_grad)
     return Estimate(cfg.strategy.name, train, wall, memory.mb, size, trainable, epochs)
 

@@ -91,10 +91,16 @@ class Setups:
 
 
 def check_names(stages: list[tuple[str, RunConfig]], configs: list[tuple[str, RunConfig]]) -> None:
-    """Stages and strategy entries are folders side by side: no name may be both."""
-    clash = {n for n, _ in stages} & {n for n, _ in configs}
+    """Stages and strategy entries are folders side by side: no name may be both; and every ``backbone: "@name"``
+    of an entry names a stage of the recipe (checked before anything runs, not when the entry's turn comes)."""
+    known = {n for n, _ in stages}
+    clash = known & {n for n, _ in configs}
     if clash:
         raise AdaptlabError(f"stage and strategy entries share the name {sorted(clash)[0]!r}; give one a label")
+    for name, cfg in configs:
+        if cfg.backbone.startswith("@") and cfg.backbone[1:] not in known:
+            raise AdaptlabError(f"entry {name}: backbone '{cfg.backbone}' names no stage of this recipe "
+                                f"(stages: {', '.join(sorted(known)) or 'none'})")
 
 
 def run_stages(stages: list[tuple[str, RunConfig]], folder: Path, resume: bool, setups: Setups,

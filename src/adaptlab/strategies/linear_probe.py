@@ -83,6 +83,7 @@ class LinearProbe:
     # cached features make a step almost free: many more of them, and patience for a noisy validation score
     train_defaults = {"lr": 1e-2, "epochs": 30, "schedule": "linear", "weight_decay": 0.0, "min_steps": 1500, "max_epochs": 50,
                       "patience": 5}
+    step_cost = 0.0  # one forward pass over the rows fills the cache
 
     def __init__(self, config: LinearProbeConfig):
         self.config = config

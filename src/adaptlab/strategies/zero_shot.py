@@ -46,6 +46,7 @@ class ZeroShot:
 
     Config = ZeroShotConfig
     train_defaults = {"epochs": 1}
+    step_cost = None  # nothing trains
     tasks = ("classification", "sft", "preference", "feedback")
 
     def __init__(self, config: ZeroShotConfig):

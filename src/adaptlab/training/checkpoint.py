@@ -54,6 +54,8 @@ class LoopState:
     """The range test's curve and choice, when it ran."""
     gradient_checkpointing: bool = False
     """Whether activations were recomputed in the backward pass (``train.gradient_checkpointing``)."""
+    phases: dict[str, float] = field(default_factory=dict)
+    """Seconds spent in each part of the loop so far (``phases.py``: steps, range test, evaluation, checkpoints)."""
     epoch_losses: list[float] = field(default_factory=list)
     """Training losses of the current epoch's batches so far (its mean goes into the history)."""
     log_window: list[float] = field(default_factory=list)

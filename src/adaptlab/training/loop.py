@@ -33,6 +33,7 @@ from ..settings import TrainConfig
 from ..models.modeling import upcast
 from ..strategies.base import batch_sampler, hook, param_groups
 from .checkpoint import BestWeights, Checkpointer, LoopState, rng_state, set_rng_state
+from .phases import span
 from .recompute import checkpointing
 from .distributed import adopt, gathered, plain_copy, plugins, shard_blocks
 from .regularize import Regularizers
@@ -139,18 +140,19 @@ def fit(
     upcast(p for g in hook(strategy, "param_groups", param_groups)(module, 1.0, 0.0) for p in g["params"])  # fp32 master weights
     reg = Regularizers(cfg.regularize, module, strategy, task_type)  # its copies of the pretrained weights: beside them
     strategy = WithTask(strategy, task_type, param_groups=reg.groups(hook(strategy, "param_groups", param_groups)))
-    started = time.perf_counter()
+    started, phases = time.perf_counter(), {}
     precompute = hook(strategy, "precompute", None)
     if precompute:  # frozen computation done once, not every epoch
-        train_rows = precompute(module, train_rows, cfg.eval_batch_size, accelerator.device)
-        eval_rows = precompute(module, eval_rows, cfg.eval_batch_size, accelerator.device) if eval_rows else eval_rows
+        with span(phases, "precompute"):
+            train_rows = precompute(module, train_rows, cfg.eval_batch_size, accelerator.device)
+            eval_rows = precompute(module, eval_rows, cfg.eval_batch_size, accelerator.device) if eval_rows else eval_rows
     eval_rows = indexed(eval_rows)  # per-example results in the split's order
     collate, multiple = strategy.collate(pad_token_id), pad_multiple(accelerator.device)
     sampler = hook(strategy, "batch_sampler", batch_sampler)(train_rows, cfg)
     eval_sampler = BucketBatchSampler(lengths_of(eval_rows), cfg.eval_batch_size, False, bucket=cfg.bucket)
     train_loader = loader(train_rows, sampler, Batches(collate, pad_token_id, multiple), accelerator)
     eval_loader = loader(eval_rows, eval_sampler, Batches(collate, pad_token_id, multiple, count=False), accelerator) if eval_rows else None
-    state = LoopState(train_seconds=time.perf_counter() - started)
+    state = LoopState(train_seconds=time.perf_counter() - started, phases=phases)
     if not any(p.requires_grad for p in module.parameters()):  # nothing trains (zero-shot): score once
         model = accelerator.prepare(module)
         scores = _evaluate(strategy, model, accelerator.prepare(eval_loader), accelerator) if eval_loader is not None else {}
@@ -250,26 +252,32 @@ def plan(strategy: Any, module: nn.Module, loader: Any, cfg: TrainConfig, accele
         state.epochs = cfg.epochs if isinstance(cfg.epochs, int) else defaults.get("epochs", 3)
         auto_epochs = False
     else:
-        state.lr = cfg.lr if isinstance(cfg.lr, float) else None
-        if state.lr is None:
-            state.lr_find = _range_test(strategy, module, loader, cfg, accelerator)
-            state.lr = state.lr_find["lr"]
-            state.train_seconds += state.lr_find["seconds"]  # part of what the strategy costs
         steps_per_epoch = max(1, math.ceil(math.ceil(len(loader) / accelerator.num_processes) / cfg.grad_accum))
         state.epochs = min(cfg.max_epochs, max(1, math.ceil(cfg.min_steps / steps_per_epoch))) if auto_epochs else cfg.epochs
+        state.lr = cfg.lr if isinstance(cfg.lr, float) else None
+        if state.lr is None:
+            state.lr_find = _range_test(strategy, module, loader, cfg, accelerator, steps_per_epoch * state.epochs, state.phases)
+            state.lr = state.lr_find["lr"]
+            state.train_seconds += state.lr_find["seconds"]  # part of what the strategy costs
     state.patience = cfg.patience or (2 if auto_epochs and has_validation else None)
     return cfg.model_copy(update={"lr": state.lr, "epochs": state.epochs, "patience": state.patience})
 
 
-def _range_test(strategy: Any, module: nn.Module, loader: Any, cfg: TrainConfig, accelerator: Any) -> dict[str, Any]:
-    from .lr_find import range_test
+def _range_test(strategy: Any, module: nn.Module, loader: Any, cfg: TrainConfig, accelerator: Any,
+                planned_steps: int, phases: dict[str, float]) -> dict[str, Any]:
+    from .lr_find import budget, range_test, skipped
 
     fallback = getattr(strategy, "train_defaults", {}).get("lr", 1e-3)
+    steps = budget(cfg, planned_steps)
+    if not steps:
+        log.info("%s: no learning-rate range test (%d planned steps): the default rate %.2e", strategy.name, planned_steps, fallback)
+        return skipped(planned_steps, cfg, fallback)
     make_groups = hook(strategy, "param_groups", param_groups)
     groups = make_groups(module, 1.0, cfg.weight_decay)  # rates as multipliers of the swept rate...
     for group, doubled in zip(groups, make_groups(module, 2.0, cfg.weight_decay)):
         group["fixed"] = doubled["lr"] != 2 * group["lr"]  # ...except a group at a rate of its own (a head's head_lr)
-    result = range_test(module, loader, cfg, accelerator, groups, strategy.loss, fallback)
+    with span(phases, "range_test"):
+        result = range_test(module, loader, cfg, accelerator, groups, strategy.loss, fallback, steps)
     log.info("%s: learning-rate range test over %d steps chose %.2e (%s)", strategy.name, result["steps"], result["lr"], result["rule"])
     return result
 
@@ -314,11 +322,19 @@ def train_epoch(run: Run, state: LoopState, epoch: int, best: BestWeights, bar: 
             if run.log.step(state, epoch, run.scheduler.get_last_lr()[0]):
                 bar.set_postfix(loss=f"{run.log.running_loss():.4f}", ex_s=f"{run.log.epoch_rate():.1f}", refresh=False)
             if run.ckpt and cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0:
-                state.train_seconds += time.perf_counter() - tick
+                _stepped(state, tick)
+                with span(state.phases, "checkpoint"):
+                    _save(run, best, state)
                 tick = time.perf_counter()
-                _save(run, best, state)
     run.log.flush()
-    state.train_seconds += time.perf_counter() - tick
+    _stepped(state, tick)
+
+
+def _stepped(state: LoopState, since: float) -> None:
+    """Count the optimiser steps' time since ``since`` (checkpoints and evaluation are counted apart)."""
+    seconds = time.perf_counter() - since
+    state.train_seconds += seconds
+    state.phases["steps"] = state.phases.get("steps", 0.0) + seconds
 
 
 def _rng_neutral(loader: Any) -> Any:
@@ -342,7 +358,7 @@ def end_epoch(run: Run, state: LoopState, epoch: int, best: BestWeights) -> bool
 
     Without a validation split every epoch counts as the best so far: the run ends with its last weights.
     """
-    with run.reg.averaged():  # scored and kept: the averaged weights (train.regularize.ema); checkpointed: the trained ones
+    with run.reg.averaged(), span(state.phases, "epoch_eval"):  # scored and kept: the averaged weights; checkpointed: the trained ones
         metrics = _evaluate(run.strategy, run.model, run.eval_loader, run.accelerator) if run.eval_loader is not None else {}
         loss = _record(run, state, epoch, best, metrics)
     if run.log.trackers:
@@ -358,7 +374,8 @@ def end_epoch(run: Run, state: LoopState, epoch: int, best: BestWeights) -> bool
     state.epoch, state.batch = epoch + 1, 0
     stop = bool(run.cfg.patience and state.stale_epochs >= run.cfg.patience)
     if run.ckpt:  # after the last epoch only the weights are kept: no step follows that needs the optimiser's state
-        _save(run, best, state, final=stop or state.epoch >= run.cfg.epochs)
+        with span(state.phases, "checkpoint"):
+            _save(run, best, state, final=stop or state.epoch >= run.cfg.epochs)
     listener = EPOCH_END.get()
     if listener is not None:
         listener(epoch + 1, metrics)

@@ -35,8 +35,28 @@ from .checkpoint import rng_state, set_rng_state
 
 START_LR, END_LR = 1e-6, 1.0
 """The rates the test sweeps (exponentially); AdamW diverges well before 1 on every backbone here."""
+MIN_STEPS = 20
+"""Fewer steps than this sweep 1e-6..1 in jumps too coarse to read a rate off (each over 2x the last)."""
 SMOOTHING = 0.8
 """Exponential smoothing of the loss (bias-corrected), as fastai does with its 0.98 over 100 steps."""
+
+
+def budget(cfg: TrainConfig, planned_steps: int) -> int:
+    """Steps the range test may take for a run of ``planned_steps`` optimiser steps; 0: skip it.
+
+    The test is worth a share of the run (``cfg.lr_find_share``), not more: 40 probe steps before a 10-step
+    fine-tuning run cost four times the training (issue 27: 483 s of a 964 s SFT run, which then fell back to
+    the default rate anyway). Below :data:`MIN_STEPS` the sweep is too coarse to choose from.
+    """
+    steps = min(cfg.lr_find_steps, math.floor(cfg.lr_find_share * planned_steps))
+    return steps if steps >= min(cfg.lr_find_steps, MIN_STEPS) else 0
+
+
+def skipped(planned_steps: int, cfg: TrainConfig, fallback: float) -> dict[str, Any]:
+    """What metrics.json records when :func:`budget` skipped the test."""
+    return {"lr": fallback, "rule": f"skipped: the run plans {planned_steps} optimiser steps, too few for a {MIN_STEPS}-step test "
+                                    f"within lr_find_share={cfg.lr_find_share:g} of them: the strategy's default rate",
+            "valley_lr": None, "steps": 0, "seconds": 0.0, "curve": []}
 
 
 def lr_at(step: int, steps: int, start: float = START_LR, end: float = END_LR) -> float:
@@ -71,8 +91,8 @@ def smooth(losses: list[float], beta: float = SMOOTHING) -> list[float]:
 
 
 def range_test(module: nn.Module, loader: Any, cfg: TrainConfig, accelerator: Any, groups: list[dict],
-               loss_fn: Any, fallback: float) -> dict[str, Any]:
-    """Sweep the learning rate over ``cfg.lr_find_steps`` batches of ``loader``; return the chosen rate and the curve.
+               loss_fn: Any, fallback: float, steps: int) -> dict[str, Any]:
+    """Sweep the learning rate over ``steps`` batches of ``loader``; return the chosen rate and the curve.
 
     ``groups`` are the strategy's parameter groups built for a peak rate of 1, so each group's
     rate is its multiplier times the swept rate; a group marked ``fixed`` (a head at its own
@@ -80,7 +100,6 @@ def range_test(module: nn.Module, loader: Any, cfg: TrainConfig, accelerator: An
     fell (the reason is recorded).
     """
     started = time.perf_counter()
-    steps = cfg.lr_find_steps
     trainable = [p for p in module.parameters() if p.requires_grad]
     saved = [p.detach().to("cpu", copy=True) for p in trainable]  # on the host: no second copy in GPU memory
     rng = rng_state()

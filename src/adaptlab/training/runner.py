@@ -41,6 +41,7 @@ from .folders import complete as _complete
 from .folders import exclusive, finite, output_folder, partial_folder
 from .folders import is_main_process as _is_main_process
 from .loop import fit, score
+from .phases import ordered, span
 from .regularize import check as check_regularizers
 from .tracking import Trackers, check_trackers, experiment_of
 
@@ -63,6 +64,8 @@ class Setup:
     """Tokenised validation split (carved from training), where the best epoch is chosen; may be empty."""
     task_type: Any = None
     """The task type (``adaptlab.tasks``) the data was read as; classification if None."""
+    load_seconds: float = 0.0
+    """Wall time to read the data, load the backbone and tokenise (once for every strategy of a comparison)."""
 
     def __post_init__(self) -> None:
         if self.task_type is None:
@@ -104,6 +107,7 @@ def make_setup(cfg: RunConfig, root: Path | None = None) -> Setup:
     """Load and validate data and backbone; tokenise once (``root``: where ``@stage`` backbones live)."""
     from ..models.backbones import resolve_ref
 
+    started = time.perf_counter()
     task_type, table = resolve_task(cfg.data)
     data = task_type.load(cfg.data, split_seed(cfg), table)
     backbone = load_backbone(resolve_ref(cfg.backbone, root))
@@ -115,7 +119,8 @@ def make_setup(cfg: RunConfig, root: Path | None = None) -> Setup:
 
     extra = {name: rows(split) for name, split in data.extra_evals.items()}
     train = task_type.training_rows(rows(data.train), n)
-    return Setup(data, backbone, train, rows(data.eval), extra, rows(data.validation), task_type)
+    return Setup(data, backbone, train, rows(data.eval), extra, rows(data.validation), task_type,
+                 load_seconds=time.perf_counter() - started)
 
 
 def split_seed(cfg: RunConfig) -> int:
@@ -217,16 +222,18 @@ def run_one(cfg: RunConfig, setup: Setup, out: Path, resume: bool = False) -> Ru
     train_rows, select_rows = own(setup.data, task) if own else (setup.train_rows, setup.val_rows)
     eval_rows = select_rows if own else setup.eval_rows
     probe = Probe.for_backbone(setup.backbone)
-    started = time.perf_counter()
+    started, phases = time.perf_counter(), {"load": setup.load_seconds}
     main = _is_main_process()
     with PeakMemory() as memory:
-        module = prepare_module(strategy, task)  # may still reject the config: nothing written yet
+        with span(phases, "prepare"):
+            module = prepare_module(strategy, task)  # may still reject the config: nothing written yet
         check_regularizers(train_cfg.regularize, module, strategy, task_type)
         tick = time.perf_counter()
         added = augmented_rows(setup, module, train_cfg, data_cfg, task_type, out.parent, Generator)  # train.augment: training examples only
         augment_seconds = time.perf_counter() - tick
         total = count_parameters(module)[1]
-        before = probe.measure(module.to(_device()))  # same device as after: exact zero when untouched
+        with span(phases, "forgetting_probe"):
+            before = probe.measure(module.to(_device()))  # same device as after: exact zero when untouched
         if main:
             partial.mkdir(parents=True, exist_ok=True)
             (partial / "config.yaml").write_text(dump_config(resolved), encoding="utf-8")
@@ -234,14 +241,19 @@ def run_one(cfg: RunConfig, setup: Setup, out: Path, resume: bool = False) -> Ru
         with _cleanup_on_failure(partial), _closing(trackers := Trackers()):
             trackers.start(train_cfg.report_to if main else [], partial, out.name, experiment_of(out), resolved.model_dump(mode="json"))
             rows = train_rows + added if added else train_rows  # the same list when nothing is added (dapt checks identity)
-            start = score(strategy, module, eval_rows, train_cfg, pad_token_id=setup.backbone.tokenizer.pad_token_id or 0,
-                          task_type=task_type) if strategy.score_before and eval_rows else None  # epoch 0
-            module, state = fit(strategy, module, rows, select_rows, train_cfg, pad_token_id=setup.backbone.tokenizer.pad_token_id or 0,
-                                run_dir=partial, resume=resume, task_type=task_type, trackers=trackers)
-    forgetting = probe.compare(before, probe.measure(module))
-    final = kept_scores(state, train_cfg) if eval_rows is select_rows else score(
-        strategy, module, eval_rows, train_cfg, pad_token_id=setup.backbone.tokenizer.pad_token_id or 0, task_type=task_type)
-    eval_sets = score_eval_sets(strategy, module, setup, final, train_cfg, task_type)
+            with span(phases, "score_before"):
+                start = score(strategy, module, eval_rows, train_cfg, pad_token_id=setup.backbone.tokenizer.pad_token_id or 0,
+                              task_type=task_type) if strategy.score_before and eval_rows else None  # epoch 0
+            with span(phases, "fit"):
+                module, state = fit(strategy, module, rows, select_rows, train_cfg,
+                                    pad_token_id=setup.backbone.tokenizer.pad_token_id or 0, run_dir=partial, resume=resume,
+                                    task_type=task_type, trackers=trackers)
+    with span(phases, "forgetting_probe"):
+        forgetting = probe.compare(before, probe.measure(module))
+    with span(phases, "final_eval"):
+        final = kept_scores(state, train_cfg) if eval_rows is select_rows else score(
+            strategy, module, eval_rows, train_cfg, pad_token_id=setup.backbone.tokenizer.pad_token_id or 0, task_type=task_type)
+        eval_sets = score_eval_sets(strategy, module, setup, final, train_cfg, task_type)
     trainable = count_named(module, set(state.ever_trainable))
     adapted = adapted_modules(module, set(state.ever_trainable))
     log.info("%s trained: %s", strategy.name, adapted_summary(adapted))
@@ -249,7 +261,9 @@ def run_one(cfg: RunConfig, setup: Setup, out: Path, resume: bool = False) -> Ru
         return RunResult(out, {}, resolved, module)
     extra = hook(strategy, "extra_metrics", lambda *args: {})(module, state.history, eval_rows, _device())
     earlier = hook(strategy, "earlier_training", dict)()  # training inside prepare (MAD-X's language adapters) costs too
-    _save_artifact(strategy, module, partial / "model", task)
+    with span(phases, "save"):
+        _save_artifact(strategy, module, partial / "model", task)
+    phases["total"] = setup.load_seconds + time.perf_counter() - started
     metrics = {
         "strategy": strategy.name,
         "backbone": cfg.backbone,
@@ -273,6 +287,7 @@ def run_one(cfg: RunConfig, setup: Setup, out: Path, resume: bool = False) -> Ru
         "train_examples_per_second": round(state.examples / state.train_seconds, 2) if state.train_seconds else 0.0,
         "train_tokens_per_second": round(state.tokens / state.train_seconds, 1) if state.train_seconds else 0.0,
         "wall_seconds": round(time.perf_counter() - started, 3),
+        "timing": ordered({**state.phases, **phases}),
         "peak_memory_mb": memory.mb,
         "device": "cuda" if torch.cuda.is_available() else "cpu",
         "eval": {**task_type.headline(final), **hook(strategy, "headline", lambda scores: {})(final)},
@@ -332,7 +347,8 @@ def on_training_batches(scores: dict[str, Any]) -> dict[str, float] | None:
 
 def train_settings(state: Any, cfg: TrainConfig) -> dict[str, Any]:
     """What the run trained with, as settled by the loop: the lr (and how it was found), epochs, steps."""
-    return {"lr": state.lr, "lr_source": "range test" if state.lr_find else "given", "epochs_planned": state.epochs,
+    source = "given" if not state.lr_find else "range test" if state.lr_find["steps"] else "default (run too short to test)"
+    return {"lr": state.lr, "lr_source": source, "epochs_planned": state.epochs,
             "epochs_run": sum(1 for h in state.history if h["epoch"] > 0), "optimizer_steps": state.step,
             "warmup_steps": state.warmup_steps, "patience": state.patience, "batch_size": cfg.batch_size,
             "gradient_checkpointing": state.gradient_checkpointing, "lr_find": state.lr_find}
