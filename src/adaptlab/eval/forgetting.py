@@ -166,9 +166,10 @@ class Probe:
 
     @property
     def tokens(self) -> int:
-        """Tokens one measurement runs through the backbone (what prices a forward pass: ``reporting/eta.py``)."""
+        """Positions one measurement runs through the backbone, padding included (what it computes: the price of
+        a forward pass for ``reporting/eta.py``)."""
         batches = self.text + [b for part in self.pairs or [] for b in part]
-        return int(sum(int(b["attention_mask"].sum()) for b in batches))
+        return int(sum(b["input_ids"].numel() for b in batches))
 
     @classmethod
     def for_backbone(cls, backbone: Any) -> Probe:

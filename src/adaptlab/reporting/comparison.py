@@ -127,7 +127,8 @@ def _run_all(configs: list, setups: Setups, work: Path, out: Path, resume: bool)
     runs: list[RunResult] = []
     for i, (name, cfg) in enumerate(configs):
         left = time_left([(c, setups.get(c)) for _, c in configs[i:]], [r.metrics for r in runs]) if runs else None
-        log.info("strategy %d/%d: %s%s", i + 1, len(configs), name, f", about {_minutes(left)} left" if left is not None else "")
+        note = f", about {_minutes(left)} left (less where early stopping ends a run sooner)" if left is not None else ""
+        log.info("strategy %d/%d: %s%s", i + 1, len(configs), name, note)
         runs.append(replace(_run(name, cfg, setups, work, out, resume), module=None))  # free its weights before the next
     return runs
 

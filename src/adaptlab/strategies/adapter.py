@@ -81,7 +81,7 @@ class Adapter:
     Config = AdapterConfig
     method = True  # decides what trains: an objective (dpo, grpo, ...) can run through it
     train_defaults = {"lr": 1e-3, "epochs": 3, "schedule": "linear"}
-    step_cost = 2.0
+    step_cost = 3.0
     search_space = {"strategy.reduction_factor": [4, 8, 16, 32]}
     """What ``adaptlab tune`` searches besides the shared settings (``training/space.py``)."""
     caveat = ("adapters start as the identity and need hundreds of optimiser steps (Houlsby et al. 2019 train 3-20 "

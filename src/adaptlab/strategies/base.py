@@ -152,9 +152,10 @@ class Strategy(Protocol):
     """Per task type, training defaults that replace ``train_defaults``'s."""
     step_cost: ClassVar[float | None]
     """A training step's cost in inference forward passes over the same batch, for the time-left estimate
-    (``reporting/eta.py``): about 3 when every weight gets a gradient (default), about 2 when only small added
-    weights do (the backward pass still runs through every block), 0 when it trains on cached features (one
-    forward pass over the rows in all), None when nothing trains."""
+    (``reporting/eta.py``): 3.5 when every weight gets a gradient (the default; measured on MiniLM with 128-token
+    batches on 2 CPU cores, ``bench/results/default_costs.md``), less when the backward pass stops early (top_k)
+    or skips the frozen weights' gradients (LoRA: 3), 0 when it trains on cached features (one forward pass over
+    the rows in all), None when nothing trains."""
 
     def prepare(self, model: nn.Module, task: Task) -> nn.Module:
         """Decide what trains (``requires_grad``) and return the module to train."""
@@ -164,7 +165,7 @@ class Strategy(Protocol):
 REGISTRY: dict[str, type[Any]] = {}
 TRAITS: dict[str, Any] = {"tasks": ("classification",), "task": None, "method": False, "prompts_only": False, "score_before": False,
                           "auto": ("lr", "epochs"), "checkpointing": True, "checkpointing_why": "", "serves": "task",
-                          "train_defaults_for": {}, "step_cost": 3.0}
+                          "train_defaults_for": {}, "step_cost": 3.5}
 """The declared class attributes of :class:`Strategy` and what a strategy that does not set one gets."""
 
 

@@ -40,7 +40,7 @@ class GradualUnfreeze:
     Config = GradualUnfreezeConfig
     method = True  # decides what trains: an objective (dpo, grpo, ...) can run through it
     train_defaults = {"lr": 2e-4, "epochs": 4, "schedule": "slanted_triangular"}
-    step_cost = 2.0  # more blocks open epoch by epoch: about full fine-tuning's cost by the end
+    step_cost = 1.5  # blocks open epoch by epoch (demo: 0.41x full's time per epoch)
     auto = ("lr",)  # epochs open the layer groups one by one
     tasks = ("classification", "sft")
 

@@ -60,7 +60,7 @@ class IA3:
     Config = IA3Config
     method = True  # decides what trains: an objective (dpo, grpo, ...) can run through it
     train_defaults = {"lr": 1e-2, "epochs": 3, "schedule": "linear"}
-    step_cost = 2.0
+    step_cost = 3.0
     tasks = ("classification", "sft")
     caveat = ("(IA)^3 only rescales existing activations and is tuned for ~1000 steps in the paper (Liu et al. 2022, "
               "§3.3); with tens of steps, and a frozen [CLS] pooler that a mean-pooled sentence-embedding backbone "

@@ -171,7 +171,7 @@ class PrefixTuning:
     Config = PrefixTuningConfig
     method = True  # decides what trains: an objective (dpo, grpo, ...) can run through it
     train_defaults = {"lr": 1e-2, "epochs": 5, "schedule": "linear"}
-    step_cost = 2.0
+    step_cost = 3.0
     tasks = ("classification", "sft")
     caveat = ("prefixes on a small frozen model need many more steps than weight updates, and results swing with the "
               "learning rate and initialisation (Li & Liang 2021, §4.3, §7.4).")

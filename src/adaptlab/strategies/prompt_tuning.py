@@ -92,7 +92,7 @@ class PromptTuning:
     Config = PromptTuningConfig
     method = True  # decides what trains: an objective (dpo, grpo, ...) can run through it
     train_defaults = {"lr": 3e-2, "epochs": 5, "schedule": "linear"}
-    step_cost = 2.0
+    step_cost = 3.0
     tasks = ("classification", "sft")
     caveat = ("a soft prompt on a frozen model is known to trail the other methods on models far below a "
               "billion parameters and with few training steps (Lester et al. 2021, Fig. 1).")
