@@ -177,7 +177,7 @@ def peft_lora(model, folder: Path):
     from adaptlab.tasks import get_task_type
 
     task = SimpleNamespace(backbone=load_backbone(str(folder)), type=get_task_type("classification"))
-    return get_peft_model(model, LoRA(LoRA.Config()).peft_config(task))
+    return get_peft_model(model, LoRA(LoRA.Config()).peft_config(task, model))
 
 
 def ours(folder: Path, strategy: str, data: Path, args, out: Path, **more) -> Side:
