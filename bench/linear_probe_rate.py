@@ -4,7 +4,7 @@ On the 3-class Drugs.com reviews held out for checking, ``linear_probe`` with th
 the majority class where the former fixed 1e-2 learned. Each dataset here is run both ways, MiniLM-L6, seed 42,
 everything else at its default: the range test's rate and a fixed 1e-2.
 
-    .venv/bin/python bench/linear_probe_rate.py          # ~10 min alone on 2 cores
+    .venv/bin/python bench/linear_probe_rate.py          # ~3 min alone on 2 cores (downloads the drug reviews once)
 
 Writes bench/results/linear_probe_rate.{md,json}.
 """

@@ -21,7 +21,7 @@ What adaptlab does differently is only how it runs the work: length buckets,
 cached frozen computation (the linear probe's features; top_k's frozen blocks
 from the second epoch) and no host sync per step.
 
-    .venv/bin/python bench/trainer_vs_adaptlab.py                 # the demo's sizes: ~20 min on 2 cores
+    .venv/bin/python bench/trainer_vs_adaptlab.py                 # the demo sizes: ~11 min on 2 cores
     .venv/bin/python bench/trainer_vs_adaptlab.py --max-train 400 --strategies top_k,full
 
 Writes bench/results/trainer_vs_adaptlab.{md,json}.

