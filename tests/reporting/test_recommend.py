@@ -96,3 +96,12 @@ def test_estimates_match_the_measured_run_on_bundled_data(tmp_path):
         assert est.epochs == measured["train_settings"]["epochs_planned"] >= measured["epochs"], (name, est.epochs)  # may stop early
         assert 0.5 <= measured["peak_memory_mb"] / est.peak_memory_mb <= 2.0
         assert est.artifact_mb == pytest.approx(measured["artifact_bytes"] / 1e6, rel=0.05)
+
+
+def test_a_tiny_estimate_is_never_rounded_to_nothing():
+    """A linear probe on cached features estimates milliseconds: the plan must not say 0 s (a fresh clone's CI run did)."""
+    from adaptlab.reporting.estimate import Estimate
+
+    e = Estimate("linear_probe", 0.0042, 0.031, 1234.56, 0.00123, 770, 2).as_dict()
+    assert e["train_seconds"] == 0.0042 and e["wall_seconds"] == 0.031 and e["peak_memory_mb"] == 1235.0
+    assert e["artifact_mb"] == 0.00123 and e["trainable_params"] == 770

@@ -40,7 +40,8 @@ class Estimate:
     epochs: int
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: round(v, 3 if k == "artifact_mb" else 1) if isinstance(v, float) else v for k, v in self.__dict__.items()}
+        # four significant figures: a positive estimate never rounds to 0 (a probe on cached features takes milliseconds)
+        return {k: float(f"{v:.4g}") if isinstance(v, float) else v for k, v in self.__dict__.items()}
 
 
 def planned_epochs(cfg: Any, n_train: int) -> int:
