@@ -51,10 +51,18 @@ class Side:
 
 
 class Clock:
-    """Wall time of a block; synchronises CUDA at the end so queued work is counted."""
+    """Wall time of a block; synchronises CUDA at the end so queued work is counted. ``peak``: also the block's
+    peak GPU memory (``peak_mb``; NaN without a GPU) -- blocks nested inside one time with a plain ``Clock``,
+    which resets nothing."""
+
+    def __init__(self, peak: bool = False):
+        self.peak = peak
 
     def __enter__(self) -> Clock:
         gc.collect()
+        if self.peak and torch.cuda.is_available():
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats()
         self.start = time.perf_counter()
         return self
 
@@ -62,6 +70,33 @@ class Clock:
         if torch.cuda.is_available():
             torch.cuda.synchronize()
         self.seconds = time.perf_counter() - self.start
+        if self.peak:
+            self.peak_mb = torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else float("nan")
+
+
+def loss_log() -> tuple[object, list[float]]:
+    """A ``TrainerCallback`` that keeps every training loss the Trainer logs, and the list it fills."""
+    from transformers import TrainerCallback
+
+    losses: list[float] = []
+
+    class Losses(TrainerCallback):
+        def on_log(self, _args, state, control, logs=None, **kwargs):
+            if logs and "loss" in logs:
+                losses.append(float(logs["loss"]))
+
+    return Losses(), losses
+
+
+def load_causal_lm(name: str, seed: int) -> tuple[object, torch.nn.Module]:
+    """A bundled backbone (its tokenizer) and its causal LM in fp32, seeded first: the anchor's starting model."""
+    from transformers import AutoModelForCausalLM
+
+    from adaptlab.models.backbones import load_backbone
+
+    backbone = load_backbone(name)
+    torch.manual_seed(seed)
+    return backbone, AutoModelForCausalLM.from_pretrained(backbone.source, dtype=torch.float32)
 
 
 def adaptlab_side(path: str, metrics: dict, end_to_end_s: float, unit: str, quality: dict[str, float]) -> Side:

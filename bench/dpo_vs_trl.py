@@ -36,11 +36,10 @@ import time
 from pathlib import Path
 
 import torch
-from _fair import Clock, Side, adaptlab_side, table, write
+from _fair import Clock, Side, adaptlab_side, load_causal_lm, loss_log, table, write
 
 import adaptlab
 from adaptlab.eval.measure import PeakMemory
-from adaptlab.models.backbones import load_backbone
 
 SYSTEM = "You translate French into English."
 
@@ -74,22 +73,13 @@ def pairs(args) -> list[dict]:
 
 def run_trl(args, out: Path) -> tuple[Side, list[float]]:
     from datasets import Dataset
-    from transformers import AutoModelForCausalLM, TrainerCallback
     from trl import DPOConfig, DPOTrainer
 
-    losses: list[float] = []
-
-    class Losses(TrainerCallback):
-        def on_log(self, _args, state, control, logs=None, **kwargs):
-            if logs and "loss" in logs:
-                losses.append(float(logs["loss"]))
-
+    logger, losses = loss_log()
     rows = pairs(args)
     with PeakMemory() as memory, Clock() as wall:
         with Clock() as load:
-            backbone = load_backbone("smollm2-135m")
-            torch.manual_seed(args.seed)
-            model = AutoModelForCausalLM.from_pretrained(backbone.source, dtype=torch.float32)
+            backbone, model = load_causal_lm("smollm2-135m", args.seed)
         with Clock() as fit:
             config = DPOConfig(output_dir=str(out / "trl"), per_device_train_batch_size=args.batch_size, learning_rate=args.lr,
                                num_train_epochs=1, lr_scheduler_type="linear", warmup_steps=0.1, weight_decay=0.0, max_grad_norm=1.0,
@@ -97,7 +87,7 @@ def run_trl(args, out: Path) -> tuple[Side, list[float]]:
                                save_strategy="no", seed=args.seed, use_cpu=not torch.cuda.is_available(), bf16=torch.cuda.is_available(),
                                dataloader_num_workers=0, disable_tqdm=True, precompute_ref_log_probs=True)
             trainer = DPOTrainer(model=model, args=config, train_dataset=Dataset.from_list(rows), processing_class=backbone.tokenizer,
-                                 callbacks=[Losses()])
+                                 callbacks=[logger])
             with Clock() as steps:
                 trainer.train()
         with Clock() as save:

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import gc
 import json
 import tempfile
 import time
@@ -90,24 +89,6 @@ def reviews(assets: Path, n: int) -> list[dict]:
         return list(csv.DictReader(f))[:n]
 
 
-class Timed:
-    """Wall time and peak device memory of a block (blocks inside it time with ``Clock``, which resets nothing)."""
-
-    def __enter__(self) -> Timed:
-        gc.collect()
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-            torch.cuda.reset_peak_memory_stats()
-        self.start = time.perf_counter()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        self.seconds = time.perf_counter() - self.start
-        self.peak_mb = torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else float("nan")
-
-
 def trainer_args(out: Path, args, lr: float, **extra):
     from transformers import TrainingArguments
 
@@ -123,7 +104,7 @@ def hf_classifier(folder: Path, strategy: str, rows: list[dict], held_out: list[
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer
 
     labels = sorted({r["label"] for r in rows})
-    with Timed() as wall:
+    with Clock(peak=True) as wall:
         with Clock() as load:
             tok = AutoTokenizer.from_pretrained(folder)
             if tok.pad_token is None:
@@ -183,7 +164,7 @@ def peft_lora(model, folder: Path):
 def ours(folder: Path, strategy: str, data: Path, args, out: Path, **more) -> Side:
     import adaptlab
 
-    with Timed() as wall:
+    with Clock(peak=True) as wall:
         run = adaptlab.train(strategy=strategy, backbone=str(folder), data=str(data), output=str(out),
                              overrides={"data.max_train": args.train, "data.max_eval": args.eval, "data.validation_fraction": 0,
                                         "data.max_length": args.max_length, "train.epochs": 1, "train.lr": LR[strategy],
@@ -203,7 +184,7 @@ def trl_sft(folder: Path, rows: list[dict], args) -> Side:
 
     convo = [{"prompt": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": r["prompt"]}],
               "completion": [{"role": "assistant", "content": r["response"]}]} for r in rows]
-    with Timed() as wall:
+    with Clock(peak=True) as wall:
         with Clock() as load:
             tok = AutoTokenizer.from_pretrained(folder)
             model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)

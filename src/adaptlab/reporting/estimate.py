@@ -44,12 +44,16 @@ class Estimate:
         return {k: float(f"{v:.4g}") if isinstance(v, float) else v for k, v in self.__dict__.items()}
 
 
+def steps_per_epoch(cfg: Any, n_train: int) -> int:
+    """Optimiser steps in one pass over ``n_train`` rows (one process), as the loop plans them."""
+    return max(1, math.ceil(math.ceil(n_train / cfg.batch_size) / cfg.grad_accum))
+
+
 def planned_epochs(cfg: Any, n_train: int) -> int:
     """The epochs the loop will run: as set, or what ``epochs: auto`` gives ``n_train`` rows."""
     if isinstance(cfg.epochs, int):
         return cfg.epochs
-    steps = max(1, math.ceil(math.ceil(n_train / cfg.batch_size) / cfg.grad_accum))
-    return min(cfg.max_epochs, max(1, math.ceil(cfg.min_steps / steps)))
+    return min(cfg.max_epochs, max(1, math.ceil(cfg.min_steps / steps_per_epoch(cfg, n_train))))
 
 
 def extrapolate(first: float, second: float, n_sample: int, n_train: int, epochs: int, step_seconds: float,
@@ -108,7 +112,7 @@ def estimate(cfg: Any, setup: Any) -> Estimate:
     first, second = stamps[0] - started, stamps[1] - stamps[0]
     steps = max(state.step / 2, 1)
     epochs = planned_epochs(full, len(setup.train_rows))
-    probe = budget(full, epochs * max(1, math.ceil(math.ceil(len(setup.train_rows) / full.batch_size) / full.grad_accum)))
+    probe = budget(full, epochs * steps_per_epoch(full, len(setup.train_rows)))
     train, wall = extrapolate(first, second, len(rows), len(setup.train_rows), epochs, second / steps, eval_per_row,
                               len(setup.val_rows), len(setup.eval_rows), full.lr in (None, "auto") and probe > 0, probe)
     trainable = sum(p.numel() for p in module.parameters() if p.requires_grad)

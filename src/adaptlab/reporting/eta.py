@@ -20,14 +20,13 @@ Runs that stop early finish sooner than planned: the estimate is for the planned
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from ..config import RunConfig
 from ..data.batching import lengths_of
 from ..strategies import get_strategy
 from ..training.lr_find import budget
-from .estimate import planned_epochs
+from .estimate import planned_epochs, steps_per_epoch
 
 FIXED = ("prepare", "score_before", "forgetting_probe", "final_eval", "save")
 
@@ -49,7 +48,7 @@ def pending_seconds(cfg: RunConfig, setup: Any, finished: list[dict[str, Any]]) 
     if cls.step_cost is None or not tokens:  # nothing trains: evaluation only
         return fixed
     epochs = planned_epochs(train, len(setup.train_rows))
-    steps = epochs * max(1, math.ceil(math.ceil(len(setup.train_rows) / train.batch_size) / train.grad_accum))
+    steps = epochs * steps_per_epoch(train, len(setup.train_rows))
     probe = budget(train, steps) if train.lr in (None, "auto") and "lr" in cls.auto else 0
     validation = epochs * len(setup.val_rows) * per_eval_row
     if cls.step_cost == 0:  # cached features: one forward pass over the rows, then nearly free steps
