@@ -62,14 +62,14 @@ EVIDENCE: dict[str, Evidence] = {
     "episodic-bbc": Evidence("episodic_bbc.md", (
         f"test -d bench/runs/episodic-bbc || {PY} -m adaptlab episodic episodic --episodes 200 -o bench/runs/episodic-bbc",
         "cp bench/runs/episodic-bbc/episodic.md bench/results/episodic_bbc.md"), 10),
+    "fewshot-seeds": Evidence("fewshot_seeds.md", (f"{PY} bench/compare_tables.py fewshot-seeds",), 6),
+    "task-aware": Evidence("task_aware.md", (f"{PY} bench/compare_tables.py task-aware",), 17),
+    "task-aware-256": Evidence("task_aware_256.md", (f"{PY} bench/compare_tables.py task-aware-256",), 31),
+    "recommend-estimates": Evidence("recommend_estimates.md", (f"{PY} bench/compare_tables.py recommend-estimates",), 31),
     "gpu-vs-trainer": Evidence("gpu_vs_trainer.md", (f"{PY} bench/gpu_vs_trainer.py",), 20, "a CUDA GPU and make bench-setup"),
 }
 
-UNBACKED: dict[tuple[str, str], str] = {
-    ("docs/classification.md", "| data | strategy | train time: estimated → measured"): "recommend's estimates beside compare --plan",
-    ("docs/classification.md", "| run | accuracy (mean ± std, 3 seeds) | Δ from the best"): "the task-aware tables (two)",
-    ("docs/transfer.md", "| strategy | accuracy, mean ± std | 95 % interval"): "copied from bench/results/fewshot_seeds.md by hand",
-}
+UNBACKED: dict[tuple[str, str], str] = {}
 """Measured tables on the pages with no command yet: (page, the table's header row start) -> what it is."""
 
 DESCRIPTIVE: tuple[tuple[str, str], ...] = (

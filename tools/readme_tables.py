@@ -14,7 +14,8 @@ ROOT = Path(__file__).resolve().parents[1]
 TABLES = {"memory-vs-trl": "memory_vs_trl_batch8.md", "memory-plan": "memory_plan.md", "grpo-seeds": "grpo_seeds.md",
           "grpo-vs-trl": "grpo_vs_trl.md", "preference-objectives": "preference_objectives.md",
           "kto-unpaired": "kto_unpaired.md", "crosslingual-curve": "crosslingual_curve.md", "episodic-bbc": "episodic_bbc.md",
-          "serve-load": "serve_load.md"}
+          "serve-load": "serve_load.md", "fewshot-seeds": "fewshot_seeds.md", "task-aware": "task_aware.md",
+          "task-aware-256": "task_aware_256.md", "recommend-estimates": "recommend_estimates.md"}
 """Marker -> the results file whose table goes there."""
 
 

@@ -93,6 +93,7 @@ def test_estimates_match_the_measured_run_on_bundled_data(tmp_path):
         est = estimate(cfg, setup)
         measured = run_one(cfg.model_copy(update={"output": str(tmp_path / name)}), setup, tmp_path / name).metrics
         assert est.train_seconds > 0 and est.trainable_params == measured["trainable_params"], (name, est)
+        assert 0 < est.epoch_seconds * est.epochs <= est.train_seconds, est  # an epoch's share, for early-stopped runs
         assert est.epochs == measured["train_settings"]["epochs_planned"] >= measured["epochs"], (name, est.epochs)  # may stop early
         assert 0.5 <= measured["peak_memory_mb"] / est.peak_memory_mb <= 2.0
         assert est.artifact_mb == pytest.approx(measured["artifact_bytes"] / 1e6, rel=0.05)
@@ -105,3 +106,16 @@ def test_a_tiny_estimate_is_never_rounded_to_nothing():
     e = Estimate("linear_probe", 0.0042, 0.031, 1234.56, 0.00123, 770, 2).as_dict()
     assert e["train_seconds"] == 0.0042 and e["wall_seconds"] == 0.031 and e["peak_memory_mb"] == 1235.0
     assert e["artifact_mb"] == 0.00123 and e["trainable_params"] == 770
+
+
+def test_an_early_stopped_run_is_compared_with_the_estimate_for_the_epochs_it_ran():
+    """Patience ended the run after 2 of 6 planned epochs: the four skipped epochs' time was never spent, so the
+    estimate it is set beside is the one for 2 epochs (20 s of one-off work + 2 x 10 s), not the full 80 s."""
+    from adaptlab.reporting.estimate import estimates_section, for_epochs
+
+    est = {"lora": {"train_seconds": 80.0, "epochs": 6, "epoch_seconds": 10.0, "peak_memory_mb": 900.0, "artifact_mb": 1.0}}
+    row = {"run": "lora", "strategy": "lora", "train_seconds": 44.0, "epochs_run": 2, "peak_memory_mb": 950.0, "artifact_bytes": 1e6}
+    line = next(li for li in estimates_section(est, [row]) if li.startswith("| lora"))
+    assert "stopped early: estimate for 2 of 6 epochs" in line and "| 40 s | 44 s | 1.10 |" in line, line
+    assert for_epochs(est["lora"], 6) == (80.0, "") and for_epochs(est["lora"], None) == (80.0, "")
+    assert for_epochs({"train_seconds": 80.0, "epochs": 6}, 2) == (80.0, "")  # a plan written before epoch_seconds existed

@@ -1,4 +1,4 @@
-"""--report-to: TensorBoard and MLflow receive settings, per-step loss and lr, per-epoch scores, final metrics (offline)."""
+"""--report-to: TensorBoard, MLflow and W&B receive settings, per-step loss and lr, per-epoch scores, final metrics (offline)."""
 
 from __future__ import annotations
 
@@ -58,3 +58,25 @@ def test_unknown_or_missing_trackers_are_one_line(cli, tiny_backbone, toy_csv, m
     code, out, err = cli(*args, "--report-to", "mlflow")
     assert code == 2 and "train.report_to mlflow needs the mlflow package: pip install 'adaptlab[track]'" in err
     assert not list(Path(".").glob("r*"))
+
+
+def test_a_run_reports_to_weights_and_biases_offline(tiny_backbone, toy_csv, tmp_path, monkeypatch):
+    """W&B in offline mode (no account, no network): the run's settings, every logged loss, each epoch's scores and
+    the final metrics reach its local run log (what ``wandb sync`` would upload)."""
+    pytest.importorskip("wandb")
+
+    from adaptlab.api import train
+
+    for key, value in {"WANDB_MODE": "offline", "WANDB_DIR": str(tmp_path), "WANDB_SILENT": "true",
+                       "WANDB_DISABLE_GIT": "true"}.items():
+        monkeypatch.setenv(key, value)
+    train(strategy="lora", backbone=str(tiny_backbone), data=str(toy_csv), output=str(tmp_path / "run"),
+          overrides={"train.epochs": 2, "train.lr": 1e-3, "train.progress": False, "train.log_every": 2,
+                     "train.report_to": ["wandb"]})
+    logs = list(tmp_path.glob("wandb/offline-run-*/run-*.wandb"))
+    assert len(logs) == 1, logs
+    log = logs[0].read_bytes()  # W&B's protobuf records: keys and JSON values are stored as plain strings
+    steps = [line for line in (tmp_path / "run" / "steps.jsonl").read_text().splitlines() if '"loss"' in line]
+    assert len(steps) >= 2 and log.count(b"train/loss") >= len(steps)  # every logged step
+    assert log.count(b"validation/accuracy") >= 2 and b"final/eval/accuracy" in log  # each epoch, and the end
+    assert b"strategy.name" in log and b'"lora"' in log and b"train.lr" in log  # the settings

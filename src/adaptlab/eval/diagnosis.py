@@ -3,7 +3,9 @@
 A classifier that ends at the majority-class baseline has learned nothing a
 constant could not do, however long it trained. Such a run is worse than no
 run in a comparison -- it looks like an answer -- so it is flagged in
-``metrics.json`` and the report, and ``compare`` never recommends it.
+``metrics.json`` and the report, and ``compare`` never recommends it. A run
+that trains nothing (zero-shot, nearest class mean on frozen features) is held
+to the same test: at the majority class it is no answer either.
 
 "Within noise" is one-sided: accuracy no more than two standard errors of a
 proportion (``sqrt(b (1 - b) / n)`` for baseline ``b`` on ``n`` evaluation
@@ -25,14 +27,18 @@ ONE_CLASS = 0.95
 
 def did_not_learn(accuracy: float | None, baseline: float, examples: int, top_share: float | None,
                   train_losses: list[float], lr: float | None, trained: bool) -> dict[str, Any] | None:
-    """The flag, evidence and advice for a classification run; ``None`` when the run learned (or trains nothing)."""
-    if accuracy is None or not trained or not examples:
+    """The flag, evidence and advice for a classification run; ``None`` when it beats the majority class beyond noise."""
+    if accuracy is None or not examples:
         return None
     margin = 2 * math.sqrt(max(baseline * (1 - baseline), 1e-12) / examples)
     if accuracy > baseline + margin:
         return None
     evidence = [f"accuracy {accuracy:.3f} is within noise of the majority-class baseline {baseline:.3f} "
                 f"(two standard errors: {margin:.3f} on {examples} examples)"]
+    if not trained:
+        evidence.append("it trains nothing: its predictions are the pretrained model's as it is")
+        return {"flag": True, "evidence": evidence, "next": "a strategy that trains on the task (linear_probe, lora, full), "
+                "or a backbone whose features separate these classes"}
     trend = loss_trend(train_losses)
     if trend:
         evidence.append(f"training loss {trend} ({' -> '.join(f'{x:.4f}' for x in train_losses)})")

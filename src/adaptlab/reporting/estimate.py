@@ -38,6 +38,9 @@ class Estimate:
     artifact_mb: float
     trainable_params: int
     epochs: int
+    epoch_seconds: float = 0.0
+    """One epoch's share of ``train_seconds`` (full data): a run that stops early is compared with the estimate
+    for the epochs it ran (``train_seconds - epoch_seconds x epochs not run``), not for the ones it skipped."""
 
     def as_dict(self) -> dict[str, Any]:
         # four significant figures: a positive estimate never rounds to 0 (a probe on cached features takes milliseconds)
@@ -116,7 +119,18 @@ def estimate(cfg: Any, setup: Any) -> Estimate:
     train, wall = extrapolate(first, second, len(rows), len(setup.train_rows), epochs, second / steps, eval_per_row,
                               len(setup.val_rows), len(setup.eval_rows), full.lr in (None, "auto") and probe > 0, probe)
     trainable = sum(p.numel() for p in module.parameters() if p.requires_grad)
-    return Estimate(cfg.strategy.name, train, wall, memory.mb, size, trainable, epochs)
+    epoch_seconds = max(second, 1e-6) * len(setup.train_rows) / max(len(rows), 1)
+    return Estimate(cfg.strategy.name, train, wall, memory.mb, size, trainable, epochs, epoch_seconds)
+
+
+def for_epochs(est: dict[str, Any], epochs_run: int | None) -> tuple[float, str]:
+    """The estimated training seconds for the epochs a run actually ran, and a note when it stopped early
+    (patience ended it before the planned epochs: the skipped epochs' time was never spent)."""
+    planned = est.get("epochs") or 0
+    if not epochs_run or epochs_run >= planned or not est.get("epoch_seconds"):
+        return est["train_seconds"], ""
+    seconds = est["train_seconds"] - est["epoch_seconds"] * (planned - epochs_run)
+    return max(seconds, 0.0), f" (stopped early: estimate for {epochs_run} of {planned} epochs)"
 
 
 def estimates_section(estimates: dict[str, dict[str, Any]] | None, rows: list[dict[str, Any]]) -> list[str]:
@@ -130,11 +144,17 @@ def estimates_section(estimates: dict[str, dict[str, Any]] | None, rows: list[di
         est = estimates.get(r.get("group") or r["run"]) or estimates.get(r.get("strategy"))
         if not est:
             continue
-        ratio = r["train_seconds"] / est["train_seconds"] if est["train_seconds"] else float("nan")
-        lines.append(f"| {r['run']} | {_minutes(est['train_seconds'])} | {_minutes(r['train_seconds'])} | {ratio:.2f} | "
-                     f"{est['peak_memory_mb']:,.0f} | {r['peak_memory_mb']:,.0f} | {est['artifact_mb']:.1f} | "
-                     f"{(r.get('artifact_bytes') or 0) / 1e6:.1f} |")
-    return lines + ["", "Ratio: measured / estimated training time (within 0.5-2 is what the estimate aims for)."]
+        expected, note = for_epochs(est, r.get("epochs_run"))
+        ratio = r["train_seconds"] / expected if expected else float("nan")
+        lines.append(f"| {r['run']}{note} | {_minutes(expected)} | {_minutes(r['train_seconds'])} | {ratio:.2f} | "
+                     f"{est['peak_memory_mb']:,.0f} | {r['peak_memory_mb']:,.0f} | {_mb(est['artifact_mb'])} | "
+                     f"{_mb((r.get('artifact_bytes') or 0) / 1e6)} |")
+    return lines + ["", "Ratio: measured / estimated training time (within 0.5-2 is what the estimate aims for); a run that "
+                    "stopped early is compared with the estimate for the epochs it ran."]
+
+
+def _mb(mb: float) -> str:
+    return f"{mb:.1f}" if mb >= 1 else f"{mb:.2g}"  # a probe's head is kilobytes: not "0.0"
 
 
 def _minutes(seconds: float) -> str:

@@ -24,7 +24,7 @@ from ..errors import AdaptlabError
 
 log = logging.getLogger("adaptlab")
 
-PACKAGES = {"tensorboard": ("tensorboard", "track"), "mlflow": ("mlflow", "track"), "wandb": ("wandb", None)}
+PACKAGES = {"tensorboard": ("tensorboard", "track"), "mlflow": ("mlflow", "track"), "wandb": ("wandb", "track")}
 """Tracker -> (module it needs, the adaptlab extra that installs it)."""
 SMALL_FILES = ("config.yaml", "metrics.json", "steps.jsonl", "README.md", "labels.json", "generations.jsonl")
 
