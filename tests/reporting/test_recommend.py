@@ -14,9 +14,10 @@ from adaptlab.settings import TrainConfig
 
 def test_extrapolation_separates_one_off_work_from_epochs():
     # a sample of 100 rows: epoch 1 took 3 s (2 s caching + 1 s steps), epoch 2 took 1 s
-    train, wall = extrapolate(3.0, 1.0, 100, 1000, 5, 0.1, 0.01, 50, 200, range_test=True)
+    train, wall, epoch = extrapolate(3.0, 1.0, 100, 1000, 5, 0.1, 0.01, 50, 200, range_test=True)
     assert train == pytest.approx(2.0 * 10 + 1.0 * 10 * 5 + 40 * 0.1)
     assert wall == pytest.approx(train + 0.01 * (50 * 5 + 200))
+    assert epoch == pytest.approx(1.0 * 10)  # one epoch at full data: what an early-stopped run did not spend
 
 
 def test_planned_epochs_follow_the_loop():

@@ -60,14 +60,16 @@ def planned_epochs(cfg: Any, n_train: int) -> int:
 
 
 def extrapolate(first: float, second: float, n_sample: int, n_train: int, epochs: int, step_seconds: float,
-                eval_seconds_per_row: float, n_select: int, n_eval: int, range_test: bool, lr_find_steps: int = 40) -> tuple[float, float]:
-    """(train seconds, wall seconds) of the full run from the sample's two epoch times (see the module docstring)."""
+                eval_seconds_per_row: float, n_select: int, n_eval: int, range_test: bool,
+                lr_find_steps: int = 40) -> tuple[float, float, float]:
+    """(train seconds, wall seconds, one epoch's seconds) of the full run from the sample's two epoch times (see the
+    module docstring)."""
     scale = n_train / max(n_sample, 1)
-    per_epoch = max(second, 1e-6)
+    epoch = max(second, 1e-6) * scale
     once = max(first - second, 0.0)
-    train = once * scale + per_epoch * scale * epochs + (lr_find_steps * step_seconds if range_test else 0.0)
+    train = once * scale + epoch * epochs + (lr_find_steps * step_seconds if range_test else 0.0)
     wall = train + eval_seconds_per_row * (n_select * epochs + n_eval)
-    return train, wall
+    return train, wall, epoch
 
 
 def sampled(rows: list[dict], n: int, seed: int = 0) -> list[dict]:
@@ -116,10 +118,10 @@ def estimate(cfg: Any, setup: Any) -> Estimate:
     steps = max(state.step / 2, 1)
     epochs = planned_epochs(full, len(setup.train_rows))
     probe = budget(full, epochs * steps_per_epoch(full, len(setup.train_rows)))
-    train, wall = extrapolate(first, second, len(rows), len(setup.train_rows), epochs, second / steps, eval_per_row,
-                              len(setup.val_rows), len(setup.eval_rows), full.lr in (None, "auto") and probe > 0, probe)
+    train, wall, epoch_seconds = extrapolate(first, second, len(rows), len(setup.train_rows), epochs, second / steps,
+                                             eval_per_row, len(setup.val_rows), len(setup.eval_rows),
+                                             full.lr in (None, "auto") and probe > 0, probe)
     trainable = sum(p.numel() for p in module.parameters() if p.requires_grad)
-    epoch_seconds = max(second, 1e-6) * len(setup.train_rows) / max(len(rows), 1)
     return Estimate(cfg.strategy.name, train, wall, memory.mb, size, trainable, epochs, epoch_seconds)
 
 
