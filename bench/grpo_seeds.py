@@ -5,7 +5,7 @@ initialisation) unless the comparison folder already holds it, then reads every 
 mean chrF reward of greedy answers to the 48 held-out prompts before training (its history's epoch 0) and
 after (``eval.reward``), chrF (corpus) before and after, training seconds and peak memory.
 
-    .venv/bin/python bench/grpo_seeds.py --seeds 2          # about 55 minutes on 2 CPU cores
+    .venv/bin/python bench/grpo_seeds.py --seeds 2          # about 66 minutes on 2 CPU cores (2026-12-08)
 
 Writes ``bench/results/grpo_seeds.json`` and ``.md``.
 """
@@ -64,9 +64,7 @@ def write(rows: list[dict], args: argparse.Namespace, wall: float | None) -> Non
                      f"**{statistics.mean(gains):+.4f}**{spread} | | | | | |")
     lines += ["", "Rows from `--also` folders are ablations made with the same recipe and one `--set` (here: RLOO at GRPO's KL "
               "weight, `adaptlab compare grpo --strategies rloo --set strategy.beta=0.04`). Training seconds are wall time on "
-              "2 cores and rise when another job shares them (both RLOO 0.002 runs shared them with the test suite; RLOO's seed 43 "
-              "was finished later, at commit b8b6622, with `adaptlab compare grpo --strategies rloo --seeds 2 --resume`; seed 42 "
-              "ran at 41e55b9, and nothing between the two changes what RLOO computes)."]
+              f"2 cores, one run at a time (they rise when another job shares the cores); tabulated at commit {commit}."]
     (results / "grpo_seeds.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     print("\n".join(lines))
 

@@ -44,7 +44,7 @@ EVIDENCE: dict[str, Evidence] = {
     "grpo-seeds": Evidence("grpo_seeds.md", (
         f"test -d bench/runs/rloo-beta0.04 || {PY} -m adaptlab compare grpo --strategies rloo --set strategy.beta=0.04 "
         "-o bench/runs/rloo-beta0.04 --resume",
-        f"{PY} bench/grpo_seeds.py --seeds 2 --also bench/runs/rloo-beta0.04"), 75),
+        f"{PY} bench/grpo_seeds.py --seeds 2 --also bench/runs/rloo-beta0.04"), 92),
     "grpo-vs-trl": Evidence("grpo_vs_trl.md", (f"{PY} bench/grpo_vs_trl.py --examples 48",), 15, "make bench-setup"),
     "preference-objectives": Evidence("preference_objectives.md", (f"{PY} bench/preference_objectives.py",), 60),
     "kto-unpaired": Evidence("kto_unpaired.md", (f"{PY} bench/kto_unpaired.py",), 20),
