@@ -49,6 +49,20 @@ def test_untouched_backbone_shows_exactly_zero(mlm_backbone, toy_csv, tmp_path, 
     pairs = block["pairs"]
     assert pairs["similarity_change"] == 0.0 and pairs["embedding_distance"] == 0.0
     assert pairs["contrastive_loss_change"] == 0.0 and pairs["similarity_spearman"] == 1.0
+    assert block["passes"] == 2  # a head trained: measured again after, and equal because the trunk did not move
+
+
+def test_a_run_that_trains_nothing_measures_the_probe_once(tiny_chat, translations_csv, tmp_path, monkeypatch):
+    """Zero-shot: the weights after are the weights measured before, so the probe's second pass is not run
+    (on a 135M model it is 7 s of a 30 s zero-shot run)."""
+    measured = []
+    original = Probe.measure
+    monkeypatch.setattr(Probe, "measure", lambda self, module: measured.append(module) or original(self, module))
+    result = train({"strategy": "zero_shot", "backbone": str(tiny_chat), "data": {"train": str(translations_csv), "max_length": 96},
+                    "train": {"progress": False}, "output": str(tmp_path / "run")})
+    block = result.metrics["forgetting"]
+    assert len(measured) == 1 and block["passes"] == 1
+    assert block["text_loss"]["change"] == 0.0 and block["text_loss"]["before"] == block["text_loss"]["after"]
 
 
 def test_full_fine_tuning_moves_the_backbone(mlm_backbone, toy_csv, tmp_path):

@@ -41,7 +41,7 @@ def pending_seconds(cfg: RunConfig, setup: Any, finished: list[dict[str, Any]]) 
     cls = get_strategy(cfg.strategy.name)
     train = resolve_train(cfg, run_task_type(cls(cfg.strategy), setup, cfg))
     per_unit, forward = _prices(timed)
-    fixed = sum(sum(m["timing"].get(k, 0.0) for k in FIXED) for m in timed) / len(timed)
+    fixed = sum(sum(m["timing"].get(k, 0.0) for k in FIXED if k != "forgetting_probe") + _probe_seconds(m) for m in timed) / len(timed)
     eval_rows = max(1, sum(m.get("eval_examples") or 0 for m in timed) / len(timed))
     per_eval_row = sum(m["timing"].get("final_eval", 0.0) for m in timed) / len(timed) / eval_rows
     tokens = sum(lengths_of(setup.train_rows))
@@ -69,10 +69,17 @@ def _prices(timed: list[dict[str, Any]]) -> tuple[float, float]:
             tested = ((m.get("train_settings") or {}).get("lr_find") or {}).get("steps") or 0
             seconds += t["steps"] + t.get("range_test", 0.0)
             units += cost * trained * (1 + tested / steps)
-    probe = [m["timing"]["forgetting_probe"] / (2 * m["forgetting"]["tokens"]) for m in timed  # measured before and after
+    probe = [_probe_seconds(m) / (2 * m["forgetting"]["tokens"]) for m in timed
              if (m.get("forgetting") or {}).get("tokens") and m["timing"].get("forgetting_probe")]
     forward = sum(probe) / len(probe) if probe else 0.0
     return (seconds / units if units else forward), forward
+
+
+def _probe_seconds(m: dict[str, Any]) -> float:
+    """The forgetting probe's seconds for its two passes, before and after training (a run that trained nothing
+    measures once: ``forgetting.passes`` 1; runs written before that field measured twice)."""
+    passes = (m.get("forgetting") or {}).get("passes") or 2
+    return m["timing"].get("forgetting_probe", 0.0) * 2 / passes
 
 
 def time_left(pending: list[tuple[RunConfig, Any]], finished: list[dict[str, Any]]) -> float | None:

@@ -43,6 +43,7 @@ from .folders import is_main_process as _is_main_process
 from .loop import fit, score
 from .phases import ordered, span
 from .regularize import check as check_regularizers
+from .run_metrics import Rows, Trained, cost_metrics, kept_scores, run_metrics, score_metrics
 from .tracking import Trackers, check_trackers, experiment_of
 
 log = logging.getLogger("adaptlab")
@@ -220,16 +221,58 @@ def run_one(cfg: RunConfig, setup: Setup, out: Path, resume: bool = False) -> Ru
     check_trackers(train_cfg.report_to)
     own = hook(strategy, "dataset", None)  # a strategy with its own data (dapt's corpus) selects and scores on its held-out part
     train_rows, select_rows = own(setup.data, task) if own else (setup.train_rows, setup.val_rows)
-    eval_rows = select_rows if own else setup.eval_rows
+    rows = Rows(train_rows, select_rows, select_rows if own else setup.eval_rows, own_data=own is not None)
     probe = Probe.for_backbone(setup.backbone)
     started, phases = time.perf_counter(), {"load": setup.load_seconds}
     main = _is_main_process()
+    trained = _train(strategy, task, resolved, setup, rows, probe, out, resume, phases)
+    module, state, pad = trained.module, trained.state, setup.backbone.tokenizer.pad_token_id or 0
+    with span(phases, "forgetting_probe"):  # nothing trained (zero-shot): the weights after are the ones measured before
+        after = probe.measure(module) if state.ever_trainable else trained.probe_before
+        forgetting = {**probe.compare(trained.probe_before, after), "passes": 2 if state.ever_trainable else 1}
+    with span(phases, "final_eval"):
+        final = kept_scores(state, train_cfg) if rows.eval is rows.select else score(
+            strategy, module, rows.eval, train_cfg, pad_token_id=pad, task_type=task_type)
+        eval_sets = score_eval_sets(strategy, module, setup, final, train_cfg, task_type)
+    log.info("%s trained: %s", strategy.name, adapted_summary(adapted_modules(module, set(state.ever_trainable))))
+    if not main:  # other processes of a distributed run: the main one writes the folder
+        return RunResult(out, {}, resolved, module)
+    extra = hook(strategy, "extra_metrics", lambda *args: {})(module, state.history, rows.eval, _device())
+    earlier = hook(strategy, "earlier_training", dict)()  # training inside prepare (MAD-X's language adapters) costs too
+    with span(phases, "save"):
+        _save_artifact(strategy, module, partial / "model", task)
+    phases["total"] = setup.load_seconds + time.perf_counter() - started
+    metrics = {**run_metrics(strategy.name, cfg.backbone, train_cfg, split_seed(resolved), cfg.data.packing, setup, task_type, trained, rows),
+               **cost_metrics(state, earlier),
+               "wall_seconds": round(time.perf_counter() - started, 3), "timing": ordered({**state.phases, **phases}),
+               "peak_memory_mb": trained.peak_memory_mb, "device": "cuda" if torch.cuda.is_available() else "cpu",
+               **score_metrics(hook(strategy, "headline", lambda scores: {}), resolved.train, setup, task_type, trained, rows, final),
+               "eval_sets": eval_sets, "history": ([{"epoch": 0, **lean(trained.start)}] if trained.start else [])
+               + [lean(h) for h in state.history], "artifact_bytes": folder_bytes(partial / "model"), "versions": versions(),
+               "forgetting": forgetting, **task_type.outcome(final, setup.data, state.history, state.lr, bool(state.ever_trainable)),
+               **extra}
+    if metrics.get("did_not_learn"):
+        log.warning("%s did not learn: %s. Next: %s", strategy.name, "; ".join(metrics["did_not_learn"]["evidence"]),
+                    metrics["did_not_learn"]["next"])
+    trained.trackers.final(metrics, state.step)
+    _finish(partial, out, metrics, resolved, setup, final)
+    trained.trackers.finish(out)
+    log.info("%s: %s -> %s", strategy.name, task_type.describe(metrics["eval"]), out)
+    return RunResult(out, metrics, resolved, module)
+
+
+def _train(strategy: Any, task: Task, resolved: RunConfig, setup: Setup, rows: Rows, probe: Probe, out: Path, resume: bool,
+           phases: dict[str, float]) -> Trained:
+    """Prepare the model, write the run's config into ``out.partial``, score it before training and train it (the
+    folder removed if this fails); peak memory covers all of it."""
+    train_cfg, task_type, partial = resolved.train, task.type, partial_folder(out)
+    main, pad = _is_main_process(), setup.backbone.tokenizer.pad_token_id or 0
     with PeakMemory() as memory:
         with span(phases, "prepare"):
             module = prepare_module(strategy, task)  # may still reject the config: nothing written yet
         check_regularizers(train_cfg.regularize, module, strategy, task_type)
         tick = time.perf_counter()
-        added = augmented_rows(setup, module, train_cfg, data_cfg, task_type, out.parent, Generator)  # train.augment: training examples only
+        added = augmented_rows(setup, module, train_cfg, resolved.data, task_type, out.parent, Generator)  # training examples only
         augment_seconds = time.perf_counter() - tick
         total = count_parameters(module)[1]
         with span(phases, "forgetting_probe"):
@@ -237,79 +280,17 @@ def run_one(cfg: RunConfig, setup: Setup, out: Path, resume: bool = False) -> Ru
         if main:
             partial.mkdir(parents=True, exist_ok=True)
             (partial / "config.yaml").write_text(dump_config(resolved), encoding="utf-8")
-        log.info("%s: %d train / %d eval examples, backbone %s", strategy.name, len(train_rows), len(eval_rows), cfg.backbone)
+        log.info("%s: %d train / %d eval examples, backbone %s", strategy.name, len(rows.train), len(rows.eval), resolved.backbone)
         with _cleanup_on_failure(partial), _closing(trackers := Trackers()):
             trackers.start(train_cfg.report_to if main else [], partial, out.name, experiment_of(out), resolved.model_dump(mode="json"))
-            rows = train_rows + added if added else train_rows  # the same list when nothing is added (dapt checks identity)
+            train_rows = rows.train + added if added else rows.train  # the same list when nothing is added (dapt checks identity)
             with span(phases, "score_before"):
-                start = score(strategy, module, eval_rows, train_cfg, pad_token_id=setup.backbone.tokenizer.pad_token_id or 0,
-                              task_type=task_type) if strategy.score_before and eval_rows else None  # epoch 0
+                start = score(strategy, module, rows.eval, train_cfg, pad_token_id=pad,
+                              task_type=task_type) if strategy.score_before and rows.eval else None  # epoch 0
             with span(phases, "fit"):
-                module, state = fit(strategy, module, rows, select_rows, train_cfg,
-                                    pad_token_id=setup.backbone.tokenizer.pad_token_id or 0, run_dir=partial, resume=resume,
-                                    task_type=task_type, trackers=trackers)
-    with span(phases, "forgetting_probe"):
-        forgetting = probe.compare(before, probe.measure(module))
-    with span(phases, "final_eval"):
-        final = kept_scores(state, train_cfg) if eval_rows is select_rows else score(
-            strategy, module, eval_rows, train_cfg, pad_token_id=setup.backbone.tokenizer.pad_token_id or 0, task_type=task_type)
-        eval_sets = score_eval_sets(strategy, module, setup, final, train_cfg, task_type)
-    trainable = count_named(module, set(state.ever_trainable))
-    adapted = adapted_modules(module, set(state.ever_trainable))
-    log.info("%s trained: %s", strategy.name, adapted_summary(adapted))
-    if not main:  # other processes of a distributed run: the main one writes the folder
-        return RunResult(out, {}, resolved, module)
-    extra = hook(strategy, "extra_metrics", lambda *args: {})(module, state.history, eval_rows, _device())
-    earlier = hook(strategy, "earlier_training", dict)()  # training inside prepare (MAD-X's language adapters) costs too
-    with span(phases, "save"):
-        _save_artifact(strategy, module, partial / "model", task)
-    phases["total"] = setup.load_seconds + time.perf_counter() - started
-    metrics = {
-        "strategy": strategy.name,
-        "backbone": cfg.backbone,
-        "task": {"source": setup.data.source, "type": task_type.name, "data": setup.task_type.name, "labels": setup.data.labels,
-                 **setup.data.sampling},
-        "seed": train_cfg.seed,
-        "split_seed": split_seed(resolved),
-        "train_examples": len(train_rows),
-        **({"packed_examples": len(setup.data.train)} if cfg.data.packing and len(setup.data.train) != len(train_rows) else {}),
-        "augmented_examples": len(added) if train_cfg.augment.on else None,
-        "augment_seconds": round(augment_seconds, 3) if train_cfg.augment.on else None,
-        "eval_examples": len(eval_rows),
-        "trainable_params": trainable,
-        "total_params": total,
-        "trainable_share": trainable / total if total else 0.0,
-        "adapted_modules": adapted,
-        "epochs": len(state.history),
-        "best_epoch": state.best_epoch,
-        "train_seconds": round(state.train_seconds + sum(earlier.values()), 3),
-        "train_seconds_before_fit": earlier or None,
-        "train_examples_per_second": round(state.examples / state.train_seconds, 2) if state.train_seconds else 0.0,
-        "train_tokens_per_second": round(state.tokens / state.train_seconds, 1) if state.train_seconds else 0.0,
-        "wall_seconds": round(time.perf_counter() - started, 3),
-        "timing": ordered({**state.phases, **phases}),
-        "peak_memory_mb": memory.mb,
-        "device": "cuda" if torch.cuda.is_available() else "cpu",
-        "eval": {**task_type.headline(final), **hook(strategy, "headline", lambda scores: {})(final)},
-        "train": on_training_batches(kept_scores(state, train_cfg)),
-        "validation": {k: v for k, v in lean(kept_scores(state, train_cfg)).items() if k != "epoch"} if setup.val_rows and not own else None,
-        "train_settings": train_settings(state, train_cfg),
-        "eval_sets": eval_sets,
-        "history": ([{"epoch": 0, **lean(start)}] if start else []) + [lean(h) for h in state.history],
-        "artifact_bytes": folder_bytes(partial / "model"),
-        "versions": versions(),
-        "forgetting": forgetting,
-        **task_type.outcome(final, setup.data, state.history, state.lr, bool(state.ever_trainable)),
-        **extra,
-    }
-    if metrics.get("did_not_learn"):
-        log.warning("%s did not learn: %s. Next: %s", strategy.name, "; ".join(metrics["did_not_learn"]["evidence"]),
-                    metrics["did_not_learn"]["next"])
-    trackers.final(metrics, state.step)
-    _finish(partial, out, metrics, resolved, setup, final)
-    trackers.finish(out)
-    log.info("%s: %s -> %s", strategy.name, task_type.describe(metrics["eval"]), out)
-    return RunResult(out, metrics, resolved, module)
+                module, state = fit(strategy, module, train_rows, rows.select, train_cfg, pad_token_id=pad, run_dir=partial,
+                                    resume=resume, task_type=task_type, trackers=trackers)
+    return Trained(module, state, start, added, augment_seconds, total, before, memory.mb, trackers)
 
 
 @contextmanager
@@ -329,29 +310,6 @@ def _device() -> torch.device:
     from accelerate.utils import parse_flag_from_env
 
     return PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU")).device
-
-
-def kept_scores(state: Any, cfg: TrainConfig) -> dict[str, Any]:
-    """Scores of the weights the run ends with: the best epoch's, or the last one's without ``keep_best``."""
-    if not state.history:
-        return {}
-    return state.history[state.best_epoch - 1] if cfg.keep_best else state.history[-1]
-
-
-def on_training_batches(scores: dict[str, Any]) -> dict[str, float] | None:
-    """The kept epoch's statistics over the batches it trained on (a strategy's ``step_stats``: DPO's reward
-    accuracy on its training pairs), or None when the strategy logs none."""
-    stats = {k.removeprefix("train_"): v for k, v in scores.items() if k.startswith("train_") and k != "train_loss"}
-    return stats or None
-
-
-def train_settings(state: Any, cfg: TrainConfig) -> dict[str, Any]:
-    """What the run trained with, as settled by the loop: the lr (and how it was found), epochs, steps."""
-    source = "given" if not state.lr_find else "range test" if state.lr_find["steps"] else "default (run too short to test)"
-    return {"lr": state.lr, "lr_source": source, "epochs_planned": state.epochs,
-            "epochs_run": sum(1 for h in state.history if h["epoch"] > 0), "optimizer_steps": state.step,
-            "warmup_steps": state.warmup_steps, "patience": state.patience, "batch_size": cfg.batch_size,
-            "gradient_checkpointing": state.gradient_checkpointing, "lr_find": state.lr_find}
 
 
 def run_task_type(strategy: Any, setup: Setup, cfg: RunConfig) -> Any:
@@ -379,11 +337,6 @@ def prepare_module(strategy: Any, task: Task) -> torch.nn.Module:
     """Build the starting model (seeded: the new head's init) and let the strategy prepare it."""
     torch.manual_seed(task.train_config.seed if task.train_config else 0)
     return strategy.prepare(hook(strategy, "build", task.type.build)(task), task)
-
-
-def count_named(module: torch.nn.Module, names: set[str]) -> int:
-    """Parameters that trained at some point of the run (gradual unfreezing opens more over time)."""
-    return sum(p.numel() for n, p in module.named_parameters() if n in names)
 
 
 def _save_artifact(strategy: Any, module: torch.nn.Module, folder: Path, task: Task) -> None:
