@@ -26,6 +26,8 @@ from pathlib import Path
 
 from _fair import write
 
+from adaptlab.training.runner import partial_folder
+
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = ROOT / "bench" / "runs"
 CLI = [sys.executable, "-m", "adaptlab"]
@@ -74,7 +76,7 @@ def run_commands(run: Path, exp: Experiment) -> dict[str, float]:
         done = out.is_file() if out.suffix == ".yaml" else (out / "report.md").is_file()
         if done:  # measured earlier (its wall time is in walls.json when this script ran it)
             continue
-        resume = ["--resume"] if out.with_name(out.name + ".partial").is_dir() else []  # runner.partial_folder
+        resume = ["--resume"] if partial_folder(out).is_dir() else []
         print("$ adaptlab " + " ".join([*args, *resume]), flush=True)
         started = time.perf_counter()
         subprocess.run([*CLI, *args, *resume], check=True, cwd=ROOT)

@@ -41,7 +41,7 @@ def pending_seconds(cfg: RunConfig, setup: Any, finished: list[dict[str, Any]]) 
     cls = get_strategy(cfg.strategy.name)
     train = resolve_train(cfg, run_task_type(cls(cfg.strategy), setup, cfg))
     per_unit, forward = _prices(timed)
-    fixed = sum(sum(m["timing"].get(k, 0.0) for k in FIXED if k != "forgetting_probe") + _probe_seconds(m) for m in timed) / len(timed)
+    fixed = sum(sum(m["timing"].get(k, 0.0) for k in FIXED if k != "forgetting_probe") + 2 * _probe_pass(m) for m in timed) / len(timed)
     eval_rows = max(1, sum(m.get("eval_examples") or 0 for m in timed) / len(timed))
     per_eval_row = sum(m["timing"].get("final_eval", 0.0) for m in timed) / len(timed) / eval_rows
     tokens = sum(lengths_of(setup.train_rows))
@@ -69,17 +69,16 @@ def _prices(timed: list[dict[str, Any]]) -> tuple[float, float]:
             tested = ((m.get("train_settings") or {}).get("lr_find") or {}).get("steps") or 0
             seconds += t["steps"] + t.get("range_test", 0.0)
             units += cost * trained * (1 + tested / steps)
-    probe = [_probe_seconds(m) / (2 * m["forgetting"]["tokens"]) for m in timed
+    probe = [_probe_pass(m) / m["forgetting"]["tokens"] for m in timed
              if (m.get("forgetting") or {}).get("tokens") and m["timing"].get("forgetting_probe")]
     forward = sum(probe) / len(probe) if probe else 0.0
     return (seconds / units if units else forward), forward
 
 
-def _probe_seconds(m: dict[str, Any]) -> float:
-    """The forgetting probe's seconds for its two passes, before and after training (a run that trained nothing
-    measures once: ``forgetting.passes`` 1; runs written before that field measured twice)."""
-    passes = (m.get("forgetting") or {}).get("passes") or 2
-    return m["timing"].get("forgetting_probe", 0.0) * 2 / passes
+def _probe_pass(m: dict[str, Any]) -> float:
+    """Seconds of one pass of the forgetting probe; a run measures it before and after training (``forgetting.passes``
+    2), one that trained nothing only once (1; runs written before that field measured twice)."""
+    return m["timing"].get("forgetting_probe", 0.0) / ((m.get("forgetting") or {}).get("passes") or 2)
 
 
 def time_left(pending: list[tuple[RunConfig, Any]], finished: list[dict[str, Any]]) -> float | None:

@@ -24,9 +24,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from ..data.batching import Batches, BucketBatchSampler, lengths_of, pad_multiple
+from ..data.batching import Batches, pad_multiple
 from ..errors import AdaptlabError
-from ..eval.metrics import indexed
 from ..models.modeling import upcast
 from ..settings import TrainConfig
 from ..strategies.base import batch_sampler, hook, param_groups
@@ -37,7 +36,7 @@ from .phases import span
 from .recompute import checkpointing
 from .regularize import Regularizers
 from .schedules import lr_multiplier
-from .scoring import WithTask, default_task, evaluate, loader, make_accelerator, score
+from .scoring import WithTask, default_task, eval_loader, evaluate, loader, make_accelerator, score
 from .steplog import StepLog
 
 __all__ = ["EPOCH_END", "StepLog", "WithTask", "default_task", "fit", "make_accelerator", "make_optimizer", "plan", "score"]
@@ -88,7 +87,7 @@ def fit(
     cfg = plan(strategy, module, train_loader, cfg, accelerator, state, saved, has_validation=eval_loader is not None)
     log_file = run_dir / "steps.jsonl" if run_dir and accelerator.is_main_process else None
     run = _prepared(Run(strategy, module, module, cfg, accelerator, train_loader, eval_loader, sampler, ckpt=ckpt, reg=reg),
-                    state, sharded=plain is not None, log=(log_file, trackers))
+                    state, sharded=plain is not None, log_file=log_file, trackers=trackers)
     best = BestWeights(on_device=plain is not None)  # shards stay where they are
     on_epoch_start = hook(strategy, "on_epoch_start", lambda epoch, module: None)
     if saved is not None:
@@ -117,16 +116,13 @@ def _loaders(strategy: Any, module: nn.Module, train_rows: list[dict], eval_rows
         with span(phases, "precompute"):
             train_rows = precompute(module, train_rows, cfg.eval_batch_size, accelerator.device)
             eval_rows = precompute(module, eval_rows, cfg.eval_batch_size, accelerator.device) if eval_rows else eval_rows
-    eval_rows = indexed(eval_rows)  # per-example results in the split's order
-    collate, multiple = strategy.collate(pad_token_id), pad_multiple(accelerator.device)
+    collate = strategy.collate(pad_token_id)
     sampler = hook(strategy, "batch_sampler", batch_sampler)(train_rows, cfg)
-    eval_sampler = BucketBatchSampler(lengths_of(eval_rows), cfg.eval_batch_size, False, bucket=cfg.bucket)
-    train_loader = loader(train_rows, sampler, Batches(collate, pad_token_id, multiple), accelerator)
-    eval_loader = loader(eval_rows, eval_sampler, Batches(collate, pad_token_id, multiple, count=False), accelerator) if eval_rows else None
-    return sampler, train_loader, eval_loader
+    train_loader = loader(train_rows, sampler, Batches(collate, pad_token_id, pad_multiple(accelerator.device)), accelerator)
+    return sampler, train_loader, eval_loader(eval_rows, collate, pad_token_id, cfg, accelerator) if eval_rows else None
 
 
-def _prepared(run: Run, state: LoopState, *, sharded: bool, log: tuple[Path | None, Any]) -> Run:
+def _prepared(run: Run, state: LoopState, *, sharded: bool, log_file: Path | None, trackers: Any) -> Run:
     """``run`` with its optimizer, schedule and step log, and the model and loaders as Accelerate prepares them."""
     cfg, accelerator, module = run.cfg, run.accelerator, run.module
     optimizer = make_optimizer(hook(run.strategy, "param_groups", param_groups)(module, cfg.lr, cfg.weight_decay), cfg.lr,
@@ -138,7 +134,7 @@ def _prepared(run: Run, state: LoopState, *, sharded: bool, log: tuple[Path | No
     total = math.ceil(len(run.train_loader) / cfg.grad_accum) * cfg.epochs
     state.warmup_steps = round(cfg.warmup_ratio * total)
     run.scheduler = torch.optim.lr_scheduler.LambdaLR(run.optimizer, lr_multiplier(cfg.schedule, total, state.warmup_steps))
-    run.log = StepLog(log[0], cfg.log_every, log[1], total)
+    run.log = StepLog(log_file, cfg.log_every, trackers, total)
     return run
 
 

@@ -84,11 +84,15 @@ def score(strategy: Any, module: nn.Module, rows: list[dict], cfg: TrainConfig, 
     precompute = hook(strategy, "precompute", None)
     if precompute:
         rows = precompute(module, rows, cfg.eval_batch_size, accelerator.device)
-    rows = indexed(rows)
-    collate = Batches(strategy.collate(pad_token_id), pad_token_id, pad_multiple(accelerator.device), count=False)
-    sampler = BucketBatchSampler(lengths_of(rows), cfg.eval_batch_size, False, bucket=cfg.bucket)
-    batches = accelerator.prepare(loader(rows, sampler, collate, accelerator))
+    batches = accelerator.prepare(eval_loader(rows, strategy.collate(pad_token_id), pad_token_id, cfg, accelerator))
     return evaluate(strategy, module, batches, accelerator)
+
+
+def eval_loader(rows: list[dict], collate: Any, pad_token_id: int, cfg: TrainConfig, accelerator: Any) -> DataLoader:
+    """Evaluation batches: ``rows`` indexed (per-example results in the split's order), bucketed by length, in order."""
+    rows = indexed(rows)
+    sampler = BucketBatchSampler(lengths_of(rows), cfg.eval_batch_size, False, bucket=cfg.bucket)
+    return loader(rows, sampler, Batches(collate, pad_token_id, pad_multiple(accelerator.device), count=False), accelerator)
 
 
 def evaluate(strategy: Any, model: nn.Module, loader: Any, accelerator: Any) -> dict[str, float]:
