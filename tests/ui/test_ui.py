@@ -46,7 +46,7 @@ def test_a_comparison_started_from_the_form_runs_live_and_ends_in_its_report(pag
     page.fill("#data", str(toy_csv))
     page.fill("#strategies", "linear_probe,lora")
     page.fill("#backbone", str(tiny_backbone))
-    page.fill("#epochs", "12")
+    page.fill("#epochs", "40")  # long enough that a 1 s poll sees a run mid-training on a fast machine
     page.click("#submit")
     shows(page, "#started", "adaptlab compare --data")
     entry = page.locator('section[data-entry="ui-compare"]')
